@@ -1,0 +1,24 @@
+# H->tautau machine-learning analysis: NanoAOD (toy or real) to final results.
+# Stages live in workflow/rules/, their logic in the `analysis` package.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/toydata.smk"
+include: "workflow/rules/preselect.smk"
+include: "workflow/rules/friends.smk"
+
+
+rule all:
+    input:
+        rules.friends.input,
+    default_target: True

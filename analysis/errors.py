@@ -1,0 +1,38 @@
+"""Expected errors and the command-line wrapper that reports them in one line.
+
+Stages raise :class:`AnalysisError` for problems the user can fix (a missing file or branch, a bad
+config value); :func:`cli_main` turns it into a single ``error: ...`` line and exit code 1, without
+a traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+
+
+class AnalysisError(Exception):
+    """A problem with the user's input: the message says what is wrong and what to do."""
+
+
+def cli_main(func: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap a stage's ``main(argv)`` so that :class:`AnalysisError` becomes one clear line.
+
+    Args:
+        func: the stage entry point, taking the argument list.
+
+    Returns:
+        A function returning the process exit code (0 on success, 1 on an expected error).
+    """
+
+    @functools.wraps(func)
+    def wrapper(argv: Sequence[str] | None = None) -> int:
+        try:
+            func(argv)
+        except AnalysisError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+
+    return wrapper

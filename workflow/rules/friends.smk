@@ -1,0 +1,35 @@
+# Friend trees: event weights with all weight variations and the k-fold index, per skim.
+
+FRIENDS_SETTINGS = as_json(
+    {"lumi": config["lumi"], "weights": config["weights"], "folds": config["friends"]["folds"]}
+)
+
+
+rule friends_sample:
+    input:
+        skim=f"{RESULTS}/preselect/{{sample}}/{{variation}}.root",
+        cutflow=f"{RESULTS}/preselect/{{sample}}/nominal.cutflow.json",
+        corrections=lambda wildcards: (
+            [config["weights"]["tau_id_sf"]["file"]] if config["weights"].get("tau_id_sf") else []
+        ),
+    output:
+        f"{RESULTS}/friends/{{sample}}/{{variation}}.root",
+    params:
+        sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
+        settings=FRIENDS_SETTINGS,
+    log:
+        f"{LOGS}/friends/{{sample}}/{{variation}}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/friends.yaml"
+    shell:
+        "python -m analysis.friends --sample {wildcards.sample} --sample-spec {params.sample:q} "
+        "--skim {input.skim:q} --cutflow {input.cutflow:q} --settings {params.settings:q} "
+        "--output {output:q} 2> {log:q}"
+
+
+rule friends:
+    input:
+        all_friends(),

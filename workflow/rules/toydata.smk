@@ -1,0 +1,40 @@
+# Built-in toy dataset: NanoAOD-like ROOT files for every sample with a `toy` block.
+
+
+def toy_settings(wildcards):
+    """Only what shapes this sample's file, so unrelated config edits do not regenerate it."""
+    sample = SAMPLES[wildcards.sample]
+    relevant = SAMPLES if sample["type"] == "data" else {wildcards.sample: sample}
+    return as_json(
+        {
+            "samples": {name: SAMPLES[name] for name in relevant if "toy" in SAMPLES[name]},
+            "toydata": config["toydata"],
+            "lumi": config["lumi"],
+            "variations": config["variations"],
+            "tau_id_sf": config["weights"].get("tau_id_sf"),
+        }
+    )
+
+
+rule toydata_sample:
+    output:
+        f"{RESULTS}/toydata/{{sample}}.root",
+    params:
+        settings=toy_settings,
+    wildcard_constraints:
+        sample=alternatives(TOY_SAMPLES),
+    log:
+        f"{LOGS}/toydata/{{sample}}.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/toydata.yaml"
+    shell:
+        "python -m analysis.toydata --sample {wildcards.sample} --settings {params.settings:q} "
+        "--output {output:q} 2> {log:q}"
+
+
+rule toydata:
+    input:
+        expand(f"{RESULTS}/toydata/{{sample}}.root", sample=TOY_SAMPLES),
