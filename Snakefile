@@ -1,7 +1,7 @@
 # H->tautau machine-learning analysis: NanoAOD (toy or real) to final results.
 # Stages live in workflow/rules/, their logic in the `analysis` package.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -9,7 +9,7 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# config and samples are validated against workflow/schemas/ in common.smk, before any job
 
 
 include: "workflow/rules/common.smk"

@@ -19,6 +19,7 @@ import difflib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -32,7 +33,7 @@ import uproot
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
-from analysis.config import NOMINAL, is_simulation, sample_variations
+from analysis.config import NOMINAL, is_simulation, sample_variations, weight_columns
 from analysis.errors import AnalysisError, cli_main
 from analysis.io import EVENT_KEYS, write_json
 
@@ -646,7 +647,7 @@ def run_preselection(
                 runner = processor.Runner(
                     executor=executor, schema=NanoAODSchema, chunksize=chunksize, savemetrics=False
                 )
-                result = runner(fileset, processor_instance=proc, treename=treename)
+                result = _unwrap_worker_errors(runner, fileset, proc, treename)
         result = _with_empty_defaults(result, variations)
         sumw = _sum_of_weights(result, files, settings, simulation)
         cutflows = {}
@@ -660,6 +661,28 @@ def run_preselection(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return cutflows
+
+
+def _unwrap_worker_errors(
+    runner: processor.Runner, fileset: dict[str, Any], proc: SkimProcessor, treename: str
+) -> dict[str, Any]:
+    """Run coffea, turning an AnalysisError raised in a worker back into one clear line.
+
+    coffea wraps worker exceptions in a generic ``Exception`` whose message embeds the repr of
+    the original; the chain does not always survive the trip from a dask worker.
+    """
+    try:
+        return runner(fileset, processor_instance=proc, treename=treename)
+    except Exception as err:
+        cause: BaseException | None = err
+        while cause is not None:
+            if isinstance(cause, AnalysisError):
+                raise AnalysisError(str(cause)) from None
+            cause = cause.__cause__
+        match = re.search(r"AnalysisError\((['\"])(.*)\1\)", str(err))
+        if match:
+            raise AnalysisError(match.group(2)) from None
+        raise
 
 
 def _with_empty_defaults(

@@ -3,6 +3,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 from analysis.config import (
     check_samples,
@@ -15,12 +16,15 @@ from analysis.config import (
 from analysis.errors import AnalysisError
 
 
+SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+
+
 def _load_samples():
     """The samples file, validated; stops with one line naming what is wrong."""
     try:
-        validate_document(config, "workflow/schemas/config.schema.yaml", "config")
+        validate_document(config, SCHEMAS / "config.schema.yaml", "config")
         samples = load_yaml(config["samples"])
-        validate_document(samples, "workflow/schemas/samples.schema.yaml", config["samples"])
+        validate_document(samples, SCHEMAS / "samples.schema.yaml", config["samples"])
         check_samples(samples["samples"], config["samples"])
     except AnalysisError as err:
         sys.exit(f"error: {err}")
