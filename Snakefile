@@ -13,6 +13,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/provenance.smk"
 include: "workflow/rules/toydata.smk"
 include: "workflow/rules/preselect.smk"
 include: "workflow/rules/friends.smk"

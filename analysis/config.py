@@ -61,13 +61,18 @@ def shape_variations(variations: Mapping[str, Any]) -> list[str]:
     return names
 
 
+def active_weight_variations(weights: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The weight variations in use; a variation set to null in the config is switched off."""
+    return {name: spec for name, spec in (weights.get("variations") or {}).items() if spec}
+
+
 def weight_columns(weights: Mapping[str, Any]) -> dict[str, str | tuple[str, int]]:
     """Skim columns carrying the raw per-event weight inputs, mapped to their NanoAOD source.
 
     A source is a branch name, or (array branch, index) for weight arrays like LHEScaleWeight.
     """
     columns: dict[str, str | tuple[str, int]] = {"w_gen": weights["generator"]}
-    for name, spec in (weights.get("variations") or {}).items():
+    for name, spec in active_weight_variations(weights).items():
         if "array" in spec:
             columns[f"w_{name}_up"] = (spec["array"], spec["up"])
             columns[f"w_{name}_down"] = (spec["array"], spec["down"])
@@ -81,7 +86,7 @@ def weight_columns(weights: Mapping[str, Any]) -> dict[str, str | tuple[str, int
 
 def weight_variation_columns(weights: Mapping[str, Any]) -> list[str]:
     """Names of the weight-variation columns in a friend tree (``weight_<name>_<up|down>``)."""
-    names = list(weights.get("variations") or {})
+    names = list(active_weight_variations(weights))
     if weights.get("tau_id_sf"):
         names.append("tau_id")
     return [f"weight_{name}_{direction}" for name in names for direction in ("up", "down")]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.config import is_simulation, weight_columns
+from analysis.config import active_weight_variations, is_simulation, weight_columns
 from analysis.corrections import evaluate_tau_id_sf, load_correction
 from analysis.errors import AnalysisError, cli_main
 from analysis.io import EVENT_KEYS, read_json, read_tree, write_tree
@@ -64,7 +64,7 @@ def friend_columns(
     nominal = _nominal_weight(skim, cutflow, sample_name, sample, settings["lumi"], weights)
     columns["weight"] = nominal
     processed = cutflow["sumw"]["processed"]
-    for name, spec in (weights.get("variations") or {}).items():
+    for name, spec in active_weight_variations(weights).items():
         for direction in ("up", "down"):
             ratio = _variation_ratio(skim, name, direction, spec)
             if spec.get("acceptance_only"):
@@ -93,7 +93,7 @@ def _nominal_weight(
             "normalised; check the sample's files and weights.generator"
         )
     weight = np.asarray(skim["w_gen"], dtype=np.float64) * (sample["xsec"] * lumi / sumw)
-    for name, spec in (weights.get("variations") or {}).items():
+    for name, spec in active_weight_variations(weights).items():
         if spec.get("nominal"):
             weight = weight * np.asarray(skim[f"w_{name}"], dtype=np.float64)
     if weights.get("tau_id_sf"):

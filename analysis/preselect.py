@@ -33,7 +33,13 @@ import uproot
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
-from analysis.config import NOMINAL, is_simulation, sample_variations, weight_columns
+from analysis.config import (
+    NOMINAL,
+    active_weight_variations,
+    is_simulation,
+    sample_variations,
+    weight_columns,
+)
 from analysis.errors import AnalysisError, cli_main
 from analysis.io import EVENT_KEYS, write_json
 
@@ -168,7 +174,7 @@ class SkimProcessor(processor.ProcessorABC):
         self.weight_sources = weight_columns(settings["weights"]) if is_simulation(sample) else {}
         self.acceptance_only = {
             name
-            for name, spec in (settings["weights"].get("variations") or {}).items()
+            for name, spec in active_weight_variations(settings["weights"]).items()
             if spec.get("acceptance_only")
         }
         self.simulation = is_simulation(sample)
@@ -557,8 +563,10 @@ def dask_executor(
     """The coffea executor for ``preselect.dask.mode``, with its cluster torn down afterwards.
 
     ``local`` starts a distributed LocalCluster with one single-threaded process per worker (the
-    rule's threads), ``scheduler`` connects to ``dask.address``, ``slurm`` starts a dask-jobqueue
-    SLURMCluster, ``none`` runs chunks in this process (for debugging).
+    rule's threads); ``scheduler`` connects to ``dask.address``; ``slurm`` starts a dask-jobqueue
+    SLURMCluster of ``dask.jobs`` worker jobs, each configured the dask-jobqueue way (the
+    ``jobqueue.slurm`` section of the dask config: ~/.config/dask/jobqueue.yaml or
+    ``DASK_JOBQUEUE__SLURM__*`` variables); ``none`` runs chunks in this process.
     """
     mode = dask["mode"]
     if mode == "none":
@@ -568,38 +576,41 @@ def dask_executor(
 
     with contextlib.ExitStack() as stack:
         if mode == "local":
-            cluster = stack.enter_context(
-                LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    memory_limit=0,
-                )
-            )
-            client = stack.enter_context(Client(cluster))
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None, memory_limit=0,
+            )  # fmt: skip
         elif mode == "scheduler":
             if not dask.get("address"):
                 raise AnalysisError(
-                    "preselect.dask.mode is 'scheduler' but preselect.dask.address "
-                    "is not set; give the scheduler address (tcp://host:8786)"
+                    "preselect.dask.mode is 'scheduler' but preselect.dask.address is not set; "
+                    "give the scheduler address (tcp://host:8786)"
                 )
-            client = stack.enter_context(Client(dask["address"]))
+            cluster = dask["address"]
         elif mode == "slurm":
-            from dask_jobqueue import SLURMCluster
-
-            slurm = dict(dask.get("slurm") or {})
-            jobs = slurm.pop("jobs", 1)
-            cluster = stack.enter_context(
-                SLURMCluster(**{k: v for k, v in slurm.items() if v is not None})
-            )
-            cluster.scale(jobs=jobs)
-            client = stack.enter_context(Client(cluster))
+            cluster = _slurm_cluster(dask.get("jobs", 1))
         else:
             raise AnalysisError(
                 f"preselect.dask.mode: unknown mode {mode!r}; use local, scheduler, slurm or none"
             )
+        if not isinstance(cluster, str):
+            stack.enter_context(cluster)
+        client = stack.enter_context(Client(cluster))
         yield processor.DaskExecutor(client=client, status=False, retries=0)
+
+
+def _slurm_cluster(jobs: int) -> Any:
+    """A dask-jobqueue SLURMCluster scaled to ``jobs`` worker jobs (one core each by default)."""
+    import dask.config
+    from dask_jobqueue import SLURMCluster
+
+    defaults = {"cores": 1, "memory": "4GB", "processes": 1}
+    overrides = {
+        k: v for k, v in defaults.items() if dask.config.get(f"jobqueue.slurm.{k}") is None
+    }
+    cluster = SLURMCluster(**overrides)
+    cluster.scale(jobs=jobs)
+    return cluster
 
 
 def run_preselection(
@@ -773,7 +784,11 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--chunksize", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--dask", default='{"mode": "local"}', help="preselect.dask, as JSON")
+    parser.add_argument(
+        "--dask-mode", default="local", choices=("local", "scheduler", "slurm", "none")
+    )
+    parser.add_argument("--dask-address", default="none", help="scheduler address (scheduler mode)")
+    parser.add_argument("--dask-jobs", type=int, default=1, help="worker jobs (slurm mode)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cutflows = run_preselection(

@@ -66,9 +66,44 @@ def all_skims():
 
 
 def all_friends():
-    return [path.replace("/preselect/", "/friends/") for path in all_skims()]
+    return [
+        f"{RESULTS}/friends/{sample}/{variation}.root"
+        for sample in SAMPLES
+        for variation in sample_variations(SAMPLES[sample], config["variations"])
+    ]
+
+
+def preselect_outputs(variations):
+    """Named outputs of a preselection job: one skim and one cutflow per variation."""
+    pattern = f"{RESULTS}/preselect/{{sample}}/{{variation}}"
+    return {
+        "skims": expand(f"{pattern}.root", variation=variations, allow_missing=True),
+        "cutflows": expand(f"{pattern}.cutflow.json", variation=variations, allow_missing=True),
+    }
+
+
+def toy_settings(wildcards):
+    """Only what shapes this toy sample's file, so unrelated config edits do not regenerate it."""
+    sample = SAMPLES[wildcards.sample]
+    relevant = SAMPLES if sample["type"] == "data" else {wildcards.sample: sample}
+    return as_json(
+        {
+            "samples": {name: SAMPLES[name] for name in relevant if "toy" in SAMPLES[name]},
+            "toydata": config["toydata"],
+            "lumi": config["lumi"],
+            "variations": config["variations"],
+            "tau_id_sf": config["weights"].get("tau_id_sf"),
+        }
+    )
+
+
+def tau_id_correction_file(wildcards):
+    """The tau_h ID scale-factor file, an input of the friend trees when configured."""
+    tau_id_sf = config["weights"].get("tau_id_sf")
+    return [tau_id_sf["file"]] if tau_id_sf else []
 
 
 def as_json(data):
     """Serialise settings for a command line; sorted keys keep params stable across runs."""
     return json.dumps(data, sort_keys=True)
+

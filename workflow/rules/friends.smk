@@ -1,22 +1,21 @@
 # Friend trees: event weights with all weight variations and the k-fold index, per skim.
 
-FRIENDS_SETTINGS = as_json(
-    {"lumi": config["lumi"], "weights": config["weights"], "folds": config["friends"]["folds"]}
-)
-
-
 rule friends_sample:
     input:
         skim=f"{RESULTS}/preselect/{{sample}}/{{variation}}.root",
         cutflow=f"{RESULTS}/preselect/{{sample}}/nominal.cutflow.json",
-        corrections=lambda wildcards: (
-            [config["weights"]["tau_id_sf"]["file"]] if config["weights"].get("tau_id_sf") else []
-        ),
+        corrections=tau_id_correction_file,
     output:
         f"{RESULTS}/friends/{{sample}}/{{variation}}.root",
     params:
         sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
-        settings=FRIENDS_SETTINGS,
+        settings=as_json(
+            {
+                "lumi": config["lumi"],
+                "weights": config["weights"],
+                "folds": config["friends"]["folds"],
+            }
+        ),
     log:
         f"{LOGS}/friends/{{sample}}/{{variation}}.log",
     resources:
@@ -33,3 +32,4 @@ rule friends_sample:
 rule friends:
     input:
         all_friends(),
+        rules.versions.output,

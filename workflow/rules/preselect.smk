@@ -1,35 +1,6 @@
 # Preselection (coffea + dask): one job per sample evaluates all shape variations in one read.
-
-PRESELECT_SETTINGS = as_json(
-    {key: config[key] for key in ("branches", "selection", "variations", "weights")}
-)
-# How the work is executed, not what it computes: kept out of params so that switching
-# the dask mode or chunk size does not rerun finished samples.
-DASK_SETTINGS = as_json(config["preselect"]["dask"])
-CHUNKSIZE = config["preselect"]["chunksize"]
-
-
-def preselect_outputs(variations):
-    return {
-        "skims": expand(
-            f"{RESULTS}/preselect/{{sample}}/{{variation}}.root",
-            variation=variations,
-            allow_missing=True,
-        ),
-        "cutflows": expand(
-            f"{RESULTS}/preselect/{{sample}}/{{variation}}.cutflow.json",
-            variation=variations,
-            allow_missing=True,
-        ),
-    }
-
-
-PRESELECT_SHELL = (
-    "python -m analysis.preselect --sample {wildcards.sample} "
-    "--sample-spec {params.sample:q} --files {input:q} --settings {params.settings:q} "
-    "--output-dir {params.output_dir:q} --chunksize {CHUNKSIZE} --workers {threads} "
-    "--dask {DASK_SETTINGS:q} 2> {log:q}"
-)
+# How the work runs (dask mode, chunk size) is passed as resources, not params: it does not change
+# the skims, so switching it must not rerun finished samples.
 
 
 rule preselect_sample:
@@ -40,7 +11,9 @@ rule preselect_sample:
         **preselect_outputs(sample_variations({"type": "mc"}, config["variations"])),
     params:
         sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
-        settings=PRESELECT_SETTINGS,
+        settings=as_json(
+            {key: config[key] for key in ("branches", "selection", "variations", "weights")}
+        ),
         output_dir=lambda wildcards: f"{RESULTS}/preselect/{wildcards.sample}",
     wildcard_constraints:
         sample=alternatives(VARIED_SAMPLES),
@@ -48,12 +21,20 @@ rule preselect_sample:
     resources:
         mem_mb=config["preselect"]["mem_mb"],
         runtime=60,
+        chunksize=config["preselect"]["chunksize"],
+        dask_mode=config["preselect"]["dask"]["mode"],
+        dask_address=config["preselect"]["dask"].get("address") or "none",
+        dask_jobs=config["preselect"]["dask"].get("jobs", 1),
     log:
         f"{LOGS}/preselect/{{sample}}.log",
     conda:
         "../../envs/preselect.yaml"
     shell:
-        PRESELECT_SHELL
+        "python -m analysis.preselect --sample {wildcards.sample} "
+        "--sample-spec {params.sample:q} --files {input:q} --settings {params.settings:q} "
+        "--output-dir {params.output_dir:q} --chunksize {resources.chunksize} "
+        "--workers {threads} --dask-mode {resources.dask_mode} "
+        "--dask-address {resources.dask_address} --dask-jobs {resources.dask_jobs} 2> {log:q}"
 
 
 use rule preselect_sample as preselect_sample_nominal_only with:
@@ -66,3 +47,4 @@ use rule preselect_sample as preselect_sample_nominal_only with:
 rule preselect:
     input:
         all_skims(),
+        rules.versions.output,

@@ -1,21 +1,6 @@
 # Built-in toy dataset: NanoAOD-like ROOT files for every sample with a `toy` block.
 
 
-def toy_settings(wildcards):
-    """Only what shapes this sample's file, so unrelated config edits do not regenerate it."""
-    sample = SAMPLES[wildcards.sample]
-    relevant = SAMPLES if sample["type"] == "data" else {wildcards.sample: sample}
-    return as_json(
-        {
-            "samples": {name: SAMPLES[name] for name in relevant if "toy" in SAMPLES[name]},
-            "toydata": config["toydata"],
-            "lumi": config["lumi"],
-            "variations": config["variations"],
-            "tau_id_sf": config["weights"].get("tau_id_sf"),
-        }
-    )
-
-
 rule toydata_sample:
     output:
         f"{RESULTS}/toydata/{{sample}}.root",
