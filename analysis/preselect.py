@@ -67,6 +67,14 @@ CUTS = ("all", "trigger", "muon", "extra_muon_veto", "tau_pair", "bjets")
 MET_PROPAGATION_JET_PT = 15.0
 
 
+def column(events: ak.Array, branch: str) -> ak.Array:
+    """The NanoEvents column of a flat NanoAOD branch: ``HLT_IsoMu24`` is ``events.HLT.IsoMu24``."""
+    if branch in events.fields:
+        return events[branch]
+    collection, name = branch.split("_", 1)
+    return events[collection][name]
+
+
 def field(branch: str) -> str:
     """The NanoEvents field of a NanoAOD branch name, e.g. ``Tau_idDeepTau2017v2p1VSjet``."""
     return branch.split("_", 1)[1]
@@ -215,7 +223,7 @@ class SkimProcessor(processor.ProcessorABC):
             "met_x": met.pt * np.cos(met.phi),
             "met_y": met.pt * np.sin(met.phi),
             "trigger": self._trigger(events),
-            "weight": events[self.branches_generator()] if self.simulation else None,
+            "weight": column(events, self.branches_generator()) if self.simulation else None,
             "weight_inputs": {
                 col: self._weight_input(events, src) for col, src in self.weight_sources.items()
             },
@@ -239,15 +247,15 @@ class SkimProcessor(processor.ProcessorABC):
             else ak.ones_like(events.event, dtype=bool)
         )
         for path in paths:
-            fired = fired | events[path]
+            fired = fired | column(events, path)
         return fired
 
     @staticmethod
     def _weight_input(events: ak.Array, source: str | tuple[str, int]) -> ak.Array:
         if isinstance(source, str):
-            return events[source]
+            return column(events, source)
         branch, index = source
-        values = events[branch]
+        values = column(events, branch)
         too_short = ak.num(values) <= index
         if ak.any(too_short):
             raise AnalysisError(
@@ -260,7 +268,7 @@ class SkimProcessor(processor.ProcessorABC):
         """Sums over all processed events of the generator weight and its acceptance variations."""
         if not self.simulation:
             return {"events": float(len(events))}
-        gen = np.asarray(events[self.branches_generator()], dtype=np.float64)
+        gen = np.asarray(column(events, self.branches_generator()), dtype=np.float64)
         sums = {"events": float(len(events)), "genWeight": float(gen.sum())}
         for name in self.acceptance_only:
             nominal = self.weight_sources.get(f"w_{name}")

@@ -1,0 +1,83 @@
+"""Shared fixtures: the default config, small toy NanoAOD files, and preselected skims."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analysis.config import load_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict[str, Any]:
+    """The shipped config/config.yaml (copy it before changing it)."""
+    return load_yaml(REPO / "config" / "config.yaml")
+
+
+@pytest.fixture(scope="session")
+def default_samples() -> dict[str, Any]:
+    """The shipped samples file's `samples` mapping."""
+    return load_yaml(REPO / "config" / "samples.yaml")["samples"]
+
+
+def toy_settings(config: dict[str, Any], samples: dict[str, Any], events: int) -> dict[str, Any]:
+    """Toy-generator settings with every simulated sample shrunk to ``events`` events."""
+    small = copy.deepcopy(samples)
+    for sample in small.values():
+        if "events" in sample.get("toy", {}):
+            sample["toy"]["events"] = events
+    return {
+        "samples": small,
+        "toydata": config["toydata"],
+        "lumi": config["lumi"],
+        "variations": config["variations"],
+        "tau_id_sf": {
+            **config["weights"]["tau_id_sf"],
+            "file": str(REPO / config["weights"]["tau_id_sf"]["file"]),
+        },
+    }
+
+
+def preselect_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The config sections the preselection reads (a deep copy, safe to modify)."""
+    return copy.deepcopy(
+        {key: config[key] for key in ("branches", "selection", "variations", "weights")}
+    )
+
+
+@pytest.fixture(scope="session")
+def toy_files(tmp_path_factory, default_config, default_samples) -> dict[str, Path]:
+    """Small toy NanoAOD files (ZTT, TT and W with 4000 events each), generated once."""
+    from analysis.toydata import generate_sample
+
+    directory = tmp_path_factory.mktemp("toy")
+    settings = toy_settings(default_config, default_samples, events=4000)
+    files = {}
+    for sample in ("ZTT", "TT", "W"):
+        files[sample] = directory / f"{sample}.root"
+        generate_sample(sample, settings, files[sample])
+    return files
+
+
+@pytest.fixture(scope="session")
+def ztt_skims(tmp_path_factory, toy_files, default_config, default_samples) -> Path:
+    """The ZTT toy file preselected with the default config (all variations), in-process."""
+    from analysis.preselect import run_preselection
+
+    output = tmp_path_factory.mktemp("skims")
+    run_preselection(
+        "ZTT",
+        default_samples["ZTT"],
+        [str(toy_files["ZTT"])],
+        preselect_settings(default_config),
+        output,
+        chunksize=1500,
+        dask={"mode": "none"},
+    )
+    return output
