@@ -807,7 +807,11 @@ def _main(argv: Sequence[str] | None = None) -> None:
         args.output_dir,
         args.chunksize,
         args.workers,
-        json.loads(args.dask),
+        {
+            "mode": args.dask_mode,
+            "address": None if args.dask_address == "none" else args.dask_address,
+            "jobs": args.dask_jobs,
+        },
     )
     for variation, cutflow in cutflows.items():
         last = cutflow["cuts"][-1]

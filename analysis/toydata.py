@@ -509,8 +509,10 @@ def _columns(reco: dict[str, Any], weights: dict[str, np.ndarray] | None) -> dic
         columns["Pileup_nTrueInt"] = reco["pileup"].astype(np.float32)
         for name in ("genWeight", "puWeight", "puWeightUp", "puWeightDown"):
             columns[name] = weights[name]
-        columns["LHEScaleWeight"] = ak.unflatten(weights["LHEScaleWeight"].ravel(), 9)
-        columns["PSWeight"] = ak.unflatten(weights["PSWeight"].ravel(), 4)
+        # jagged like NanoAOD (counters nLHEScaleWeight, nPSWeight), not fixed-size arrays
+        for name in ("LHEScaleWeight", "PSWeight"):
+            values = weights[name]
+            columns[name] = ak.unflatten(values.ravel(), np.full(n, values.shape[1]))
     return columns
 
 
