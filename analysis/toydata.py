@@ -520,7 +520,9 @@ def _generate(rng: np.random.Generator, process: str, n: int, tune: str) -> dict
     """``n`` events of ``process`` inside the generator-level phase space (see PHASE_SPACE)."""
     batches, accepted = [], 0
     while accepted < n:
-        reco = _detector(rng, _physics(rng, process, max(2 * (n - accepted), 1000), tune), process, tune)
+        reco = _detector(
+            rng, _physics(rng, process, max(2 * (n - accepted), 1000), tune), process, tune
+        )
         keep = _in_phase_space(reco)
         batches.append(_subset(reco, keep))
         accepted += int(keep.sum())
@@ -563,7 +565,9 @@ def _concatenate(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if isinstance(value, dict):
             out[key] = {name: np.concatenate([b[key][name] for b in batches]) for name in value}
         elif isinstance(value, tuple):
-            out[key] = tuple(np.concatenate([b[key][i] for b in batches]) for i in range(len(value)))
+            out[key] = tuple(
+                np.concatenate([b[key][i] for b in batches]) for i in range(len(value))
+            )
         else:
             out[key] = np.concatenate([b[key] for b in batches])
     return out

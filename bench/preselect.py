@@ -44,7 +44,9 @@ def _preselect(path: Path, settings: dict, chunksize: int, workers: int, mode: s
     sample = {"type": "mc", "process": "ZTT", "xsec": 1.0}
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        run_preselection("ZTT", sample, [str(path)], settings, out, chunksize, workers, {"mode": mode})
+        run_preselection(
+            "ZTT", sample, [str(path)], settings, out, chunksize, workers, {"mode": mode}
+        )
         return time.perf_counter() - start
 
 
@@ -54,8 +56,12 @@ def _peak_memory_mb(path: Path, chunksize: int) -> float:
         "import json,resource,sys,tempfile; sys.path.insert(0, sys.argv[1]);"
         "from bench.preselect import _child; _child(sys.argv[2], int(sys.argv[3]))"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(REPO), str(path), str(chunksize)],
-                            check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(REPO), str(path), str(chunksize)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
@@ -75,20 +81,32 @@ def main() -> None:
     branches = sorted(required_branches(settings, simulation=True))
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'size':>4} {'events':>8} {'uproot ev/s':>12} {'ours 1 core':>12} {'ratio':>6} "
-              f"{'dask ev/s':>10} {'ratio':>6} {'peak MB':>8}")
+        print(
+            f"{'size':>4} {'events':>8} {'uproot ev/s':>12} {'ours 1 core':>12} {'ratio':>6} "
+            f"{'dask ev/s':>10} {'ratio':>6} {'peak MB':>8}"
+        )
         for factor in (1, 4):
             events = args.events * factor
             path = Path(tmp) / f"ZTT_{factor}x.root"
-            generate_sample("ZTT", toy_settings(config, load_yaml(REPO / "config" / "samples.yaml")["samples"], events), path)
+            generate_sample(
+                "ZTT",
+                toy_settings(
+                    config, load_yaml(REPO / "config" / "samples.yaml")["samples"], events
+                ),
+                path,
+            )
             reference = events / _uproot_read(path, branches, args.chunksize)
             single = events / _preselect(path, settings, args.chunksize, 1, "none")
             parallel = events / _preselect(path, settings, args.chunksize, cores, "local")
             peak = _peak_memory_mb(path, args.chunksize)
-            print(f"{factor:>3}x {events:>8} {reference:>12.0f} {single:>12.0f} {single / reference:>6.3f} "
-                  f"{parallel:>10.0f} {parallel / reference:>6.3f} {peak:>8.0f}")
-    print(f"ratios: our events/s divided by a plain uproot read of the same {len(branches)} branches; "
-          f"dask: local cluster with {cores} workers; all 7 skims (nominal + 6 shape variations) per read")
+            print(
+                f"{factor:>3}x {events:>8} {reference:>12.0f} {single:>12.0f} {single / reference:>6.3f} "
+                f"{parallel:>10.0f} {parallel / reference:>6.3f} {peak:>8.0f}"
+            )
+    print(
+        f"ratios: our events/s divided by a plain uproot read of the same {len(branches)} branches; "
+        f"dask: local cluster with {cores} workers; all 7 skims (nominal + 6 shape variations) per read"
+    )
 
 
 if __name__ == "__main__":

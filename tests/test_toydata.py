@@ -39,14 +39,34 @@ def test_nanoaod_layout_and_coffea_reads_it(toy_files):
 
     tree = uproot.open(toy_files["ZTT"])["Events"]
     keys = set(tree.keys())
-    for branch in ("nMuon", "Muon_pt", "Muon_pfRelIso04_all", "Muon_tightId", "nTau", "Tau_decayMode",
-                   "Tau_idDeepTau2017v2p1VSjet", "Tau_genPartFlav", "nJet", "Jet_btagDeepFlavB", "MET_pt",
-                   "MET_phi", "genWeight", "puWeightUp", "nLHEScaleWeight", "LHEScaleWeight", "PSWeight",
-                   "run", "luminosityBlock", "event", "HLT_IsoMu24"):
+    for branch in (
+        "nMuon",
+        "Muon_pt",
+        "Muon_pfRelIso04_all",
+        "Muon_tightId",
+        "nTau",
+        "Tau_decayMode",
+        "Tau_idDeepTau2017v2p1VSjet",
+        "Tau_genPartFlav",
+        "nJet",
+        "Jet_btagDeepFlavB",
+        "MET_pt",
+        "MET_phi",
+        "genWeight",
+        "puWeightUp",
+        "nLHEScaleWeight",
+        "LHEScaleWeight",
+        "PSWeight",
+        "run",
+        "luminosityBlock",
+        "event",
+        "HLT_IsoMu24",
+    ):
         assert branch in keys, branch
     assert tree["Tau_idDeepTau2017v2p1VSjet"].interpretation.content.to_dtype.kind == "u"
-    events = NanoEventsFactory.from_root({str(toy_files["ZTT"]): "Events"}, schemaclass=NanoAODSchema,
-                                         mode="eager").events()
+    events = NanoEventsFactory.from_root(
+        {str(toy_files["ZTT"]): "Events"}, schemaclass=NanoAODSchema, mode="eager"
+    ).events()
     assert len(events.Muon.pt) == tree.num_entries
     assert set(np.unique(np.asarray(events.Tau.decayMode[:, 0]))) <= {0, 1, 5, 6, 10, 11}
     runs = uproot.open(toy_files["ZTT"])["Runs"].arrays(library="np")
@@ -56,7 +76,10 @@ def test_nanoaod_layout_and_coffea_reads_it(toy_files):
 
 
 def _masses(path):
-    ev = _arrays(path, ["Muon_pt", "Muon_eta", "Muon_phi", "Tau_pt", "Tau_eta", "Tau_phi", "MET_pt", "MET_phi"])
+    ev = _arrays(
+        path,
+        ["Muon_pt", "Muon_eta", "Muon_phi", "Tau_pt", "Tau_eta", "Tau_phi", "MET_pt", "MET_phi"],
+    )
     mu_pt, tau_pt = np.asarray(ev.Muon_pt[:, 0]), np.asarray(ev.Tau_pt[:, 0])
     mt = np.sqrt(2 * mu_pt * ev.MET_pt * (1 - np.cos(np.asarray(ev.Muon_phi[:, 0]) - ev.MET_phi)))
     return mu_pt, tau_pt, np.asarray(mt)
@@ -72,10 +95,17 @@ def test_physics_is_sensible(tmp_path, settings, toy_files):
     assert np.median(_masses(files["W"])[2]) > 2 * np.median(_masses(files["ZTT"])[2])
     # b jets in ttbar
     btag = {n: _arrays(files[n], ["Jet_btagDeepFlavB"]).Jet_btagDeepFlavB for n in ("TT", "ZTT")}
-    assert np.mean(np.sum(btag["TT"] > 0.277, axis=1)) > 1.0 > 10 * np.mean(np.sum(btag["ZTT"] > 0.277, axis=1))
+    assert (
+        np.mean(np.sum(btag["TT"] > 0.277, axis=1))
+        > 1.0
+        > 10 * np.mean(np.sum(btag["ZTT"] > 0.277, axis=1))
+    )
     # QCD: same-sign and opposite-sign alike; ZTT opposite sign
     charges = {n: _arrays(files[n], ["Muon_charge", "Tau_charge"]) for n in ("QCD", "ZTT")}
-    os_fraction = {n: np.mean(np.asarray(c.Muon_charge[:, 0] * c.Tau_charge[:, 0]) < 0) for n, c in charges.items()}
+    os_fraction = {
+        n: np.mean(np.asarray(c.Muon_charge[:, 0] * c.Tau_charge[:, 0]) < 0)
+        for n, c in charges.items()
+    }
     assert 0.4 < os_fraction["QCD"] < 0.6 and os_fraction["ZTT"] == 1.0
     # collinear mass separates H (125) from Z (91), visible mass lies below; VBF has large mjj
     from analysis.config import load_yaml
@@ -86,8 +116,15 @@ def test_physics_is_sensible(tmp_path, settings, toy_files):
     samples = load_yaml(REPO / "config" / "samples.yaml")["samples"]
     medians = {}
     for name in ("ggH", "qqH", "ZTT"):
-        run_preselection(name, samples[name], [str(files[name])], preselect_settings(config), tmp_path / name,
-                         chunksize=10_000, dask={"mode": "none"})
+        run_preselection(
+            name,
+            samples[name],
+            [str(files[name])],
+            preselect_settings(config),
+            tmp_path / name,
+            chunksize=10_000,
+            dask={"mode": "none"},
+        )
         skim = read_tree(tmp_path / name / "nominal.root")
         medians[name] = {k: float(np.median(skim[k])) for k in ("m_vis", "m_coll", "mjj")}
     assert 110 < medians["ggH"]["m_coll"] < 140 and 80 < medians["ZTT"]["m_coll"] < 105
@@ -97,9 +134,13 @@ def test_physics_is_sensible(tmp_path, settings, toy_files):
 
 def test_pseudo_data_follows_truth(tmp_path, default_config, default_samples):
     settings = toy_settings(default_config, default_samples, events=1000)
-    settings["samples"] = {n: s for n, s in settings["samples"].items() if n in ("ggH", "qqH", "ZL", "data")}
+    settings["samples"] = {
+        n: s for n, s in settings["samples"].items() if n in ("ggH", "qqH", "ZL", "data")
+    }
     settings["tau_id_sf"] = None
-    expected = settings["lumi"] * sum(s["xsec"] for n, s in settings["samples"].items() if n != "data")
+    expected = settings["lumi"] * sum(
+        s["xsec"] for n, s in settings["samples"].items() if n != "data"
+    )
     generate_sample("data", settings, tmp_path / "data.root")
     tree = uproot.open(tmp_path / "data.root")["Events"]
     assert abs(tree.num_entries - expected) < 5 * np.sqrt(expected)
@@ -110,9 +151,13 @@ def test_pseudo_data_follows_truth(tmp_path, default_config, default_samples):
     shifted = copy.deepcopy(settings)
     shifted["toydata"]["truth"] = {"mu": {"ggH": 2.0, "qqH": 2.0}, "nuisances": {"tau_es": 3.0}}
     generate_sample("data", shifted, tmp_path / "shifted.root")
-    signal = settings["lumi"] * (settings["samples"]["ggH"]["xsec"] + settings["samples"]["qqH"]["xsec"])
+    signal = settings["lumi"] * (
+        settings["samples"]["ggH"]["xsec"] + settings["samples"]["qqH"]["xsec"]
+    )
     shifted_tree = uproot.open(tmp_path / "shifted.root")["Events"]
-    assert shifted_tree.num_entries - tree.num_entries == pytest.approx(signal, abs=6 * np.sqrt(expected))
+    assert shifted_tree.num_entries - tree.num_entries == pytest.approx(
+        signal, abs=6 * np.sqrt(expected)
+    )
     assert np.mean(shifted_tree["Tau_pt"].array()[:, 0]) > np.mean(tree["Tau_pt"].array()[:, 0])
 
 

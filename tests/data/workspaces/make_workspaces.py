@@ -137,7 +137,7 @@ def large() -> dict:
     rng = np.random.default_rng(6)
     edges = np.linspace(0.0, 1.0, 6)
     centres = 0.5 * (edges[1:] + edges[:-1])
-    norms = {"ggH": 12.0, "qqH": 6.0, "ZTT": 400.0, "TT": 120.0, "W": 90.0, "QCD": 70.0}
+    norms = {"ggH": 40.0, "qqH": 15.0, "ZTT": 400.0, "TT": 120.0, "W": 90.0, "QCD": 70.0}
     # fraction of each process in the categories, and its shape over the NN score
     category_fractions = {
         "cat_ggH": {"ggH": 0.6, "qqH": 0.2, "ZTT": 0.30, "TT": 0.3, "W": 0.4, "QCD": 0.4},
@@ -189,7 +189,9 @@ def large() -> dict:
                     "data": (0.03 * nominal + 0.05 * np.sqrt(nominal)).round(4).tolist(),
                 }
             )
-            samples.append({"name": process, "data": nominal.round(4).tolist(), "modifiers": modifiers})
+            samples.append(
+                {"name": process, "data": nominal.round(4).tolist(), "modifiers": modifiers}
+            )
         channels.append({"name": category, "samples": samples})
         observations[category] = total
     # pseudo-data: mu_ggH = 1.3, mu_qqH = 0.7, drawn once

@@ -1,0 +1,159 @@
+"""The Snakemake workflow end to end: the toy chain to `friends`, real NanoAOD through a samples
+file, reproducibility, config errors, and `snakemake --lint`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from analysis.io import read_json, read_tree, read_with_friends
+from tests.conftest import DATA, REPO
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's workflow from the repository root."""
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def tiny_toy_config(tmp_path, results):
+    """A configfile layering a tiny toy dataset on the default config."""
+    path = tmp_path / f"{results.name}.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "results": str(results),
+                "lumi": 300.0,
+                "toydata": {"scale": 0.05},
+                "preselect": {"chunksize": 2000},
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("workflow")
+    results = tmp / "results"
+    snakemake("friends", "--configfile", str(tiny_toy_config(tmp, results)))
+    return tmp, results
+
+
+def test_toy_workflow_to_friends(toy_run):
+    _, results = toy_run
+    samples = yaml.safe_load((REPO / "config" / "samples.yaml").read_text())["samples"]
+    for sample in samples:
+        assert (results / "friends" / sample / "nominal.root").exists(), sample
+    varied = sorted(p.stem for p in (results / "friends" / "ZTT").glob("*.root"))
+    assert varied == sorted(
+        [
+            "nominal",
+            "tau_es_up",
+            "tau_es_down",
+            "jet_es_up",
+            "jet_es_down",
+            "met_uncl_up",
+            "met_uncl_down",
+        ]
+    )
+    assert sorted(p.stem for p in (results / "friends" / "data").glob("*.root")) == ["nominal"]
+    columns = read_with_friends(
+        results / "preselect" / "ZTT" / "nominal.root",
+        [results / "friends" / "ZTT" / "nominal.root"],
+        ["m_vis", "weight", "fold"],
+    )
+    assert len(columns["weight"]) > 100 and set(np.unique(columns["fold"])) == {0, 1}
+    versions = read_json(results / "versions.json")
+    assert versions["packages"]["coffea"] and versions["python"].startswith("3.")
+    data = read_tree(results / "friends" / "data" / "nominal.root", ["weight"])["weight"]
+    simulated = sum(
+        read_tree(results / "friends" / s / "nominal.root", ["weight"])["weight"].sum()
+        for s in samples
+        if s != "data" and "alternative" not in samples[s]
+    )
+    assert abs(len(data) - simulated) < 5 * np.sqrt(simulated), "pseudo-data matches the simulation"
+
+
+def test_nothing_left_to_do_after_a_run(toy_run):
+    tmp, results = toy_run
+    dry = snakemake("friends", "-n", "--configfile", str(tiny_toy_config(tmp, results)))
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    # how preselection runs (dask mode, chunk size) is not a reason to rerun it
+    other = tmp / "other.yaml"
+    other.write_text(
+        yaml.safe_dump(
+            {
+                "results": str(results),
+                "lumi": 300.0,
+                "toydata": {"scale": 0.05},
+                "preselect": {"chunksize": 500, "dask": {"mode": "none"}},
+            }
+        )
+    )
+    dry = snakemake("friends", "-n", "--configfile", str(other))
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_same_config_same_results(toy_run):
+    tmp, results = toy_run
+    again = tmp / "again"
+    target = again / "friends" / "ZTT" / "tau_es_up.root"
+    snakemake(str(target), "--configfile", str(tiny_toy_config(tmp, again)))
+    for stage in ("preselect", "friends"):
+        first = read_tree(results / stage / "ZTT" / "tau_es_up.root")
+        second = read_tree(again / stage / "ZTT" / "tau_es_up.root")
+        assert first.keys() == second.keys()
+        for name in first:
+            np.testing.assert_array_equal(first[name], second[name])
+    cutflows = [
+        read_json(d / "preselect" / "ZTT" / "nominal.cutflow.json") for d in (results, again)
+    ]
+    for cutflow in cutflows:
+        cutflow.pop("files")  # the input paths differ: they live in the two results directories
+    assert cutflows[0] == cutflows[1]
+
+
+def test_real_nanoaod_through_a_samples_file(tmp_path):
+    results = tmp_path / "results"
+    snakemake(
+        "friends",
+        "--configfile",
+        str(DATA / "real_nanoaod_config.yaml"),
+        "--config",
+        f"results={results}",
+    )
+    dy = read_json(results / "preselect" / "DY" / "nominal.cutflow.json")
+    tt = read_json(results / "preselect" / "TT" / "nominal.cutflow.json")
+    assert dy["cuts"][0]["events"] == 40 and dy["sumw"]["source"] == "Runs tree"
+    assert tt["cuts"][0]["events"] == 200 and tt["sumw"]["source"] == "processed events"
+    assert (results / "friends" / "TT" / "jet_es_up.root").exists()
+    assert "kept 0 events" in (results / "logs" / "preselect" / "TT.log").read_text()
+
+
+def test_bad_config_stops_with_one_line(tmp_path):
+    result = snakemake("-n", "--config", "lumi=-1", f"results={tmp_path}", check=False)
+    assert result.returncode != 0
+    errors = [
+        line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")
+    ]
+    assert errors == [
+        "error: config: key 'lumi': -1 is less than or equal to the minimum of 0; "
+        "see config/README.md for allowed values"
+    ]
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert "Lints for" not in result.stdout + result.stderr
