@@ -98,7 +98,7 @@ def is_simulation(sample: Mapping[str, Any]) -> bool:
 
 
 def has_shape_variations(sample: Mapping[str, Any]) -> bool:
-    """Object-level variations are evaluated for nominal simulation only, not data or alternatives."""
+    """Object-level variations exist for nominal simulation only, not data or alternatives."""
     return is_simulation(sample) and "alternative" not in sample
 
 

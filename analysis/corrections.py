@@ -2,9 +2,11 @@
 
 The toy analysis ships one correction: a tau_h identification scale factor binned in decay mode and
 tau_h pT with up/down uncertainties, like the ones the CMS tau POG publishes. Real analyses replace
-the file named in ``weights.tau_id_sf`` with the official one; only the inputs (pt, dm, syst) matter.
+the file named in ``weights.tau_id_sf`` with the official one; only the inputs (pt, dm, syst)
+matter.
 
-Regenerate the shipped file with ``python -m analysis.corrections config/corrections/tau_id_sf.json``.
+Regenerate the shipped file with
+``python -m analysis.corrections config/corrections/tau_id_sf.json``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def tau_id_correction() -> cs.Correction:
 
     return cs.Correction(
         name="tau_id_sf",
-        description="Toy tau_h ID (Medium VSjet) scale factor for genuine tau_h, by decay mode and pT",
+        description="Toy tau_h ID (Medium VSjet) scale factor for genuine tau_h, by DM and pT",
         version=1,
         inputs=[
             cs.Variable(name="pt", type="real", description="tau_h pT in GeV"),

@@ -81,7 +81,7 @@ def field(branch: str) -> str:
 
 
 def required_branches(settings: Mapping[str, Any], simulation: bool) -> dict[str, str]:
-    """NanoAOD branches the preselection reads, each mapped to what needs it (for error messages)."""
+    """NanoAOD branches the preselection reads, each mapped to what needs it (for messages)."""
     branches, selection = settings["branches"], settings["selection"]
     met = branches["met"]
     needed = {key: "event keys" for key in EVENT_KEYS}
@@ -133,7 +133,8 @@ def check_inputs(
                 close = difflib.get_close_matches(branch, keys, n=3, cutoff=0.6)
                 hint = f" (this file has {', '.join(close)})" if close else ""
                 raise AnalysisError(
-                    f"sample '{sample}': {path} has no branch '{branch}', needed by {reason}{hint}; "
+                    f"sample '{sample}': {path} has no branch '{branch}', "
+                    f"needed by {reason}{hint}; "
                     "point the config at a branch this file has or drop the feature"
                 )
 

@@ -175,7 +175,7 @@ class Event:
 def _tau_decay(
     rng: np.random.Generator, tau: Particles, hadronic: bool
 ) -> tuple[Particles, np.ndarray, np.ndarray]:
-    """Visible products and decay modes of taus, collinear approximation; returns (visible, nu_xy, dm)."""
+    """Collinear tau decay: returns (visible products, neutrino px/py, decay modes)."""
     n = tau.p4.shape[1]
     if hadronic:
         dm = rng.choice(DECAY_MODES, n, p=DECAY_MODE_FRACTIONS)
@@ -313,7 +313,8 @@ def _physics(rng: np.random.Generator, process: str, n: int, tune: str) -> Event
         extra_jets = 1.3
     else:
         raise AnalysisError(
-            f"toydata: unknown process {process!r}; the generator knows ggH, qqH, ZTT, ZL, TT, W, QCD"
+            f"toydata: unknown process {process!r}; "
+            "the generator knows ggH, qqH, ZTT, ZL, TT, W, QCD"
         )
     extra, counts, is_b = _jets(rng, n, extra_jets, mean_jet_pt * hard)
     ev.jets.append((extra, is_b, counts))  # type: ignore[arg-type]
@@ -321,7 +322,7 @@ def _physics(rng: np.random.Generator, process: str, n: int, tune: str) -> Event
 
 
 def _tau_id(rng: np.random.Generator, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative DeepTau-like bitmasks (VSjet, VSmu) for genuine, muon-faked and jet-faked tau_h."""
+    """DeepTau-like cumulative bitmasks (VSjet, VSmu) for genuine and faked tau_h."""
     n = len(kind)
     vs_jet = np.where(kind == "jet", rng.beta(1.0, 4.0, n), rng.beta(6.0, 1.3, n))
     vs_mu = np.where(kind == "muon", rng.beta(1.0, 3.0, n), rng.beta(9.0, 1.0, n))
@@ -361,14 +362,35 @@ def _detector(rng: np.random.Generator, ev: Event, process: str, tune: str) -> d
     iso = rng.exponential(ev.muon_iso_scale, n)
     pileup = rng.poisson(32, n)
     return {
-        "muon": {"pt": mu_pt, "eta": mu.eta, "phi": mu.phi, "mass": np.full(n, MASS["mu"]),
-                 "charge": ev.muon_charge, "pfRelIso04_all": iso,
-                 "tightId": rng.random(n) < (0.9 if process == "QCD" else 0.98), "genPartFlav": ev.muon_flav},
-        "tau": {"pt": tau.pt, "eta": tau.eta, "phi": tau.phi, "mass": tau.mass, "charge": ev.tau_charge,
-                "decayMode": ev.tau_dm, "idDeepTau2017v2p1VSjet": vs_jet, "idDeepTau2017v2p1VSmu": vs_mu,
-                "genPartFlav": flav},
-        "jet": {"pt": jet_pt, "eta": jet_p4.eta, "phi": jet_p4.phi, "mass": jet_p4.mass * jet_pt / np.maximum(jet_p4.pt, 1e-9),
-                "btagDeepFlavB": btag, "jetId": jet_id},
+        "muon": {
+            "pt": mu_pt,
+            "eta": mu.eta,
+            "phi": mu.phi,
+            "mass": np.full(n, MASS["mu"]),
+            "charge": ev.muon_charge,
+            "pfRelIso04_all": iso,
+            "tightId": rng.random(n) < (0.9 if process == "QCD" else 0.98),
+            "genPartFlav": ev.muon_flav,
+        },
+        "tau": {
+            "pt": tau.pt,
+            "eta": tau.eta,
+            "phi": tau.phi,
+            "mass": tau.mass,
+            "charge": ev.tau_charge,
+            "decayMode": ev.tau_dm,
+            "idDeepTau2017v2p1VSjet": vs_jet,
+            "idDeepTau2017v2p1VSmu": vs_mu,
+            "genPartFlav": flav,
+        },
+        "jet": {
+            "pt": jet_pt,
+            "eta": jet_p4.eta,
+            "phi": jet_p4.phi,
+            "mass": jet_p4.mass * jet_pt / np.maximum(jet_p4.pt, 1e-9),
+            "btagDeepFlavB": btag,
+            "jetId": jet_id,
+        },
         "jet_counts": jet_counts,
         "met": (met_x, met_y),
         "met_uncl": (rng.normal(0, 3.0, n), rng.normal(0, 3.0, n)),
@@ -376,7 +398,7 @@ def _detector(rng: np.random.Generator, ev: Event, process: str, tune: str) -> d
         "pileup": pileup,
         "boson_pt": ev.boson_pt,
         "n_extra_jets": jet_counts,
-    }  # fmt: skip
+    }
 
 
 def _collect_jets(ev: Event) -> tuple[Particles, np.ndarray, np.ndarray]:
@@ -497,14 +519,16 @@ def _columns(reco: dict[str, Any], weights: dict[str, np.ndarray] | None) -> dic
     columns: dict[str, Any] = {
         "Muon": record(muon, one),
         "Tau": record(tau, one),
-        "Jet": ak.zip({f: ak.values_astype(jets[f], dtypes.get(f, np.float32)) for f in jets.fields}),
+        "Jet": ak.zip(
+            {f: ak.values_astype(jets[f], dtypes.get(f, np.float32)) for f in jets.fields}
+        ),
         "MET_pt": np.hypot(met_x, met_y).astype(np.float32),
         "MET_phi": np.arctan2(met_y, met_x).astype(np.float32),
         "MET_MetUnclustEnUpDeltaX": reco["met_uncl"][0].astype(np.float32),
         "MET_MetUnclustEnUpDeltaY": reco["met_uncl"][1].astype(np.float32),
         "HLT_IsoMu24": reco["trigger"],
         "PV_npvs": np.maximum(reco["pileup"] * 0.7, 1).astype(np.int32),
-    }  # fmt: skip
+    }
     if weights is not None:
         columns["Pileup_nTrueInt"] = reco["pileup"].astype(np.float32)
         for name in ("genWeight", "puWeight", "puWeightUp", "puWeightDown"):
@@ -533,9 +557,11 @@ def _in_phase_space(reco: Mapping[str, Any]) -> np.ndarray:
     """The generator filter: a muon and a tau_h candidate roughly inside the detector acceptance."""
     muon, tau = reco["muon"], reco["tau"]
     return (
-        (muon["pt"] > PHASE_SPACE["muon_pt"]) & (np.abs(muon["eta"]) < PHASE_SPACE["eta"])
-        & (tau["pt"] > PHASE_SPACE["tau_pt"]) & (np.abs(tau["eta"]) < PHASE_SPACE["eta"])
-    )  # fmt: skip
+        (muon["pt"] > PHASE_SPACE["muon_pt"])
+        & (np.abs(muon["eta"]) < PHASE_SPACE["eta"])
+        & (tau["pt"] > PHASE_SPACE["tau_pt"])
+        & (np.abs(tau["eta"]) < PHASE_SPACE["eta"])
+    )
 
 
 def _subset(reco: Mapping[str, Any], selection: np.ndarray) -> dict[str, Any]:
@@ -649,7 +675,8 @@ def generate_sample(
     spec = settings["samples"].get(sample)
     if spec is None or "toy" not in spec:
         raise AnalysisError(
-            f"toydata: sample '{sample}' has no `toy` block in the samples file; add one or list its `files`"
+            f"toydata: sample '{sample}' has no `toy` block in the samples file; "
+            "add one or list its `files`"
         )
     simulation = spec["type"] == "mc"
     chunks = _simulation_chunks(sample, spec, settings) if simulation else _data_chunks(settings)
@@ -665,7 +692,8 @@ def generate_sample(
                 count += len(columns["genWeight"])
         if tree is None:
             raise AnalysisError(
-                f"toydata: sample '{sample}' would have no events; raise its event count or the luminosity"
+                f"toydata: sample '{sample}' would have no events; "
+                "raise its event count or the luminosity"
             )
         runs = {"run": np.array([1], dtype=np.uint32)}
         if simulation:

@@ -45,7 +45,7 @@ def friend(tmp_path_factory, ztt_skims, default_config, default_samples):
 def test_weights_sum_to_cross_section_times_luminosity(
     tmp_path, ztt_skims, toy_files, default_config, default_samples
 ):
-    """Without per-event factors, the weights sum to xsec * lumi * (selected / all generator weights)."""
+    """Without per-event factors, weights sum to xsec * lumi * selected / all generator weights."""
     settings = _settings(default_config, tau_id_sf=False)
     settings["weights"]["variations"] = {}
     columns = make_friend(

@@ -106,7 +106,8 @@ def reference_selection(path, config) -> dict[int, dict[str, float]]:
         row = {
             "pt_1": ev["Muon_pt"][m], "pt_2": ev["Tau_pt"][t], "dm_2": ev["Tau_decayMode"][t],
             "m_vis": _mass(mu, tau), "mt_1": _mt(ev["Muon_pt"][m], ev["Muon_phi"][m], met, met_phi),
-            "met": met, "njets": len(jets), "is_os": int(ev["Muon_charge"][m] * ev["Tau_charge"][t] < 0),
+            "met": met, "njets": len(jets),
+            "is_os": int(ev["Muon_charge"][m] * ev["Tau_charge"][t] < 0),
             "jpt_1": ev["Jet_pt"][jets[0]] if jets else MISSING,
             "mjj": (_mass(*[_four_vector(ev["Jet_pt"][k], ev["Jet_eta"][k], ev["Jet_phi"][k],
                                          ev["Jet_mass"][k]) for k in jets[:2]])
@@ -250,7 +251,7 @@ def test_dask_local_cluster_gives_identical_skims(
 
 
 def real_settings(default_config):
-    """The preselection settings with tests/data/real_nanoaod_config.yaml merged in as Snakemake does."""
+    """Preselection settings with tests/data/real_nanoaod_config.yaml merged as Snakemake does."""
     from snakemake.utils import update_config
 
     from analysis.config import load_yaml
