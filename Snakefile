@@ -17,9 +17,12 @@ include: "workflow/rules/provenance.smk"
 include: "workflow/rules/toydata.smk"
 include: "workflow/rules/preselect.smk"
 include: "workflow/rules/friends.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     input:
         rules.friends.input,
+        rules.train.input,
+        rules.inject.input,
     default_target: True

@@ -124,3 +124,40 @@ def check_samples(samples: Mapping[str, Mapping[str, Any]], source: str) -> None
                 f"{source}: sample '{name}': process '{sample.get('process')}' differs from "
                 f"that of '{alternative['of']}'; an alternative sample models the same process"
             )
+
+
+#: Keys of the ``train`` section that only say how a job runs, not what it computes.
+TRAIN_EXECUTION_KEYS = ("threads", "mem_mb", "runtime", "gpus")
+
+
+def training_samples(
+    samples: Mapping[str, Mapping[str, Any]], classes: Mapping[str, list[str]]
+) -> list[tuple[str, str]]:
+    """(sample, class) of every nominal simulated sample whose process feeds a training class."""
+    class_of = {process: name for name, processes in classes.items() for process in processes}
+    return [
+        (name, class_of[sample["process"]])
+        for name, sample in samples.items()
+        if has_shape_variations(sample) and sample.get("process") in class_of
+    ]
+
+
+def check_train_classes(
+    samples: Mapping[str, Mapping[str, Any]], classes: Mapping[str, list[str]]
+) -> None:
+    """Every class process exists as a nominal simulated sample, and none is in two classes."""
+    processes = {s.get("process") for s in samples.values() if has_shape_variations(s)}
+    seen: dict[str, str] = {}
+    for name, members in classes.items():
+        for process in members:
+            if process not in processes:
+                raise AnalysisError(
+                    f"config: key 'train.classes.{name}': process '{process}' is not the process "
+                    f"of any nominal simulated sample (known: {sorted(processes)}); fix the name"
+                )
+            if process in seen:
+                raise AnalysisError(
+                    f"config: key 'train.classes.{name}': process '{process}' is already in "
+                    f"class '{seen[process]}'; a process feeds one class only"
+                )
+            seen[process] = name

@@ -6,11 +6,14 @@ import sys
 from pathlib import Path
 
 from analysis.config import (
+    TRAIN_EXECUTION_KEYS,
     check_samples,
+    check_train_classes,
     has_shape_variations,
     is_simulation,
     load_yaml,
     sample_variations,
+    training_samples,
     validate as validate_document,
 )
 from analysis.errors import AnalysisError
@@ -26,6 +29,7 @@ def _load_samples():
         samples = load_yaml(config["samples"])
         validate_document(samples, SCHEMAS / "samples.schema.yaml", config["samples"])
         check_samples(samples["samples"], config["samples"])
+        check_train_classes(samples["samples"], config["train"]["classes"])
     except AnalysisError as err:
         sys.exit(f"error: {err}")
     return samples["samples"]
@@ -53,12 +57,17 @@ def sample_files(wildcards):
     return sample["files"]
 
 
-def skims(sample):
-    """All skims (one per variation) of a sample."""
+def stage_files(stage, sample):
+    """A per-sample stage's ROOT files, one per variation of the sample."""
     return [
-        f"{RESULTS}/preselect/{sample}/{variation}.root"
+        f"{RESULTS}/{stage}/{sample}/{variation}.root"
         for variation in sample_variations(SAMPLES[sample], config["variations"])
     ]
+
+
+def skims(sample):
+    """All skims (one per variation) of a sample."""
+    return stage_files("preselect", sample)
 
 
 def all_skims():
@@ -66,11 +75,53 @@ def all_skims():
 
 
 def all_friends():
-    return [
-        f"{RESULTS}/friends/{sample}/{variation}.root"
-        for sample in SAMPLES
-        for variation in sample_variations(SAMPLES[sample], config["variations"])
-    ]
+    return [path for sample in SAMPLES for path in stage_files("friends", sample)]
+
+
+def variation_outputs(stage, variations):
+    """Per-variation ROOT outputs of a per-sample job of ``stage``."""
+    return expand(
+        f"{RESULTS}/{stage}/{{sample}}/{{variation}}.root",
+        variation=variations,
+        allow_missing=True,
+    )
+
+
+def all_scores():
+    return [path for sample in SAMPLES for path in stage_files("scores", sample)]
+
+
+TRAINING = training_samples(SAMPLES, config["train"]["classes"])
+FOLD_MODELS = [
+    f"{RESULTS}/train/fold{fold}/model.pt" for fold in range(config["friends"]["folds"])
+]
+FOLD_HISTORIES = [
+    f"{RESULTS}/train/fold{fold}/history.json" for fold in range(config["friends"]["folds"])
+]
+
+
+TRAINING_CLASSES = [class_name for _, class_name in TRAINING]
+
+
+def training_inputs():
+    """Nominal skims and friends of the training samples (in the order of TRAINING_CLASSES)."""
+    return {
+        "skims": [f"{RESULTS}/preselect/{sample}/nominal.root" for sample, _ in TRAINING],
+        "friends": [f"{RESULTS}/friends/{sample}/nominal.root" for sample, _ in TRAINING],
+    }
+
+
+def train_settings():
+    """The train section without execution keys, so changing those does not retrain.
+
+    Classes become a list: their order is the order of the network outputs, and JSON with sorted
+    keys would lose the order of a mapping.
+    """
+    settings = {
+        key: value for key, value in config["train"].items() if key not in TRAIN_EXECUTION_KEYS
+    }
+    settings["classes"] = list(config["train"]["classes"])
+    return as_json(settings)
 
 
 def preselect_outputs(variations):
