@@ -90,25 +90,30 @@ def weighted_ks(
     n_a = weights_a.sum() ** 2 / np.sum(weights_a**2)
     n_b = weights_b.sum() ** 2 / np.sum(weights_b**2)
     n_eff = n_a * n_b / (n_a + n_b)
-    return distance, float(scipy.stats.kstwobign.sf(distance * np.sqrt(n_eff)))
+    # as scipy.stats.ks_2samp(method="asymp"), with effective instead of raw event counts
+    return distance, float(scipy.stats.kstwo.sf(distance, max(round(n_eff), 1)))
 
 
 def _scores_by_role(
     models: Mapping[int, TrainedModel], data: TrainingData
 ) -> dict[str, dict[str, np.ndarray]]:
     """Scores of test events (own fold) and training events (other folds), with labels/weights."""
-    roles: dict[str, list[tuple]] = {"test": [], "train": []}
+    keys = ("scores", "labels", "weights", "inputs")
+    parts: dict[str, dict[str, list[np.ndarray]]] = {
+        role: {key: [] for key in keys} for role in ("test", "train")
+    }
     for fold, model in models.items():
         for role, mask in (("test", data.folds == fold), ("train", data.folds != fold)):
-            part = data.select(mask)
-            roles[role].append(
-                (model.scores(part.inputs), part.labels, part.weights, part.inputs)
-            )
+            selected = data.select(mask)
+            for key, values in zip(
+                keys,
+                (model.scores(selected.inputs), selected.labels, selected.weights, selected.inputs),
+                strict=True,
+            ):
+                parts[role][key].append(values)
     return {
-        role: dict(
-            zip(("scores", "labels", "weights", "inputs"), map(np.concatenate, zip(*parts)))
-        )
-        for role, parts in roles.items()
+        role: {key: np.concatenate(values) for key, values in columns.items()}
+        for role, columns in parts.items()
     }
 
 

@@ -121,7 +121,9 @@ def load_model(path: str | os.PathLike[str]) -> TrainedModel:
     except FileNotFoundError:
         raise AnalysisError(f"{path}: model not found; run the train stage") from None
     except Exception as err:  # torch raises several types for a corrupt file
-        raise AnalysisError(f"{path}: not a readable model ({err}); rerun the train stage") from None
+        raise AnalysisError(
+            f"{path}: not a readable model ({err}); rerun the train stage"
+        ) from None
     architecture = payload["architecture"]
     network = build_network(
         len(payload["features"]),

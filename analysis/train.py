@@ -191,6 +191,26 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.float16, enabled=enabled)
 
 
+def training_split(
+    data: TrainingData, fold: int, settings: Mapping[str, Any]
+) -> dict[str, TrainingData]:
+    """The training and validation events of the model for ``fold``: only other folds' events.
+
+    Events whose weight the negative-weight policy sets to zero are left out.
+    """
+    others = data.select(data.folds != fold)
+    is_validation = validation_mask(
+        len(others.labels), settings["validation_fraction"], int(settings["seed"]) + fold
+    )
+    usable = training_weights(
+        others.labels, others.weights, len(settings["classes"]), settings["negative_weights"]
+    ) != 0  # fmt: skip
+    return {
+        "train": others.select(~is_validation & usable),
+        "validation": others.select(is_validation & usable),
+    }
+
+
 def fit_network(
     data: TrainingData, fold: int, settings: Mapping[str, Any], device: torch.device
 ) -> tuple[TrainedModel, dict[str, Any]]:
@@ -202,26 +222,17 @@ def fit_network(
     seed = int(settings["seed"]) + fold
     torch.manual_seed(seed)
     classes, n_classes = list(settings["classes"]), len(settings["classes"])
-    train_part = data.select(data.folds != fold)
-    is_validation = validation_mask(len(train_part.labels), settings["validation_fraction"], seed)
-    weights = training_weights(
-        train_part.labels, train_part.weights, n_classes, settings["negative_weights"]
-    )
-    keep = weights != 0
-    standardization = Standardization.fit(
-        train_part.inputs[~is_validation & keep], weights[~is_validation & keep]
-    )
-    split = {}
-    for name, mask in (("train", ~is_validation & keep), ("validation", is_validation & keep)):
-        split[name] = _DeviceData(
-            standardization.apply(train_part.inputs[mask]),
-            train_part.labels[mask],
-            training_weights(
-                train_part.labels[mask], train_part.weights[mask], n_classes,
-                settings["negative_weights"],
-            ),
-            device,
-        )  # fmt: skip
+    parts = training_split(data, fold, settings)
+    weights = {
+        name: training_weights(part.labels, part.weights, n_classes, settings["negative_weights"])
+        for name, part in parts.items()
+    }
+    # class-balanced weights, so the largest process does not set the input scales alone
+    standardization = Standardization.fit(parts["train"].inputs, weights["train"])
+    split = {
+        name: _DeviceData(standardization.apply(part.inputs), part.labels, weights[name], device)
+        for name, part in parts.items()
+    }
     architecture = architecture_of(settings)
     network = build_network(
         len(settings["features"]), n_classes, architecture["hidden"], architecture["activation"],
@@ -282,7 +293,8 @@ def _run_epochs(
             scaler.update()
         train_loss, train_acc = _evaluate(network, train, amp)
         val_loss, val_acc = _evaluate(network, split["validation"], amp)
-        for key, value in zip(_HISTORY_KEYS, (train_loss, val_loss, train_acc, val_acc)):
+        epoch_values = (train_loss, val_loss, train_acc, val_acc)
+        for key, value in zip(_HISTORY_KEYS, epoch_values, strict=True):
             history[key].append(value)
         log.info(
             "fold %d epoch %d: loss %.5f / val %.5f, accuracy %.4f / val %.4f",
