@@ -18,6 +18,7 @@ include: "workflow/rules/toydata.smk"
 include: "workflow/rules/preselect.smk"
 include: "workflow/rules/friends.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/histograms.smk"
 
 
 rule all:
@@ -25,4 +26,6 @@ rule all:
         rules.friends.input,
         rules.train.input,
         rules.inject.input,
+        rules.workspace.input,
+        rules.histograms.input,
     default_target: True

@@ -124,6 +124,38 @@ def train_settings():
     return as_json(settings)
 
 
+# nominal simulation the binning is derived from (not alternatives, not a data-driven process)
+BINNING_SAMPLES = [
+    name
+    for name, sample in SAMPLES.items()
+    if has_shape_variations(sample)
+    and not (
+        config["histograms"]["qcd"]["from_data"]
+        and sample["process"] == config["histograms"]["qcd"]["process"]
+    )
+]
+
+
+def binning_inputs():
+    return {
+        stage_name: [f"{RESULTS}/{stage}/{sample}/nominal.root" for sample in BINNING_SAMPLES]
+        for stage_name, stage in (
+            ("skims", "preselect"), ("friends", "friends"), ("scores", "scores")
+        )
+    }
+
+
+def histogram_settings():
+    """What the histogram steps read: histograms config, class order, weight variations."""
+    return as_json(
+        {
+            "histograms": config["histograms"],
+            "classes": list(config["train"]["classes"]),
+            "weights": config["weights"],
+        }
+    )
+
+
 def preselect_outputs(variations):
     """Named outputs of a preselection job: one skim and one cutflow per variation."""
     pattern = f"{RESULTS}/preselect/{{sample}}/{{variation}}"
