@@ -130,11 +130,16 @@ def check_samples(samples: Mapping[str, Mapping[str, Any]], source: str) -> None
 TRAIN_EXECUTION_KEYS = ("threads", "mem_mb", "runtime", "gpus")
 
 
+def class_names(classes: list[Mapping[str, Any]]) -> list[str]:
+    """Names of the classifier classes (``train.classes``), in the order of the network outputs."""
+    return [entry["name"] for entry in classes]
+
+
 def training_samples(
-    samples: Mapping[str, Mapping[str, Any]], classes: Mapping[str, list[str]]
+    samples: Mapping[str, Mapping[str, Any]], classes: list[Mapping[str, Any]]
 ) -> list[tuple[str, str]]:
     """(sample, class) of every nominal simulated sample whose process feeds a training class."""
-    class_of = {process: name for name, processes in classes.items() for process in processes}
+    class_of = {process: entry["name"] for entry in classes for process in entry["processes"]}
     return [
         (name, class_of[sample["process"]])
         for name, sample in samples.items()
@@ -143,21 +148,30 @@ def training_samples(
 
 
 def check_train_classes(
-    samples: Mapping[str, Mapping[str, Any]], classes: Mapping[str, list[str]]
+    samples: Mapping[str, Mapping[str, Any]], classes: list[Mapping[str, Any]]
 ) -> None:
-    """Every class process exists as a nominal simulated sample, and none is in two classes."""
+    """Class names are unique, every class process is the process of a nominal simulated sample,
+    and no process is in two classes."""
     processes = {s.get("process") for s in samples.values() if has_shape_variations(s)}
     seen: dict[str, str] = {}
-    for name, members in classes.items():
-        for process in members:
+    names = class_names(classes)
+    for index, entry in enumerate(classes):
+        if names.count(entry["name"]) > 1:
+            raise AnalysisError(
+                f"config: key 'train.classes.{index}': class name '{entry['name']}' is used "
+                "twice; give every class its own name"
+            )
+        for process in entry["processes"]:
             if process not in processes:
                 raise AnalysisError(
-                    f"config: key 'train.classes.{name}': process '{process}' is not the process "
-                    f"of any nominal simulated sample (known: {sorted(processes)}); fix the name"
+                    f"config: key 'train.classes.{index}' ({entry['name']}): process "
+                    f"'{process}' is not the process of any nominal simulated sample "
+                    f"(known: {sorted(processes)}); fix the name"
                 )
             if process in seen:
                 raise AnalysisError(
-                    f"config: key 'train.classes.{name}': process '{process}' is already in "
-                    f"class '{seen[process]}'; a process feeds one class only"
+                    f"config: key 'train.classes.{index}' ({entry['name']}): process "
+                    f"'{process}' is already in class '{seen[process]}'; a process feeds one "
+                    "class only"
                 )
-            seen[process] = name
+            seen[process] = entry["name"]

@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.config import load_yaml  # noqa: E402
+from analysis.config import class_names, load_yaml  # noqa: E402
 from analysis.network import build_network, select_device  # noqa: E402
 from analysis.train import TrainingData, fit_network  # noqa: E402
 
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = load_yaml(REPO / "config" / "config.yaml")["train"]
-    settings = {**settings, "classes": list(settings["classes"])}
+    settings = {**settings, "classes": class_names(settings["classes"])}
     settings.update(max_epochs=args.epochs, patience=args.epochs + 1)
     device = select_device("auto")
     data = synthetic_data(args.events, len(settings["features"]), len(settings["classes"]))

@@ -1,4 +1,4 @@
-"""The Snakemake workflow end to end: the toy chain through training and score injection, real
+"""The Snakemake workflow end to end: the toy chain through training to the workspace, real
 NanoAOD through a samples file, reproducibility, config errors, and `snakemake --lint`."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyhf
 import pytest
 import yaml
 
+from analysis.histograms import read_histograms
 from analysis.io import read_json, read_tree, read_with_friends
 from tests.conftest import DATA, REPO
 
@@ -52,7 +54,7 @@ def tiny_toy_config(tmp_path, results):
 def toy_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("workflow")
     results = tmp / "results"
-    snakemake("inject", "train", "--configfile", str(tiny_toy_config(tmp, results)))
+    snakemake("workspace", "train", "--configfile", str(tiny_toy_config(tmp, results)))
     return tmp, results
 
 
@@ -100,11 +102,16 @@ def test_toy_workflow_to_scores(toy_run):
     diagnostics = read_json(results / "train" / "diagnostics.json")
     assert diagnostics["roc"]["ztt"]["auc"] > 0.7
     assert read_json(results / "train" / "fold1" / "history.json")["epochs"] >= 1
+    histograms = read_histograms(results / "histograms" / "histograms.root")
+    assert {"ggH/ggH/nominal", "ggH/ZTT/tau_es_up", "ztt/TT/tune_TT_up", "misc/QCD/qcd_shape_up",
+            "wjets_highmt/data/nominal", "qqH/W/pileup_down"} <= set(histograms)  # fmt: skip
+    workspace = pyhf.Workspace(read_json(results / "workspace" / "workspace.json"))
+    assert workspace.model().config.poi_name == "mu"
 
 
 def test_nothing_left_to_do_after_a_run(toy_run):
     tmp, results = toy_run
-    dry = snakemake("inject", "train", "-n", "--configfile", str(tiny_toy_config(tmp, results)))
+    dry = snakemake("workspace", "train", "-n", "--configfile", str(tiny_toy_config(tmp, results)))
     assert "Nothing to be done" in dry.stdout + dry.stderr
     # how preselection and training run (dask mode, chunk size, threads) is no reason to rerun
     other = tmp / "other.yaml"
@@ -124,15 +131,22 @@ def test_nothing_left_to_do_after_a_run(toy_run):
             }
         )
     )
-    dry = snakemake("inject", "train", "-n", "--configfile", str(other))
+    dry = snakemake("workspace", "train", "-n", "--configfile", str(other))
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
 def test_same_config_same_results(toy_run):
     tmp, results = toy_run
     again = tmp / "again"
-    target = again / "scores" / "ZTT" / "tau_es_up.root"
+    target = again / "workspace" / "workspace.json"
     snakemake(str(target), "--configfile", str(tiny_toy_config(tmp, again)))
+    assert (results / "workspace" / "workspace.json").read_bytes() == target.read_bytes()
+    first, second = (
+        read_histograms(d / "histograms" / "histograms.root") for d in (results, again)
+    )
+    assert first.keys() == second.keys()
+    for name in first:
+        assert np.array_equal(first[name].view(), second[name].view()), name
     for fold in ("fold0", "fold1"):
         model = Path("train") / fold / "model.pt"
         assert (results / model).read_bytes() == (again / model).read_bytes()

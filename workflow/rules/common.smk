@@ -9,6 +9,7 @@ from analysis.config import (
     TRAIN_EXECUTION_KEYS,
     check_samples,
     check_train_classes,
+    class_names,
     has_shape_variations,
     is_simulation,
     load_yaml,
@@ -114,13 +115,12 @@ def training_inputs():
 def train_settings():
     """The train section without execution keys, so changing those does not retrain.
 
-    Classes become a list: their order is the order of the network outputs, and JSON with sorted
-    keys would lose the order of a mapping.
+    Classes become their names: each training input's class is passed separately.
     """
     settings = {
         key: value for key, value in config["train"].items() if key not in TRAIN_EXECUTION_KEYS
     }
-    settings["classes"] = list(config["train"]["classes"])
+    settings["classes"] = class_names(config["train"]["classes"])
     return as_json(settings)
 
 
@@ -150,7 +150,7 @@ def histogram_settings():
     return as_json(
         {
             "histograms": config["histograms"],
-            "classes": list(config["train"]["classes"]),
+            "classes": class_names(config["train"]["classes"]),
             "weights": config["weights"],
         }
     )
