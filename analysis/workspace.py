@@ -34,6 +34,9 @@ from analysis.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
+#: Smallest normsys factor written: pyhf interpolates normsys in log space.
+MIN_NORM_FACTOR = 0.01
+
 
 def templates_by_channel(histograms: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """{channel: {process: {variation: (values, variances)}}} from ``{c}/{p}/{v}`` histograms."""
@@ -203,6 +206,11 @@ def _variation_modifiers(
         up, down = smoothed(nominal, up), smoothed(nominal, down)
     up, down = np.clip(up, 0, None), np.clip(down, 0, None)
     (hi, lo), (shape_up, shape_down) = split_norm_shape(nominal, up, down)
+    if min(hi, lo) < MIN_NORM_FACTOR:
+        # pyhf's normsys interpolates in log space: a factor of 0 is undefined
+        log.warning("%s: normalisation factor %.3g limited to %g", syst, min(hi, lo),
+                    MIN_NORM_FACTOR)  # fmt: skip
+        hi, lo = max(hi, MIN_NORM_FACTOR), max(lo, MIN_NORM_FACTOR)
     relative = np.divide(
         np.abs(np.r_[shape_up - nominal, shape_down - nominal]),
         np.r_[nominal, nominal],
