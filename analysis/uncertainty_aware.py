@@ -405,8 +405,10 @@ def profile_scan(
 ) -> np.ndarray:
     """Profile-likelihood scan of ``mu`` on the Asimov dataset, ``-2 Delta ln L`` per value.
 
-    The nuisances are profiled by Newton's method with autograd derivatives (the likelihood is
-    convex in ``eta`` on each side of the kink); ``mu`` is fixed at each scan value.
+    The nuisances are profiled by Newton's method with autograd derivatives and backtracking,
+    started at ``eta = 0`` and at all nuisances ``+-0.5`` (the likelihood is smooth on each side
+    of the kink at 0, which a single start may not cross); ``mu`` is fixed at each scan value.
+    Used to cross-check pyhf in the tests and the demonstration.
 
     Args:
         mu_values: scan points.
@@ -424,33 +426,40 @@ def profile_scan(
     asimov = expected_yields(point, nom, up_t, down_t, mask)
     minimum = float(twice_nll(point, asimov, nom, up_t, down_t, mask))
 
-    def profiled(mu: float) -> float:
-        eta = torch.zeros(up_t.shape[0], dtype=torch.float64)
-
-        def objective(eta_: torch.Tensor) -> torch.Tensor:
-            params = torch.cat([torch.tensor([mu], dtype=torch.float64), eta_])
-            return twice_nll(params, asimov, nom, up_t, down_t, mask)
-
+    def newton(objective: Callable[[torch.Tensor], torch.Tensor], eta: torch.Tensor) -> float:
         value = float(objective(eta))
         for _ in range(100):
-            if eta.numel() == 0:
-                break
             grad = torch.autograd.functional.jacobian(objective, eta)
             hess = torch.autograd.functional.hessian(objective, eta)
             step = torch.linalg.solve(hess, grad)
-            # Backtracking keeps each step downhill across the kink at eta = 0.
-            scale = 1.0
+            # Backtracking keeps every step downhill, also across the kink at eta = 0.
+            scale, trial_value = 1.0, math.inf
             while scale > 1e-6:
                 trial = eta - scale * step
                 trial_value = float(objective(trial))
                 if trial_value <= value:
                     break
                 scale *= 0.5
-            if scale <= 1e-6 or value - trial_value < 1e-12:
-                eta, value = (trial, trial_value) if trial_value <= value else (eta, value)
+            if not trial_value <= value:
                 break
+            improvement = value - trial_value
             eta, value = trial, trial_value
-        return value - minimum
+            if improvement < 1e-12:
+                break
+        return value
+
+    def profiled(mu: float) -> float:
+        def objective(eta: torch.Tensor) -> torch.Tensor:
+            params = torch.cat([torch.tensor([mu], dtype=torch.float64), eta])
+            return twice_nll(params, asimov, nom, up_t, down_t, mask)
+
+        n_eta = up_t.shape[0]
+        if n_eta == 0:
+            return float(objective(torch.zeros(0, dtype=torch.float64))) - minimum
+        # The likelihood is smooth on each side of the kink: starting on both sides finds the
+        # minimum whichever side it is on.
+        starts = [torch.full((n_eta,), value, dtype=torch.float64) for value in (0.0, 0.5, -0.5)]
+        return min(newton(objective, start) for start in starts) - minimum
 
     return np.array([profiled(float(mu)) for mu in mu_values])
 
