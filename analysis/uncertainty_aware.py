@@ -58,11 +58,14 @@ Usage (a multiclass network, one shape systematic from up/down variation skims):
     loss.backward()
 
 ``process_*`` are integer process indices (``0 .. n_processes - 1``) and ``signal`` lists those
-scaled by ``mu``. The weights must be normalised to the expected yields of the full dataset (for a
-minibatch, scale them by the inverse of the fraction of events in the batch): the loss depends on
-the absolute event counts. Each variation's event sets must cover every process: a process that
-the systematic does not affect enters with its nominal events. A weight-only systematic passes the
-nominal scores with the varied weights. For a binary network the scores are the sigmoid output,
+scaled by ``mu``. The weights must be the physical event weights (cross section x luminosity x
+corrections, not class-balanced) normalised to the expected yields of the full dataset: the loss
+depends on the absolute event counts. For the training events of a k-fold split, (k-1)/k of all
+events, multiply them by k/(k-1); for a minibatch, by the inverse of the fraction of events in the
+batch (the demonstration trains on the full batch). Each variation's event sets must cover every
+process: a process that the systematic does not affect enters with its nominal events. A
+weight-only systematic passes the nominal scores with the varied weights. For a binary network
+the scores are the sigmoid output,
 shape ``(N,)``, with ``Binning(n_bins, n_classes=1)``.
 
 Proposed config keys (the lead adds them to the ``train`` section, schema and config/README.md):
