@@ -65,8 +65,7 @@ events, multiply them by k/(k-1); for a minibatch, by the inverse of the fractio
 batch (the demonstration trains on the full batch). Each variation's event sets must cover every
 process: a process that the systematic does not affect enters with its nominal events. A
 weight-only systematic passes the nominal scores with the varied weights. For a binary network
-the scores are the sigmoid output,
-shape ``(N,)``, with ``Binning(n_bins, n_classes=1)``.
+the scores are the sigmoid output, shape ``(N,)``, with ``Binning(n_bins, n_classes=1)``.
 
 Proposed config keys (the lead adds them to the ``train`` section, schema and config/README.md):
 
