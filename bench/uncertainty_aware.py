@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reference = reference_templates()
     rows["reference"] = {
         "stat": pyhf_result(reference, False),
-        "syst": pyhf_result(reference, True),
+        "syst": {**pyhf_result(reference, True), "fisher": fisher_summary(reference, True)},
     }
     networks = {}
     for kind in ("cross_entropy", "ua_stat", "ua_syst"):
@@ -399,14 +399,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print()
     print(
         "| training | stat. only: 68% interval (width) | with systematic: 68% interval (width) "
-        "| corr(mu, nuisance) |"
+        "| corr(mu, nuisance): pyhf fit | Fisher eta->0+ / eta->0- |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|")
     for name, (stat, syst) in table.items():
+        fisher = syst["fisher"]
         print(
             f"| {name} | [{stat['interval'][0]:.3f}, {stat['interval'][1]:.3f}] "
             f"({stat['width']:.3f}) | [{syst['interval'][0]:.3f}, {syst['interval'][1]:.3f}] "
-            f"({syst['width']:.3f}) | {syst['correlation']:+.2f} |"
+            f"({syst['width']:.3f}) | {syst['correlation']:+.2f} "
+            f"| {fisher['up']['correlation']:+.2f} / {fisher['down']['correlation']:+.2f} |"
         )
     ce, ua, ref = (table[name][1]["width"] for name in table)
     ce_stat, ua_stat = table["cross-entropy"][0]["width"], table["uncertainty-aware"][0]["width"]
