@@ -355,6 +355,20 @@ def fit_record(setup: model_utils.Setup, result: FitResult) -> dict[str, Any]:
     }
 
 
+def as_record(setup: model_utils.Setup, result: FitResult) -> FitRecord:
+    """The nominal fit in the form later stages start from (as :func:`read_fit` returns it)."""
+    covariance = result.correlation * np.outer(result.uncertainties, result.uncertainties)
+    return FitRecord(
+        list(result.labels),
+        np.asarray(result.values, dtype=float),
+        np.asarray(result.uncertainties, dtype=float),
+        covariance,
+        float(result.twice_nll),
+        list(setup.pois),
+        result.converged,
+    )
+
+
 def read_fit(path: str | os.PathLike[str], setup: model_utils.Setup) -> FitRecord:
     """Read ``fit.json`` back, checking that it belongs to this model.
 
@@ -371,7 +385,7 @@ def read_fit(path: str | os.PathLike[str], setup: model_utils.Setup) -> FitRecor
         pois, twice_nll, converged = record["pois"], record["twice_nll"], record["converged"]
     except (KeyError, TypeError, IndexError):
         raise AnalysisError(
-            f"{path}: does not match the workspace's parameters; rerun the fit stage"
+            f"{path}: made from another workspace (other parameters); rerun the fit stage"
         ) from None
     if parameters != labels or record.get("workspace_sha256") != setup.digest:
         raise AnalysisError(f"{path}: made from another workspace; rerun the fit stage")

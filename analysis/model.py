@@ -81,8 +81,8 @@ def load_workspace(
     spec = read_json(path)
     if not isinstance(spec, dict) or "channels" not in spec:
         raise AnalysisError(
-            f"{path}: not a pyhf workspace (no 'channels'); point external_workspace at a "
-            "workspace JSON (a HEPData likelihood's background-only file)"
+            f"{path}: not a pyhf workspace (no 'channels'); point inference.external_workspace "
+            "at a workspace JSON (a HEPData likelihood's background-only file)"
         )
     if patch is not None:
         spec = _apply_patch(spec, path, patch, patch_name)
@@ -108,13 +108,13 @@ def _apply_patch(spec: dict, path: str | os.PathLike[str], patch: str, name: str
         if name is None:
             if len(names) != 1:
                 raise AnalysisError(
-                    f"{patch}: a PatchSet of {len(names)} patches; set external_patch_name to "
+                    f"{patch}: a PatchSet of {len(names)} patches; set inference.patch_name to "
                     f"one of them (e.g. {names[0]!r})"
                 )
             name = names[0]
         if name not in names:
             raise AnalysisError(
-                f"{patch}: no patch named {name!r}; external_patch_name must be one of "
+                f"{patch}: no patch named {name!r}; inference.patch_name must be one of "
                 f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
             )
         try:

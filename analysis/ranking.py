@@ -73,14 +73,19 @@ def ranked_labels(fit_document: Mapping[str, Any]) -> list[str]:
     return [label for label in fit_document["correlation"]["parameters"] if label not in skip]
 
 
+def chunk_count_for(n_labels: int, chunk_size: int) -> int:
+    """Number of chunks of ``chunk_size`` parameters that cover ``n_labels`` (at least one)."""
+    return max(1, math.ceil(n_labels / chunk_size))
+
+
 def chunk_count(fit_json: str | os.PathLike[str], chunk_size: int) -> int:
     """Number of ranking jobs for a nominal fit (read by the workflow after the fit checkpoint)."""
-    return max(1, math.ceil(len(ranked_labels(read_json(fit_json))) / chunk_size))
+    return chunk_count_for(len(ranked_labels(read_json(fit_json))), chunk_size)
 
 
 def chunk_labels(labels: Sequence[str], chunk: int, chunk_size: int) -> list[str]:
     """The parameters of one chunk (chunks cover the list in order, the last may be shorter)."""
-    n_chunks = max(1, math.ceil(len(labels) / chunk_size))
+    n_chunks = chunk_count_for(len(labels), chunk_size)
     if not 0 <= chunk < n_chunks:
         raise AnalysisError(
             f"ranking chunk {chunk} does not exist: {len(labels)} parameters in {n_chunks} "
@@ -160,6 +165,18 @@ def impact_record(impact: Impact) -> dict[str, Any]:
     return {**impact._asdict(), "clipped": list(impact.clipped)}
 
 
+def chunk_record(
+    setup: model_utils.Setup, chunk: int, n_ranked: int, results: Sequence[Impact]
+) -> dict[str, Any]:
+    """The content of one chunk's output file (merged by :func:`gather`)."""
+    return {
+        "poi": setup.pois[0],
+        "chunk": chunk,
+        "n_ranked": n_ranked,
+        "impacts": [impact_record(impact) for impact in results],
+    }
+
+
 def gather(chunks: Sequence[Mapping[str, Any]], sources: Sequence[str]) -> list[dict[str, Any]]:
     """Merge chunk outputs into the ranking, sorted by decreasing total post-fit impact.
 
@@ -218,15 +235,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     labels = ranked_labels(read_json(args.fit))
     selected = chunk_labels(labels, args.chunk, args.chunk_size)
     results = impacts(setup, record, selected, fit_settings(settings))
-    write_json(
-        args.output,
-        {
-            "poi": setup.pois[0],
-            "chunk": args.chunk,
-            "n_ranked": len(labels),
-            "impacts": [impact_record(impact) for impact in results],
-        },
-    )
+    write_json(args.output, chunk_record(setup, args.chunk, len(labels), results))
 
 
 main = cli_main(_main)

@@ -182,6 +182,25 @@ def interval(
     return ends
 
 
+def chunk_record(
+    parameters: Sequence[str], chunk: int, n_points: int, results: Sequence[ScanPoint]
+) -> dict[str, Any]:
+    """The content of one chunk's output file (merged by :func:`gather_1d`/:func:`gather_2d`)."""
+    return {
+        "parameters": list(parameters),
+        "chunk": chunk,
+        "n_points": n_points,
+        "points": [
+            {
+                "values": list(point.values),
+                "twice_nll": point.twice_nll,
+                "converged": point.converged,
+            }
+            for point in results
+        ],
+    }
+
+
 def gather_1d(
     chunks: Sequence[Mapping[str, Any]], record: FitRecord, parameter: str
 ) -> dict[str, Any]:
@@ -280,18 +299,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         raise AnalysisError(f"scan chunk {args.chunk} does not exist ({n_chunks} chunks)")
     selected = points[args.chunk * scan.chunk_size : (args.chunk + 1) * scan.chunk_size]
     results = profile(setup, record, args.parameters, selected, fit_settings(settings))
-    write_json(
-        args.output,
-        {
-            "parameters": args.parameters,
-            "chunk": args.chunk,
-            "n_points": len(points),
-            "points": [
-                {"values": list(p.values), "twice_nll": p.twice_nll, "converged": p.converged}
-                for p in results
-            ],
-        },
-    )
+    write_json(args.output, chunk_record(args.parameters, args.chunk, len(points), results))
 
 
 main = cli_main(_main)
