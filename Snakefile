@@ -17,6 +17,7 @@ include: "workflow/rules/provenance.smk"
 include: "workflow/rules/toydata.smk"
 include: "workflow/rules/preselect.smk"
 include: "workflow/rules/friends.smk"
+include: "workflow/rules/inference.smk"
 
 
 rule all:
