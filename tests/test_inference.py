@@ -493,3 +493,78 @@ def test_model_errors_name_the_key(tmp_path):
     with pytest.raises(AnalysisError, match="inference.asimov"):
         model_utils.setup_from_files(tmp_path / "nodata.json", {})
     assert model_utils.setup_from_files(tmp_path / "nodata.json", {"asimov": True}).asimov
+
+
+# --- the workflow --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_inference_workflow_on_a_patched_external_workspace(tmp_path):
+    """`snakemake inference` on a published-style workspace with a PatchSet: every output of the
+    results contract, numbers equal to the in-process computation, and a rerun has nothing to do."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    results = tmp_path / "results"
+    settings = {
+        "external_workspace": str(WORKSPACES / "simple.json"),
+        "patch": str(WORKSPACES / "patchset.json"),
+        "patch_name": "signal_high",
+        "ranking": {"chunk_size": 2},
+        "scan": {"points": 15, "chunk_size": 8},
+    }
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump({"results": str(results), "inference": settings}))
+
+    def snakemake(*args: str) -> str:
+        command = [sys.executable, "-m", "snakemake", "--cores", "2", "inference"]
+        run = subprocess.run(
+            [*command, "--configfile", str(configfile), *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            # the jobs' `python` is this interpreter, whatever the caller's PATH
+            env={**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"},
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run.stdout + run.stderr
+
+    snakemake()
+    fit_dir = results / "fit"
+    fit = json.loads((fit_dir / "fit.json").read_text())
+    assert fit["poi"] == "mu" and fit["asimov"] is False and fit["converged"] is True
+    setup = model_utils.setup_from_files(WORKSPACES / "simple.json", settings)
+    expected = fit_module.fit(setup, SETTINGS)
+    assert fit["bestfit"]["mu"] == pytest.approx(
+        [expected.values[2], expected.uncertainties[2]], abs=1e-9
+    )
+    assert fit["correlation"]["parameters"] == setup.model.config.par_names
+    # three ranked parameters in two chunks, merged and sorted
+    entries = json.loads((fit_dir / "ranking.json").read_text())
+    assert sorted(entry["parameter"] for entry in entries) == ["bkg_norm", "bkg_shape", "lumi"]
+    keys = {"parameter", "pull", "constraint", "impact_prefit_up", "impact_prefit_down"}
+    assert all(keys | {"impact_postfit_up", "impact_postfit_down"} <= set(e) for e in entries)
+    totals = [abs(e["impact_postfit_up"]) + abs(e["impact_postfit_down"]) for e in entries]
+    assert totals == sorted(totals, reverse=True)
+    assert len(list((fit_dir / "ranking").glob("chunk_*.json"))) == 2
+    scan_document = json.loads((fit_dir / "scan_mu.json").read_text())
+    assert scan_document["poi"] == "mu" and len(scan_document["values"]) == 15
+    assert len(scan_document["delta_twice_nll"]) == 15 and len(scan_document["interval_68"]) == 2
+    pulls_document = json.loads((fit_dir / "pulls.json").read_text())
+    assert {p["parameter"] for p in pulls_document["constrained"]} == {
+        "bkg_norm",
+        "bkg_shape",
+        "lumi",
+    }
+    significance = json.loads((fit_dir / "significance.json").read_text())["pois"]["mu"]
+    assert significance["observed_significance"] > 0
+    limit = json.loads((fit_dir / "limits.json").read_text())["pois"]["mu"]
+    assert limit["expected_minus2sigma"] < limit["expected"] < limit["expected_plus2sigma"]
+    # a rerun has nothing to do
+    assert "Nothing to be done" in snakemake("--dry-run")

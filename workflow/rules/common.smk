@@ -131,7 +131,7 @@ def inference_inputs():
 
 
 def inference_settings(*sections):
-    """The inference settings a rule passes to its module: the model's, plus ``sections``."""
+    """Inference settings for a stage (the model settings plus ``sections``), as JSON."""
     keys = (*MODEL_KEYS, *sections)
     return as_json({key: INFERENCE[key] for key in keys if INFERENCE.get(key) is not None})
 
