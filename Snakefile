@@ -19,13 +19,10 @@ include: "workflow/rules/preselect.smk"
 include: "workflow/rules/friends.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/histograms.smk"
+include: "workflow/rules/inference.smk"
 
 
 rule all:
     input:
-        rules.friends.input,
-        rules.train.input,
-        rules.inject.input,
-        rules.workspace.input,
-        rules.histograms.input,
+        analysis_targets(),
     default_target: True

@@ -190,3 +190,80 @@ def as_json(data):
     """Serialise settings for a command line; sorted keys keep params stable across runs."""
     return json.dumps(data, sort_keys=True)
 
+
+
+# --- inference (fit, pulls, ranking, scan, significance, limits) ---------------------------------
+
+INFERENCE = config.get("inference") or {}
+#: Settings that shape every likelihood the inference stages build (the workspace file aside).
+MODEL_KEYS = ("patch", "patch_name", "measurement", "pois", "asimov", "interpolation", "fit")
+
+
+def inference_workspace():
+    """The workspace the inference stages fit: an external pyhf JSON workspace when configured,
+    else the one this analysis builds."""
+    return INFERENCE.get("external_workspace") or f"{RESULTS}/workspace/workspace.json"
+
+
+def inference_inputs():
+    """The workspace and, when configured, the patch applied to it."""
+    inputs = {"workspace": inference_workspace()}
+    if INFERENCE.get("patch"):
+        inputs["patch"] = INFERENCE["patch"]
+    return inputs
+
+
+def inference_settings(*sections):
+    """Inference settings for a stage (the model settings plus ``sections``), as JSON."""
+    keys = (*MODEL_KEYS, *sections)
+    return as_json({key: INFERENCE[key] for key in keys if INFERENCE.get(key) is not None})
+
+
+def inference_fit():
+    """fit.json once the nominal fit (a checkpoint) has run; the POIs and the parameters to rank
+    are only known from it when the workspace is built by the workflow."""
+    return checkpoints.inference_fit.get().output[0]
+
+
+def ranking_chunks(wildcards):
+    """The ranking's chunk files: the number of chunks follows from the fitted model."""
+    from analysis.ranking import chunk_count
+
+    size = INFERENCE.get("ranking", {}).get("chunk_size", 8)
+    n_chunks = chunk_count(inference_fit(), size)
+    return [f"{RESULTS}/fit/ranking/chunk_{chunk}.json" for chunk in range(n_chunks)]
+
+
+def fitted_pois():
+    """The POIs of the nominal fit (the configured ones, or the measurement's)."""
+    return json.loads(Path(inference_fit()).read_text())["pois"]
+
+
+def scan_names():
+    """One 1D scan per POI, and a 2D scan named ``2d`` when there are two POIs."""
+    pois = fitted_pois()
+    return [*pois, "2d"] if len(pois) == 2 else list(pois)
+
+
+def scan_parameters(wildcards):
+    """The parameters of one scan (a POI, or both POIs for ``2d``), as command-line arguments."""
+    return " ".join(fitted_pois() if wildcards.scan == "2d" else [wildcards.scan])
+
+
+def scan_outputs(wildcards):
+    """scan_{poi}.json for every POI, and scan2d.json with two POIs."""
+    return [
+        f"{RESULTS}/fit/scan2d.json" if name == "2d" else f"{RESULTS}/fit/scan_{name}.json"
+        for name in scan_names()
+    ]
+
+
+def scan_chunks(wildcards):
+    """The chunk files of one scan; their number follows from the configured grid."""
+    from analysis.scan import chunk_count, scan_settings
+
+    name = getattr(wildcards, "scan", "2d")
+    settings = scan_settings(INFERENCE)
+    n_points = settings.points_2d**2 if name == "2d" else settings.points
+    n_chunks = chunk_count(n_points, settings.chunk_size)
+    return [f"{RESULTS}/fit/scan/{name}/chunk_{chunk}.json" for chunk in range(n_chunks)]

@@ -1,0 +1,365 @@
+"""Discovery significance (``significance.json``) and CLs upper limits (``limits.json``).
+
+Both use the asymptotic formulae of Cowan, Cranmer, Gross and Vitells (Eur. Phys. J. C 71 (2011)
+1554), with the same conventions as ``pyhf.infer`` (so the numbers agree with pyhf and cabinetry):
+
+- significance: the q0 test of POI = 0, Z = sqrt(q0); the expected significance is sqrt(q0) on
+  Asimov data generated at POI = 1 with the nuisance parameters profiled on the data at POI = 1;
+- limits: CLs with the qtilde test statistic (the POI's lower bound moved to 0); the expected
+  limit and its bands come from the background-only Asimov data (POI = 0, nuisance parameters
+  profiled on the data at POI = 0), for which the expected CLs at n sigma is
+  (1 - Phi(n + sqrt(qtilde_A))) / (1 - Phi(n)).
+
+Unlike calling ``pyhf.infer.hypotest`` at every step of the root finding (which refits the
+unconditional minimum and regenerates the Asimov data each time), the unconditional fits and the
+Asimov data are made once and each conditional fit starts from the nearest one already done, so a
+limit with its four bands costs a few dozen warm-started fits. With several POIs each is tested in
+turn with the others floating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.optimize
+import scipy.stats
+
+from analysis import model as model_utils
+from analysis.errors import AnalysisError, cli_main
+from analysis.fit import (
+    FitSettings,
+    Minimum,
+    add_workspace_arguments,
+    fit_settings,
+    minimize,
+    parse_settings,
+)
+from analysis.io import write_json
+
+log = logging.getLogger(__name__)
+
+#: Expected-limit band names, from -2 sigma to +2 sigma, and the n of each in the CLs formula
+#: (a downward fluctuation of the background-only test statistic gives a lower limit).
+BANDS = {
+    "expected_minus2sigma": 2.0,
+    "expected_minus1sigma": 1.0,
+    "expected": 0.0,
+    "expected_plus1sigma": -1.0,
+    "expected_plus2sigma": -2.0,
+}
+
+#: Absolute precision of the limits' root finding, in units of the POI.
+LIMIT_XTOL = 1e-6
+
+
+class Significance(NamedTuple):
+    """Observed and expected discovery p-values and significances of one POI."""
+
+    poi: str
+    observed_p_value: float
+    observed_significance: float
+    expected_p_value: float
+    expected_significance: float
+
+
+class Limit(NamedTuple):
+    """Observed and expected (median and bands, -2 to +2 sigma) CLs upper limits of one POI."""
+
+    poi: str
+    observed: float
+    expected: tuple[float, float, float, float, float]
+    confidence_level: float
+
+
+class _Profile:
+    """-2 log L of one data set with one POI fixed at chosen values, fitted on demand and cached.
+
+    Every conditional fit starts from the cached fit nearest in the POI, which moves the
+    nuisance parameters only slightly from one root-finding step to the next.
+    """
+
+    def __init__(
+        self,
+        setup: model_utils.Setup,
+        data: np.ndarray,
+        index: int,
+        bounds: Sequence[Sequence[float]],
+        settings: FitSettings,
+    ) -> None:
+        self.setup, self.data, self.index = setup, data, index
+        self.bounds, self.settings = bounds, settings
+        self.fits: dict[float, Minimum] = {}
+        self.failed: list[float] = []
+        self.unconditional = minimize(setup.model, data, settings, bounds=bounds, hesse=True)
+        if not self.unconditional.converged:
+            self.failed.append(float("nan"))
+
+    def twice_nll(self, value: float) -> float:
+        """-2 log L at POI = ``value``, the other parameters profiled."""
+        value = float(value)
+        if value not in self.fits:
+            fitted = [self.unconditional, *self.fits.values()]
+            nearest = min(fitted, key=lambda fit: abs(fit.values[self.index] - value))
+            start = np.array(nearest.values, dtype=float)
+            start[self.index] = value
+            fixed = np.zeros(len(start), dtype=bool)
+            fixed[self.index] = True
+            minimum = minimize(
+                self.setup.model,
+                self.data,
+                self.settings,
+                start=start,
+                fixed=fixed,
+                strategy=self.settings.refit_strategy,
+                bounds=self.bounds,
+            )
+            if not minimum.converged:
+                self.failed.append(value)
+            self.fits[value] = minimum
+        return self.fits[value].twice_nll
+
+    @property
+    def bestfit(self) -> float:
+        """The unconditional best-fit value of the POI."""
+        return float(self.unconditional.values[self.index])
+
+    def qtilde(self, value: float) -> float:
+        """The qtilde test statistic at POI = ``value`` (0 where the best fit lies above it)."""
+        if self.bestfit > value:
+            return 0.0
+        # the POI's lower bound is 0, so the best fit is never negative: qtilde's reference
+        # L(0) for a negative best fit is then the unconditional minimum itself
+        return max(self.twice_nll(value) - self.unconditional.twice_nll, 0.0)
+
+
+def _poi_bounds(setup: model_utils.Setup, index: int, poi: str, low_at_zero: bool) -> list:
+    """Parameter bounds for the tests, with the POI's lower bound at 0 when asked."""
+    bounds = [list(map(float, bound)) for bound in setup.model.config.suggested_bounds()]
+    low, high = bounds[index]
+    if not low <= 0.0 <= high:
+        raise AnalysisError(
+            f"POI {poi}: bounds [{low}, {high}] exclude 0, the background-only hypothesis; "
+            "widen them in the workspace's measurement"
+        )
+    if low_at_zero:
+        bounds[index][0] = 0.0
+    return bounds
+
+
+def asimov_at(
+    setup: model_utils.Setup,
+    index: int,
+    value: float,
+    bounds: Sequence[Sequence[float]],
+    settings: FitSettings,
+) -> np.ndarray:
+    """Asimov data for POI = ``value`` with the nuisance parameters profiled on the data there.
+
+    The auxiliary data are set to the profiled values as well (pyhf's convention), so the
+    Asimov data set is fitted exactly by those parameters.
+    """
+    start = np.asarray(setup.model.config.suggested_init(), dtype=float)
+    start[index] = value
+    fixed = np.zeros(len(start), dtype=bool)
+    fixed[index] = True
+    profiled = minimize(setup.model, setup.data, settings, start=start, fixed=fixed, bounds=bounds)
+    return np.asarray(setup.model.expected_data(profiled.values), dtype=float)
+
+
+def _check_converged(profile: _Profile, poi: str, what: str) -> None:
+    if profile.failed:
+        log.warning(
+            "POI %s: %d fit(s) of the %s did not converge (POI values %s); check the fit",
+            poi, len(profile.failed), what, profile.failed,
+        )  # fmt: skip
+
+
+def significance(setup: model_utils.Setup, poi: str, settings: FitSettings) -> Significance:
+    """Discovery significance of ``poi`` (q0 test of POI = 0, other POIs floating).
+
+    Args:
+        setup: model and data.
+        poi: the parameter to test.
+        settings: minimiser settings.
+
+    Returns:
+        Observed and expected p-values and significances (in Gaussian sigma).
+
+    Raises:
+        AnalysisError: POI = 0 or 1 lies outside the POI's bounds.
+    """
+    index = model_utils.parameter_index(setup.model, poi, "POI")
+    bounds = _poi_bounds(setup, index, poi, low_at_zero=False)
+    if not bounds[index][0] <= 1.0 <= bounds[index][1]:
+        raise AnalysisError(f"POI {poi}: bounds {bounds[index]} exclude 1, the signal hypothesis")
+
+    def q0(data: np.ndarray, what: str) -> float:
+        profile = _Profile(setup, data, index, bounds, settings)
+        value = (
+            0.0 if profile.bestfit < 0 else profile.twice_nll(0.0) - profile.unconditional.twice_nll
+        )
+        _check_converged(profile, poi, what)
+        return max(value, 0.0)
+
+    observed = float(np.sqrt(q0(setup.data, "observed significance")))
+    asimov = asimov_at(setup, index, 1.0, bounds, settings)
+    expected = float(np.sqrt(q0(asimov, "expected significance")))
+    return Significance(
+        poi,
+        float(scipy.stats.norm.sf(observed)),
+        observed,
+        float(scipy.stats.norm.sf(expected)),
+        expected,
+    )
+
+
+def _cls(sqrt_q: float, sqrt_qa: float) -> float:
+    """Observed CLs from sqrt(qtilde) on data and on background-only Asimov data (pyhf's form)."""
+    if sqrt_qa <= 0.0:
+        return 1.0
+    if sqrt_q < sqrt_qa:
+        statistic = sqrt_q - sqrt_qa
+    else:
+        statistic = (sqrt_q**2 - sqrt_qa**2) / (2.0 * sqrt_qa)
+    return float(scipy.stats.norm.sf(statistic + sqrt_qa) / scipy.stats.norm.sf(statistic))
+
+
+def _expected_cls(sqrt_qa: float, n_sigma: float) -> float:
+    """Expected CLs at n sigma of the background-only distribution."""
+    return float(scipy.stats.norm.sf(n_sigma + sqrt_qa) / scipy.stats.norm.sf(n_sigma))
+
+
+def upper_limit(
+    setup: model_utils.Setup, poi: str, settings: FitSettings, confidence_level: float = 0.95
+) -> Limit:
+    """CLs upper limit on ``poi`` (qtilde, asymptotic), observed and expected with bands.
+
+    Args:
+        setup: model and data.
+        poi: the parameter to limit.
+        settings: minimiser settings.
+        confidence_level: e.g. 0.95.
+
+    Returns:
+        The limits.
+
+    Raises:
+        AnalysisError: a limit lies beyond the POI's upper bound.
+    """
+    index = model_utils.parameter_index(setup.model, poi, "POI")
+    bounds = _poi_bounds(setup, index, poi, low_at_zero=True)
+    high = bounds[index][1]
+    alpha = 1.0 - confidence_level
+    observed_profile = _Profile(setup, setup.data, index, bounds, settings)
+    asimov = asimov_at(setup, index, 0.0, bounds, settings)
+    asimov_profile = _Profile(setup, asimov, index, bounds, settings)
+
+    def sqrt_qa(value: float) -> float:
+        return float(np.sqrt(asimov_profile.qtilde(value)))
+
+    curves = {
+        "observed": lambda value: _cls(np.sqrt(observed_profile.qtilde(value)), sqrt_qa(value)),
+        **{
+            band: (lambda value, n=n: _expected_cls(sqrt_qa(value), n)) for band, n in BANDS.items()
+        },
+    }
+    # the scale of the problem: the Asimov fit's uncertainty on the POI
+    errors = asimov_profile.unconditional.uncertainties
+    scale = float(errors[index]) if errors is not None and errors[index] > 0 else 1.0
+    limits = {}
+    for name, curve in curves.items():
+        limits[name] = _crossing(lambda value, c=curve: c(value) - alpha, scale, high, poi, name)
+    _check_converged(observed_profile, poi, "observed limit")
+    _check_converged(asimov_profile, poi, "expected limit")
+    return Limit(
+        poi,
+        limits["observed"],
+        tuple(limits[band] for band in BANDS),
+        confidence_level,
+    )
+
+
+def _crossing(function: Any, scale: float, high: float, poi: str, name: str) -> float:
+    """The POI value where ``function`` (CLs - alpha, falling from 1 - alpha at 0) crosses 0."""
+    low, upper = 0.0, min(2.0 * scale, high)
+    while function(upper) > 0.0:
+        if upper >= high:
+            raise AnalysisError(
+                f"POI {poi}: the {name.replace('_', ' ')} limit lies above the POI's upper bound "
+                f"{high}; raise it in the workspace's measurement (parameters: bounds)"
+            )
+        low, upper = upper, min(2.0 * upper, high)
+    return float(scipy.optimize.brentq(function, low, upper, xtol=LIMIT_XTOL, rtol=1e-10))
+
+
+def significance_record(setup: model_utils.Setup, results: Sequence[Significance]) -> dict:
+    """The ``significance.json`` content."""
+    return {
+        "asimov": setup.asimov,
+        "test_statistic": "q0",
+        "calculator": "asymptotics",
+        "pois": {result.poi: result._asdict() for result in results},
+    }
+
+
+def limits_record(setup: model_utils.Setup, results: Sequence[Limit]) -> dict:
+    """The ``limits.json`` content."""
+    return {
+        "asimov": setup.asimov,
+        "test_statistic": "qtilde",
+        "calculator": "asymptotics",
+        "confidence_level": results[0].confidence_level if results else None,
+        "pois": {
+            result.poi: {
+                "observed": result.observed,
+                **dict(zip(BANDS, result.expected, strict=True)),
+            }
+            for result in results
+        },
+    }
+
+
+def confidence_level(settings: Mapping[str, Any]) -> float:
+    """The limits' confidence level (``limits.confidence_level``, default 0.95)."""
+    level = float((settings.get("limits") or {}).get("confidence_level", 0.95))
+    if not 0.0 < level < 1.0:
+        raise AnalysisError("inference.limits.confidence_level: must lie between 0 and 1")
+    return level
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Discovery significance and CLs upper limits.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("significance", "significance.json"), ("limits", "limits.json")):
+        command = commands.add_parser(name, help=f"write {text}")
+        add_workspace_arguments(command)
+        command.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = parse_settings(args.settings)
+    setup = model_utils.setup_from_files(args.workspace, settings)
+    minimiser = fit_settings(settings)
+    if args.command == "significance":
+        results = [significance(setup, poi, minimiser) for poi in setup.pois]
+        for result in results:
+            log.info(
+                "%s: observed %.3f sigma, expected %.3f sigma", result.poi,
+                result.observed_significance, result.expected_significance,
+            )  # fmt: skip
+        write_json(args.output, significance_record(setup, results))
+        return
+    level = confidence_level(settings)
+    limits = [upper_limit(setup, poi, minimiser, level) for poi in setup.pois]
+    for limit in limits:
+        log.info("%s < %.4f (expected %.4f)", limit.poi, limit.observed, limit.expected[2])
+    write_json(args.output, limits_record(setup, limits))
+
+
+main = cli_main(_main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
