@@ -175,3 +175,46 @@ def check_train_classes(
                     "class only"
                 )
             seen[process] = entry["name"]
+
+
+def uncertainty_aware_inputs(
+    training: list[tuple[str, str]],
+    train: Mapping[str, Any],
+    config: Mapping[str, Any],
+    results: str,
+) -> list[dict[str, Any]]:
+    """The event sets of the systematics in the uncertainty-aware loss, per training sample.
+
+    A shape variation (``variations``) comes from the variation skims and their friends; a weight
+    variation (``weights.variations``, ``tau_id``) from the nominal files with its weight column.
+    """
+    if train.get("loss", "cross_entropy") != "uncertainty_aware":
+        return []
+    shapes = shape_variations(config["variations"])
+    weight_columns = weight_variation_columns(config["weights"])
+    entries = []
+    for systematic in train["uncertainty_aware"]["systematics"]:
+        for direction in ("up", "down"):
+            variation = f"{systematic}_{direction}"
+            if variation in shapes:
+                file_variation, weight = variation, "weight"
+            elif f"weight_{variation}" in weight_columns:
+                file_variation, weight = NOMINAL, f"weight_{variation}"
+            else:
+                raise AnalysisError(
+                    f"config: key 'train.uncertainty_aware.systematics': '{systematic}' is neither "
+                    f"a shape variation ({sorted({v.rsplit('_', 1)[0] for v in shapes[1:]})}) nor "
+                    "a weight variation; use one of those names"
+                )
+            for index, (sample, _) in enumerate(training):
+                entries.append(
+                    {
+                        "systematic": systematic,
+                        "direction": direction,
+                        "sample": index,
+                        "skim": f"{results}/preselect/{sample}/{file_variation}.root",
+                        "friend": f"{results}/friends/{sample}/{file_variation}.root",
+                        "weight": weight,
+                    }
+                )
+    return entries

@@ -42,6 +42,7 @@ from analysis.network import (
     save_model,
     select_device,
 )
+from analysis.train_uncertainty_aware import VariationInput, fine_tune
 
 log = logging.getLogger(__name__)
 
@@ -327,16 +328,24 @@ def train(
     model_path: str | os.PathLike[str],
     history_path: str | os.PathLike[str],
     threads: int = 1,
+    processes: Sequence[str] | None = None,
+    variation_inputs: Sequence[VariationInput] = (),
 ) -> dict[str, Any]:
     """Load the training events, train the model for ``fold`` and write model and history.
+
+    With ``train.loss: uncertainty_aware`` the cross-entropy training is the pre-training, followed
+    by the uncertainty-aware fine-tuning (:mod:`analysis.train_uncertainty_aware`).
 
     Args:
         inputs: (class name, skim path, friend path) per training sample.
         fold: the fold the model will score (it trains on all others).
-        settings: the ``train`` config section.
+        settings: the ``train`` config section (plus ``folds`` and ``signals`` for the
+            uncertainty-aware loss).
         model_path: output model file.
         history_path: output training history (JSON).
         threads: CPU threads for torch (fixed, so CPU results are reproducible).
+        processes: the physics process of each input (uncertainty-aware loss only).
+        variation_inputs: the systematics' event sets (uncertainty-aware loss only).
     """
     torch.set_num_threads(threads)
     device = select_device(settings["device"])
@@ -348,6 +357,14 @@ def train(
         fold, len(data.labels), settings["classes"], device,
     )  # fmt: skip
     model, history = fit_network(data, fold, settings, device)
+    if settings.get("loss", "cross_entropy") == "uncertainty_aware":
+        nominal = [(process, skim, friend) for process, (_, skim, friend)
+                   in zip(processes, inputs, strict=True)]  # fmt: skip
+        network = model.network.to(device)
+        history["uncertainty_aware"] = fine_tune(
+            network, model.standardization, nominal, variation_inputs, fold, settings, device
+        )
+        model.network = network.cpu().eval()
     save_model(model_path, model)
     # throughput depends on the machine, so it goes to the log, not into the reproducible output
     log.info("fold %d: %.0f training events/s", fold, history.pop("events_per_second"))
@@ -363,12 +380,21 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--friends", nargs="+", required=True)
     parser.add_argument("--settings", required=True, help="the train config section, as JSON")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--processes", help="process per input, as JSON list (uncertainty-aware)")
+    parser.add_argument(
+        "--variations", default="[]", help="uncertainty-aware: the systematics' event sets, JSON"
+    )
     parser.add_argument("--model", required=True)
     parser.add_argument("--history", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     inputs = list(zip(json.loads(args.classes), args.skims, args.friends, strict=True))
-    train(inputs, args.fold, json.loads(args.settings), args.model, args.history, args.threads)
+    variations = [VariationInput(**entry) for entry in json.loads(args.variations)]
+    processes = json.loads(args.processes) if args.processes else None
+    train(
+        inputs, args.fold, json.loads(args.settings), args.model, args.history, args.threads,
+        processes, variations,
+    )  # fmt: skip
 
 
 main = cli_main(_main)

@@ -15,6 +15,7 @@ from analysis.config import (
     load_yaml,
     sample_variations,
     training_samples,
+    uncertainty_aware_inputs,
     validate as validate_document,
 )
 from analysis.errors import AnalysisError
@@ -104,12 +105,23 @@ FOLD_HISTORIES = [
 TRAINING_CLASSES = [class_name for _, class_name in TRAINING]
 
 
+try:
+    UNCERTAINTY_AWARE = uncertainty_aware_inputs(TRAINING, config["train"], config, RESULTS)
+except AnalysisError as err:
+    sys.exit(f"error: {err}")
+
+
 def training_inputs():
     """Nominal skims and friends of the training samples (in the order of TRAINING_CLASSES)."""
     return {
         "skims": [f"{RESULTS}/preselect/{sample}/nominal.root" for sample, _ in TRAINING],
         "friends": [f"{RESULTS}/friends/{sample}/nominal.root" for sample, _ in TRAINING],
     }
+
+
+def uncertainty_aware_files():
+    """Variation skims and friends the uncertainty-aware loss reads (none for cross entropy)."""
+    return sorted({path for entry in UNCERTAINTY_AWARE for path in (entry["skim"], entry["friend"])})
 
 
 def train_settings():
@@ -121,6 +133,11 @@ def train_settings():
         key: value for key, value in config["train"].items() if key not in TRAIN_EXECUTION_KEYS
     }
     settings["classes"] = class_names(config["train"]["classes"])
+    if settings.get("loss") == "uncertainty_aware":
+        settings["folds"] = config["friends"]["folds"]
+        settings["signals"] = config["histograms"]["signals"]
+    else:
+        settings.pop("uncertainty_aware", None)  # irrelevant: editing it must not retrain
     return as_json(settings)
 
 

@@ -6,11 +6,14 @@ rule train_fold:
     """The model that scores fold {fold}, trained on all other folds."""
     input:
         **training_inputs(),
+        variations=uncertainty_aware_files(),
     output:
         model=f"{RESULTS}/train/fold{{fold}}/model.pt",
         history=f"{RESULTS}/train/fold{{fold}}/history.json",
     params:
         classes=as_json(TRAINING_CLASSES),
+        processes=as_json([SAMPLES[sample]["process"] for sample, _ in TRAINING]),
+        variations=as_json(UNCERTAINTY_AWARE),
         settings=train_settings(),
     wildcard_constraints:
         fold=r"\d+",
@@ -26,7 +29,8 @@ rule train_fold:
     shell:
         "python -m analysis.train --fold {wildcards.fold} --classes {params.classes:q} "
         "--skims {input.skims:q} --friends {input.friends:q} --settings {params.settings:q} "
-        "--threads {threads} --model {output.model:q} --history {output.history:q} 2> {log:q}"
+        "--threads {threads} --processes {params.processes:q} --variations {params.variations:q} "
+        "--model {output.model:q} --history {output.history:q} 2> {log:q}"
 
 
 rule train_diagnostics:
