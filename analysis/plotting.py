@@ -36,7 +36,7 @@ DEFAULT_COLORS = (
 
 
 class PlotStyle(NamedTuple):
-    """How figures look; built from the config's ``plots`` section by :func:`style_from_settings`."""
+    """How figures look, built from the ``plots`` config section by :func:`style_from_settings`."""
 
     style: str
     experiment: str
