@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 # config and samples are validated against workflow/schemas/ in common.smk, before any job
 
 
@@ -18,6 +21,7 @@ include: "workflow/rules/toydata.smk"
 include: "workflow/rules/preselect.smk"
 include: "workflow/rules/friends.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:
@@ -25,4 +29,5 @@ rule all:
         rules.friends.input,
         rules.train.input,
         rules.inject.input,
+        rules.plots.input,
     default_target: True
