@@ -2,6 +2,7 @@
 # Logic about variations and samples lives in analysis/config.py so the stages agree with the DAG.
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -190,6 +191,11 @@ def figure(prefix, caption, category, subcategory, labels=None):
         labels=labels,
     )
     return [png] + [f"{prefix}.{fmt}" for fmt in config["plots"]["formats"] if fmt != "png"]
+
+
+def figure_prefix(wildcards, output):
+    """A figure's path without extension, from its outputs (the PNG comes first)."""
+    return str(output[0]).removesuffix(".png")
 
 
 def figures(prefixes, caption, category, subcategory):

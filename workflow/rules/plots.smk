@@ -8,7 +8,7 @@ rule plot_cutflow:
     input:
         [f"{RESULTS}/preselect/{name}/nominal.cutflow.json" for name in SAMPLES],
     output:
-        figure(f"{PLOTS}/inputs/cutflow", "cutflow", "1. Inputs", "Cutflow"),
+        png=figure(f"{PLOTS}/inputs/cutflow", "cutflow", "1. Inputs", "Cutflow"),
         markdown=report(
             f"{PLOTS}/inputs/cutflow.md",
             caption="../report/cutflow_table.rst",
@@ -18,7 +18,7 @@ rule plot_cutflow:
         latex=f"{PLOTS}/inputs/cutflow.tex",
     params:
         settings=plot_settings(),
-        prefix=f"{PLOTS}/inputs/cutflow",
+        prefix=lambda wildcards, output: figure_prefix(wildcards, output.png),
     log:
         f"{LOGS}/plots/cutflow.log",
     conda:
@@ -63,7 +63,7 @@ rule plot_history:
         figure(f"{PLOTS}/training/history_fold{{fold}}", "history", "2. Training", "Curves"),
     params:
         settings=plot_settings(),
-        prefix=f"{PLOTS}/training/history_fold{{fold}}",
+        prefix=figure_prefix,
     wildcard_constraints:
         fold=r"\d+",
     log:
@@ -92,7 +92,7 @@ rule plot_diagnostics:
     params:
         settings=plot_settings(),
         classes=CLASSES,
-        output_dir=f"{PLOTS}/training",
+        output_dir=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         f"{LOGS}/plots/diagnostics.log",
     conda:
@@ -118,7 +118,7 @@ rule plot_taylor:
     params:
         settings=plot_settings(),
         classes=CLASSES,
-        output_dir=f"{PLOTS}/training",
+        output_dir=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         f"{LOGS}/plots/taylor.log",
     conda:
@@ -233,14 +233,14 @@ rule plot_fit_summary:
         fit=f"{FIT}/fit.json",
         ranking=f"{FIT}/ranking.json",
     output:
-        figure(f"{PLOTS}/fit/pulls", "pulls", "4. Fit", "Pulls"),
-        figure(f"{PLOTS}/fit/impacts", "impacts", "4. Fit", "Impacts"),
-        figure(f"{PLOTS}/fit/correlation", "correlation", "4. Fit", "Correlations"),
+        pulls=figure(f"{PLOTS}/fit/pulls", "pulls", "4. Fit", "Pulls"),
+        impacts=figure(f"{PLOTS}/fit/impacts", "impacts", "4. Fit", "Impacts"),
+        correlation=figure(f"{PLOTS}/fit/correlation", "correlation", "4. Fit", "Correlations"),
     params:
         settings=plot_settings(),
-        pulls=f"{PLOTS}/fit/pulls",
-        impacts=f"{PLOTS}/fit/impacts",
-        correlation=f"{PLOTS}/fit/correlation",
+        pulls=lambda wildcards, output: figure_prefix(wildcards, output.pulls),
+        impacts=lambda wildcards, output: figure_prefix(wildcards, output.impacts),
+        correlation=lambda wildcards, output: figure_prefix(wildcards, output.correlation),
     log:
         f"{LOGS}/plots/fit_summary.log",
     conda:
@@ -260,7 +260,7 @@ rule plot_scan:
         figure(f"{PLOTS}/fit/scan_{{poi}}", "scan", "4. Fit", "Scans"),
     params:
         settings=plot_settings(),
-        prefix=f"{PLOTS}/fit/scan_{{poi}}",
+        prefix=figure_prefix,
     log:
         f"{LOGS}/plots/scan_{{poi}}.log",
     conda:
@@ -278,7 +278,7 @@ rule plot_contour:
         figure(f"{PLOTS}/fit/contour", "contour", "4. Fit", "Scans"),
     params:
         settings=plot_settings(),
-        prefix=f"{PLOTS}/fit/contour",
+        prefix=figure_prefix,
     log:
         f"{LOGS}/plots/contour.log",
     conda:
@@ -296,7 +296,7 @@ rule plot_limits:
         figure(f"{PLOTS}/fit/limits", "limits", "4. Fit", "Limits"),
     params:
         settings=plot_settings(),
-        prefix=f"{PLOTS}/fit/limits",
+        prefix=figure_prefix,
     log:
         f"{LOGS}/plots/limits.log",
     conda:
