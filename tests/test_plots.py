@@ -187,7 +187,7 @@ def test_postfit_band_uses_full_covariance(fit_inputs):
     band = prediction.uncertainty(weights)
 
     rng = np.random.default_rng(7)
-    draws = rng.multivariate_normal(values, covariance, size=20000)
+    draws = rng.multivariate_normal(values, covariance, size=5000)
     totals = np.array([model.main_model.expected_data(p) for p in draws])
     np.testing.assert_allclose(band, totals.std(axis=0), rtol=0.05)
     diagonal = plot_fit.Prediction(
