@@ -13,8 +13,10 @@ parameters shrink it as they should, unlike a sum of the parameters' effects in 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import fnmatch
 import json
+import multiprocessing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -284,55 +286,77 @@ def systematics(variations: Sequence[str]) -> list[str]:
     return sorted(names)
 
 
-def plot_templates(histograms_path: str, output_dir: str | Path, style: PlotStyle) -> list[Path]:
+def plot_templates(
+    histograms_path: str, output_dir: str | Path, style: PlotStyle, workers: int = 1
+) -> list[Path]:
     """Nominal template with the up and down variation of every systematic, per channel and
     process, ``{channel}__{process}__{systematic}``, with variation/nominal in the ratio panel.
 
-    A one-sided variation (an alternative sample) is drawn alone.
+    A one-sided variation (an alternative sample) is drawn alone. There are hundreds of these
+    figures in an analysis, so they are drawn by ``workers`` processes (output does not depend
+    on it).
     """
-    written: list[Path] = []
+    tasks = []
     for channel, processes in read_templates(histograms_path).items():
         for process, variations in processes.items():
             if "nominal" not in variations:
                 raise AnalysisError(
                     f"{histograms_path}: {channel}/{process} has no nominal; rerun histograms"
                 )
-            nominal, variances, edges = variations["nominal"]
             for syst in systematics(list(variations)):
-                fig, (ax, rax) = new_figure(style, ratio=True)
-                ax.stairs(nominal, edges, color="black", linewidth=2, label="nominal")
-                centres = 0.5 * (edges[1:] + edges[:-1])
-                ax.errorbar(centres, nominal, yerr=np.sqrt(variances), fmt="none", color="black")
-                one, stat = ratio_with_errors(nominal, nominal, np.sqrt(variances))
-                rax.fill_between(
-                    edges, np.append(one - stat, (one - stat)[-1]),
-                    np.append(one + stat, (one + stat)[-1]), step="post", color="#dddddd",
-                    label="stat. unc.",
-                )  # fmt: skip
-                for direction, color in (("up", "#bd1f01"), ("down", "#3f90da")):
-                    name = f"{syst}_{direction}"
-                    if name not in variations:
-                        continue
-                    values = variations[name][0]
-                    total = values.sum() / nominal.sum() - 1 if nominal.sum() else 0.0
-                    ax.stairs(values, edges, color=color, linewidth=2,
-                              label=f"{direction} ({100 * total:+.1f}%)")  # fmt: skip
-                    ratio, _ = ratio_with_errors(values, nominal, np.zeros_like(values))
-                    rax.stairs(np.nan_to_num(ratio, nan=1.0), edges, color=color, linewidth=2)
-                rax.axhline(1.0, color="gray", linestyle="--")
-                rax.set_ylabel("Var. / nom.")
-                rax.set_xlabel(f"{channel}: fitted observable")
-                ax.set_ylabel("Events / bin")
-                ax.set_xlim(edges[0], edges[-1])
-                ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
-                ax.legend(title=f"{channel}, {process}: {syst}", fontsize="small")
-                add_label(ax, style, data=False)
-                written += save_figure(
-                    fig,
-                    Path(output_dir) / f"{safe_name(channel)}__{safe_name(process)}__{syst}",
-                    style,
-                )
-    return written
+                selected = {
+                    name: variations[name]
+                    for name in ("nominal", f"{syst}_up", f"{syst}_down")
+                    if name in variations
+                }
+                prefix = Path(output_dir) / f"{safe_name(channel)}__{safe_name(process)}__{syst}"
+                tasks.append((channel, process, syst, selected, prefix, style))
+    if workers <= 1:
+        return [path for task in tasks for path in _template_figure(*task)]
+    context = multiprocessing.get_context("spawn")  # no forked matplotlib state
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        results = pool.map(_template_figure, *zip(*tasks, strict=True))
+        return [path for paths in results for path in paths]
+
+
+def _template_figure(
+    channel: str,
+    process: str,
+    syst: str,
+    variations: Mapping[str, tuple],
+    prefix: Path,
+    style: PlotStyle,
+) -> list[Path]:
+    """One template figure (see :func:`plot_templates`)."""
+    nominal, variances, edges = variations["nominal"]
+    fig, (ax, rax) = new_figure(style, ratio=True)
+    ax.stairs(nominal, edges, color="black", linewidth=2, label="nominal")
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ax.errorbar(centres, nominal, yerr=np.sqrt(variances), fmt="none", color="black")
+    one, stat = ratio_with_errors(nominal, nominal, np.sqrt(variances))
+    rax.fill_between(
+        edges, np.append(one - stat, (one - stat)[-1]), np.append(one + stat, (one + stat)[-1]),
+        step="post", color="#dddddd", label="stat. unc.",
+    )  # fmt: skip
+    for direction, color in (("up", "#bd1f01"), ("down", "#3f90da")):
+        name = f"{syst}_{direction}"
+        if name not in variations:
+            continue
+        values = variations[name][0]
+        total = values.sum() / nominal.sum() - 1 if nominal.sum() else 0.0
+        ax.stairs(values, edges, color=color, linewidth=2,
+                  label=f"{direction} ({100 * total:+.1f}%)")  # fmt: skip
+        ratio, _ = ratio_with_errors(values, nominal, np.zeros_like(values))
+        rax.stairs(np.nan_to_num(ratio, nan=1.0), edges, color=color, linewidth=2)
+    rax.axhline(1.0, color="gray", linestyle="--")
+    rax.set_ylabel("Var. / nom.")
+    rax.set_xlabel(f"{channel}: fitted observable")
+    ax.set_ylabel("Events / bin")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
+    ax.legend(title=f"{channel}, {process}: {syst}", fontsize="small")
+    add_label(ax, style, data=False)
+    return save_figure(fig, prefix, style)
 
 
 def _included(name: str, exclude: Sequence[str]) -> bool:
@@ -602,6 +626,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     templates = commands.add_parser("templates")
     templates.add_argument("--histograms", required=True)
     templates.add_argument("--output-dir", required=True)
+    templates.add_argument("--workers", type=int, default=1, help="processes drawing figures")
     stacks = commands.add_parser("stacks", help="pre-/post-fit stacks and yields tables")
     stacks.add_argument("--workspace", required=True)
     stacks.add_argument("--fit", required=True)
@@ -625,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     style = style_from_settings(settings)
     if args.figure == "templates":
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        plot_templates(args.histograms, args.output_dir, style)
+        plot_templates(args.histograms, args.output_dir, style, args.workers)
     elif args.figure == "stacks":
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         binning = read_json(args.binning) if args.binning else None

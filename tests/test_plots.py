@@ -279,7 +279,9 @@ def write_histograms(path: Path) -> None:
 
 def test_templates(tmp_path):
     write_histograms(tmp_path / "histograms.root")
-    written = plot_fit.plot_templates(str(tmp_path / "histograms.root"), tmp_path / "out", STYLE)
+    written = plot_fit.plot_templates(
+        str(tmp_path / "histograms.root"), tmp_path / "out", STYLE, workers=2
+    )
     names = sorted({p.stem for p in written})
     # data has only a nominal; tune_ZTT is one-sided and still gets its figure
     assert names == [f"{c}__ZTT__{s}" for c in ("ch1", "ch2") for s in ("tau_es", "tune_ZTT")]

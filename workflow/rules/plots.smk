@@ -183,13 +183,14 @@ rule plot_templates:
         ),
     params:
         settings=plot_settings(),
+    threads: 2
     log:
         f"{LOGS}/plots/templates.log",
     conda:
         "../../envs/plots.yaml"
     shell:
         "python -m analysis.plot_fit --settings {params.settings:q} templates "
-        "--histograms {input:q} --output-dir {output:q} 2> {log:q}"
+        "--histograms {input:q} --output-dir {output:q} --workers {threads} 2> {log:q}"
 
 
 rule plot_stacks:
