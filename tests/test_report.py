@@ -8,6 +8,7 @@ a missing browser a failure instead.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -31,17 +32,16 @@ def plots_run(tmp_path_factory):
 
 
 def planned_rules(output: str) -> set[str]:
-    """Rule names of the job table that `snakemake -n` prints."""
+    """Rule names of the job tables (``job  count`` ... ``total``) that `snakemake -n` prints."""
     rules, in_table = set(), False
     for line in output.splitlines():
-        fields = line.split()
-        if fields[:2] == ["job", "count"]:
+        if re.match(r"^job\s+count$", line.strip()):
             in_table = True
-            continue
-        if in_table and len(fields) == 2 and fields[1].isdigit():
-            rules.add(fields[0])
-        elif in_table and fields and fields[0] == "total":
-            break
+        elif in_table and (row := re.match(r"^(\w+)\s+(\d+)$", line.strip())):
+            if row.group(1) == "total":
+                in_table = False
+            else:
+                rules.add(row.group(1))
     return rules
 
 
@@ -51,7 +51,7 @@ def test_restyle_reruns_only_plot_rules(plots_run):
     restyle = tmp / "restyle.yaml"
     restyle.write_text(yaml.safe_dump({"plots": {"label": "Preliminary", "dpi": 90}}))
     result = snakemake("-n", "plots", "--configfile", str(config), str(restyle))
-    rules = planned_rules(result.stdout)
+    rules = planned_rules(result.stdout + result.stderr)
     assert {"plot_features", "plot_diagnostics", "plot_history"} <= rules, result.stdout
     assert all(rule.startswith(("plot_", "report_")) or rule == "plots" for rule in rules), rules
 
