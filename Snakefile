@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 # config and samples are validated against workflow/schemas/ in common.smk, before any job
 
 
@@ -20,6 +23,7 @@ include: "workflow/rules/friends.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/histograms.smk"
 include: "workflow/rules/inference.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:

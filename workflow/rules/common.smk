@@ -2,6 +2,7 @@
 # Logic about variations and samples lives in analysis/config.py so the stages agree with the DAG.
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -284,3 +285,74 @@ def scan_chunks(wildcards):
     n_points = settings.points_2d**2 if name == "2d" else settings.points
     n_chunks = chunk_count(n_points, settings.chunk_size)
     return [f"{RESULTS}/fit/scan/{name}/chunk_{chunk}.json" for chunk in range(n_chunks)]
+
+
+# ---- plots and report (workflow/rules/plots.smk) ----
+PLOTS = f"{RESULTS}/plots"
+FIT = f"{RESULTS}/fit"
+
+#: output classes of the classifier, in network order (TRAINING_CLASSES repeats a class per sample)
+CLASSES = class_names(config["train"]["classes"])
+
+#: plots-section keys that select inputs rather than how figures look
+PLOT_INPUT_KEYS = ("scans",)
+
+#: samples shown in input-feature stacks: nominal simulation (no alternative samples) and data
+STACKED_SAMPLES = [name for name, sample in SAMPLES.items() if "alternative" not in sample]
+
+
+def plot_settings():
+    """The plots section without input selections: only these plot options are params of plot
+    rules, so a restyle reruns the plot rules and nothing else."""
+    return as_json({k: v for k, v in config["plots"].items() if k not in PLOT_INPUT_KEYS})
+
+
+def figure(prefix, caption, category, subcategory, labels=None):
+    """Outputs of one figure: the PNG registered in the report, plus the other formats."""
+    png = report(
+        f"{prefix}.png",
+        caption=f"../report/{caption}.rst",
+        category=category,
+        subcategory=subcategory,
+        labels=labels,
+    )
+    return [png] + [f"{prefix}.{fmt}" for fmt in config["plots"]["formats"] if fmt != "png"]
+
+
+def figure_prefix(wildcards, output):
+    """A figure's path without extension, from its outputs (the PNG comes first)."""
+    return str(output[0]).removesuffix(".png")
+
+
+def figures(prefixes, caption, category, subcategory):
+    """Outputs of several figures sharing a caption, labelled by their file name."""
+    outputs = []
+    for prefix in prefixes:
+        labels = {"figure": prefix.rsplit("/", 1)[-1]}
+        outputs += figure(prefix, caption, category, subcategory, labels)
+    return outputs
+
+
+def feature_plot_inputs():
+    """Nominal skims and friends of the stacked samples, with each sample's process."""
+    return {
+        "skims": [f"{RESULTS}/preselect/{name}/nominal.root" for name in STACKED_SAMPLES],
+        "friends": [f"{RESULTS}/friends/{name}/nominal.root" for name in STACKED_SAMPLES],
+    }
+
+
+def stacked_processes():
+    """The process of every stacked sample (``data`` for collision data)."""
+    return [
+        "data" if SAMPLES[name]["type"] == "data" else SAMPLES[name]["process"]
+        for name in STACKED_SAMPLES
+    ]
+
+
+def scan_plots():
+    """Likelihood-scan figures: one per POI in plots.scans, and the contour for two POIs."""
+    pois = config["plots"]["scans"]
+    outputs = [f"{PLOTS}/fit/scan_{poi}.png" for poi in pois]
+    if len(pois) == 2:
+        outputs.append(f"{PLOTS}/fit/contour.png")
+    return outputs

@@ -238,4 +238,6 @@ def analysis_targets():
         *rules.histograms.input,
         *rules.workspace.input,
         *rules.inference.input,
+        *rules.plots.input,
+        *rules.plots_fit.input,
     ]
