@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from analysis.io import read_json, read_tree, read_with_friends
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, TINY_TOY_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +30,7 @@ def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def tiny_toy_config(tmp_path, results):
     """A configfile layering a tiny toy dataset on the default config."""
     path = tmp_path / f"{results.name}.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "results": str(results),
-                "lumi": 300.0,
-                "toydata": {"scale": 0.05},
-                "preselect": {"chunksize": 2000},
-            }
-        )
-    )
+    path.write_text(yaml.safe_dump({**TINY_TOY_CONFIG, "results": str(results)}))
     return path
 
 

@@ -158,3 +158,12 @@ def as_json(data):
     """Serialise settings for a command line; sorted keys keep params stable across runs."""
     return json.dumps(data, sort_keys=True)
 
+
+
+def on_attempt(first):
+    """A resource callable: ``first`` on the first attempt, ``n * first`` on the n-th.
+
+    With ``--retries`` (set by the cluster profile) a job killed for memory or time is resubmitted
+    with more; a local run has one attempt, so it sees ``first``.
+    """
+    return lambda wildcards, attempt: first * attempt
