@@ -1,11 +1,11 @@
 """The whole workflow through `snakemake --profile cluster` on a real (local, single-node) Slurm.
 
 The same tiny toy analysis runs once locally and once on Slurm, each in its own copy of the
-repository (so both write `results/` with the same relative paths); every output must agree, and
-every output must come from a Slurm job that Slurm recorded as completed. A third cluster run is
-interrupted mid-way (Snakemake killed, its Slurm jobs cancelled) and resumed: it must finish with
-the same results without redoing any job whose outputs were complete. Needs a local Slurm
-(tests/slurm/setup.sh, the `slurm_cluster` fixture); skipped with the reason where there is none.
+repository (so both write `results/` with the same relative paths). The cluster run is interrupted
+mid-way (Snakemake killed, its Slurm jobs cancelled) and resumed. Every output must agree with the
+local run, every output must come from a Slurm job that Slurm recorded as completed, and the resumed
+run must not redo a job whose outputs were complete. Needs a local Slurm (tests/slurm/setup.sh, the
+`slurm_cluster` fixture); skipped with the reason where there is none.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -51,8 +52,12 @@ CLUSTER_ARGS = (
 )  # fmt: skip
 
 
+#: One sample per training class and the pseudo-data: every rule runs, with fewer jobs.
+SAMPLES = ("ggH", "qqH", "ZTT", "TT", "W", "data")
+
+
 def _checkout(directory: Path) -> Path:
-    """A copy of the workflow with the tiny toy config in `tiny.yaml`."""
+    """A copy of the workflow whose config/config.yaml is the tiny toy analysis on fewer samples."""
     directory.mkdir(parents=True)
     for name in WORKFLOW_FILES:
         source = REPO / name
@@ -60,8 +65,25 @@ def _checkout(directory: Path) -> Path:
             shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, directory / name)
-    (directory / "tiny.yaml").write_text(yaml.safe_dump({**TINY_TOY_CONFIG, "results": "results"}))
+    samples = yaml.safe_load((REPO / "config" / "samples.yaml").read_text())["samples"]
+    subset = {"samples": {name: samples[name] for name in SAMPLES}}
+    (directory / "config" / "samples.yaml").write_text(yaml.safe_dump(subset))
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    _update(config, {**TINY_TOY_CONFIG, "results": "results"})
+    misc = [s for s in SAMPLES if s not in ("data", "ggH", "qqH", "ZTT", "TT")]
+    config["train"]["classes"] = {"ggH": ["ggH"], "qqH": ["qqH"], "ztt": ["ZTT"], "tt": ["TT"]}
+    config["train"]["classes"]["misc"] = misc
+    (directory / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return directory
+
+
+def _update(config: dict, changes: dict) -> None:
+    """Merge ``changes`` into ``config`` the way Snakemake merges a --configfile."""
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            _update(config[key], value)
+        else:
+            config[key] = value
 
 
 def _environment(cluster: bool) -> dict[str, str]:
@@ -72,7 +94,7 @@ def _environment(cluster: bool) -> dict[str, str]:
 
 
 def _snakemake_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--configfile", "tiny.yaml", *args]
+    return [sys.executable, "-m", "snakemake", *args]
 
 
 def snakemake(directory: Path, *args: str, cluster: bool) -> str:
@@ -151,45 +173,6 @@ def submitted_jobs(output: str) -> set[str]:
     return set(re.findall(r"has been submitted with SLURM jobid (\d+)", output))
 
 
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
-    """The tiny toy analysis, run locally."""
-    directory = _checkout(tmp_path_factory.mktemp("slurm") / "local")
-    snakemake(directory, "all", cluster=False)
-    return directory / "results"
-
-
-@pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory, slurm_cluster) -> tuple[Path, str]:
-    """The same analysis with `snakemake --profile cluster`: its directory and output."""
-    directory = _checkout(tmp_path_factory.mktemp("slurm") / "cluster")
-    return directory, snakemake(directory, "all", cluster=True)
-
-
-def test_every_job_ran_through_slurm(cluster_run):
-    directory, output = cluster_run
-    produced = slurm_outputs(directory / "slurm_logs")
-    submitted = submitted_jobs(output)
-    assert submitted and set(produced) == submitted, "one Slurm log per submitted job"
-    states = slurm_job_states(submitted)
-    assert set(states.values()) == {"COMPLETED 0:0"}, states
-    results = directory / "results"
-    outputs = {name for name in result_files(results) if not name.startswith("logs/")}
-    made_in_slurm = {
-        str(Path(path).relative_to("results")) for paths in produced.values() for path in paths
-    }
-    assert outputs and outputs <= made_in_slurm, sorted(outputs - made_in_slurm)
-    # fewer Slurm jobs than Snakemake jobs: the small per-sample jobs were grouped
-    jobs = int(re.search(r"(\d+) of (\d+) steps \(100%\) done", output)[2])
-    assert len(submitted) < jobs - 1  # - 1: `all` runs locally
-    assert "group_friends" in output
-
-
-def test_cluster_results_equal_local_results(local_run, cluster_run):
-    directory, _ = cluster_run
-    assert_same_results(local_run, directory / "results")
-
-
 def _incomplete(directory: Path) -> set[str]:
     """Outputs that Snakemake marked as being written when it stopped."""
     marks = directory / ".snakemake" / "incomplete"
@@ -214,38 +197,127 @@ def _cancel_jobs(prefix: str) -> None:
         subprocess.run(["scancel", *ids], check=True)
 
 
-def test_killed_run_resumes_without_redoing_complete_jobs(tmp_path, local_run, slurm_cluster):
-    directory = _checkout(tmp_path / "resume")
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    """The tiny toy analysis, run locally: its results directory."""
+    directory = _checkout(tmp_path_factory.mktemp("slurm") / "local")
+    snakemake(directory, "all", cluster=False)
+    return directory / "results"
+
+
+class ClusterRun(NamedTuple):
+    """A cluster run that was killed mid-way and resumed."""
+
+    directory: Path
+    output: str  # Snakemake's output, both parts
+    complete: dict[str, int]  # outputs complete at the interruption -> their mtime (ns)
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory, slurm_cluster) -> ClusterRun:
+    """`snakemake --profile cluster all`, killed with its Slurm jobs once the preselection is under
+    way, then `--unlock`ed and rerun to the end, as README "Running on a cluster" describes."""
+    tmp = tmp_path_factory.mktemp("slurm")
+    directory = _checkout(tmp / "cluster")
     prefix = f"htt{uuid.uuid4().hex[:8]}"
     command = _snakemake_command(*CLUSTER_ARGS, "--slurm-jobname-prefix", prefix, "all")
-    log = (tmp_path / "interrupted.log").open("w")
-    process = subprocess.Popen(
-        command, cwd=directory, env=_environment(True), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    # interrupt once the preselection is under way: some jobs finished, others running or queued
-    results = directory / "results"
-    deadline = time.monotonic() + 900
-    while len(list(results.glob("preselect/*/nominal.root"))) < 3:
-        assert process.poll() is None, (tmp_path / "interrupted.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "the preselection did not start within 15 minutes"
-        time.sleep(1)
-    os.killpg(process.pid, signal.SIGKILL)  # no clean shutdown: locks and markers stay behind
-    process.wait()
-    _cancel_jobs(prefix)
-    log.close()
-
+    log_path = tmp / "interrupted.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, cwd=directory, env=_environment(True), stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        # interrupt with some preselection jobs done and others running or queued
+        results = directory / "results"
+        deadline = time.monotonic() + 900
+        while len(list(results.glob("preselect/*/nominal.cutflow.json"))) < 2:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the preselection did not start in 15 minutes"
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGKILL)  # no clean shutdown: lock and markers stay
+        process.wait()
+        _cancel_jobs(prefix)
     incomplete = _incomplete(directory)
     complete = {
         name: (results / name).stat().st_mtime_ns
         for name in result_files(results)
         if not name.startswith("logs/") and f"results/{name}" not in incomplete
     }
-    assert complete and len(complete) < len(result_files(local_run)), "stopped mid-way"
-
     snakemake(directory, "--unlock", cluster=True)
-    output = snakemake(directory, "all", cluster=True)
-    assert_same_results(local_run, results)
+    output = log_path.read_text() + snakemake(directory, "all", cluster=True)
+    return ClusterRun(directory, output, complete)
+
+
+def test_every_job_ran_through_slurm(cluster_run):
+    produced = slurm_outputs(cluster_run.directory / "slurm_logs")
+    submitted = submitted_jobs(cluster_run.output)
+    assert submitted and set(produced) <= submitted, "a Slurm log per submitted job"
+    states = slurm_job_states(set(produced))
+    finished = {job for job, state in states.items() if state == "COMPLETED 0:0"}
+    # the interruption cancelled the jobs that were running; every other job completed
+    assert {state.split()[0] for job, state in states.items() if job not in finished} <= {
+        "CANCELLED"
+    }
+    results = cluster_run.directory / "results"
+    outputs = {name for name in result_files(results) if not name.startswith("logs/")}
+    made_in_slurm = {
+        str(Path(path).relative_to("results")) for job in finished for path in produced[job]
+    }
+    assert outputs and outputs <= made_in_slurm, sorted(outputs - made_in_slurm)
+    # the small per-sample jobs were grouped: fewer Slurm jobs than Snakemake jobs
+    assert "group_friends" in cluster_run.output
+    jobs = int(re.findall(r"\n(?:total)\s+(\d+)", cluster_run.output)[0])
+    assert len(submitted) < jobs
+
+
+def test_cluster_results_equal_local_results(local_run, cluster_run):
+    assert_same_results(local_run, cluster_run.directory / "results")
+
+
+def test_resumed_run_kept_complete_outputs(local_run, cluster_run):
+    results = cluster_run.directory / "results"
+    complete = cluster_run.complete
+    assert complete and len(complete) < len(result_files(local_run)), "stopped mid-way"
+    assert any(name.startswith("preselect/") for name in complete)
     redone = sorted(n for n, mtime in complete.items() if (results / n).stat().st_mtime_ns != mtime)
     assert redone == [], "complete outputs were made again"
-    assert "Nothing to be done" not in output
+
+
+def _dask_worker_jobs(since: float) -> dict[str, str]:
+    """Slurm's records of dask-jobqueue worker jobs submitted after ``since`` (epoch seconds)."""
+    listing = subprocess.run(
+        ["scontrol", "show", "job", "-o"], capture_output=True, text=True, check=False
+    ).stdout
+    jobs = {}
+    for record in listing.splitlines():
+        fields = dict(f.split("=", 1) for f in record.split() if "=" in f)
+        if fields.get("JobName") != "dask-worker":
+            continue
+        submitted = time.mktime(time.strptime(fields["SubmitTime"], "%Y-%m-%dT%H:%M:%S"))
+        if submitted >= int(since):
+            jobs[fields["JobId"]] = fields["JobState"]
+    return jobs
+
+
+def test_preselection_on_dask_workers_in_slurm_jobs(
+    slurm_cluster, toy_files, default_config, default_samples, tmp_path, monkeypatch
+):
+    """`preselect.dask.mode: slurm`: the chunks run on dask-jobqueue worker jobs that Slurm
+    schedules, and the skims equal an in-process run's."""
+    from analysis.preselect import run_preselection
+    from tests.conftest import preselect_settings
+
+    monkeypatch.chdir(REPO)  # the workers import `analysis` from their working directory
+    monkeypatch.setenv("PATH", _environment(False)["PATH"])
+    start = time.time()
+    outputs = {}
+    for mode in ("slurm", "none"):
+        outputs[mode] = tmp_path / mode
+        run_preselection(
+            "ZTT", default_samples["ZTT"], [str(toy_files["ZTT"])],
+            preselect_settings(default_config), outputs[mode], chunksize=1500,
+            dask={"mode": mode, "jobs": 2},
+        )  # fmt: skip
+    workers = _dask_worker_jobs(start)
+    assert len(workers) == 2 and set(workers.values()) <= {"COMPLETED", "CANCELLED"}, workers
+    assert_same_results(outputs["none"], outputs["slurm"])

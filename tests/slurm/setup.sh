@@ -46,6 +46,13 @@ fi
 [ "$(id -u)" -eq 0 ] || fail "Slurm is installed but not running, and starting it needs root"
 
 mkdir -p "$STATE" "$STATE/ctld" "$STATE/d" /etc/slurm
+# forget records of daemons that are gone, so the teardown stops only what this run starts
+if [ -f "$STATE/started" ]; then
+    while read -r daemon pid; do
+        if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$daemon" ]; then echo "$daemon $pid"; fi
+    done <"$STATE/started" >"$STATE/started.tmp"
+    mv "$STATE/started.tmp" "$STATE/started"
+fi
 
 # Write a single-node configuration for this host, unless an administrator's file is in place
 if [ -f "$CONF" ] && ! grep -qF "$MARKER" "$CONF"; then
