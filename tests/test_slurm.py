@@ -312,6 +312,8 @@ def test_preselection_on_dask_workers_in_slurm_jobs(
 ):
     """`preselect.dask.mode: slurm`: the chunks run on dask-jobqueue worker jobs that Slurm
     schedules, and the skims equal an in-process run's."""
+    import dask.config
+
     from analysis.preselect import run_preselection
     from tests.conftest import preselect_settings
 
@@ -319,13 +321,16 @@ def test_preselection_on_dask_workers_in_slurm_jobs(
     monkeypatch.setenv("PATH", _environment(False)["PATH"])
     start = time.time()
     outputs = {}
-    for mode in ("slurm", "none"):
-        outputs[mode] = tmp_path / mode
-        run_preselection(
-            "ZTT", default_samples["ZTT"], [str(toy_files["ZTT"])],
-            preselect_settings(default_config), outputs[mode], chunksize=1500,
-            dask={"mode": mode, "jobs": 2},
-        )  # fmt: skip
+    # the worker jobs' Slurm output files go to the test's directory, not the repository
+    with dask.config.set({"jobqueue.slurm.log-directory": str(tmp_path / "worker_logs")}):
+        for mode in ("slurm", "none"):
+            outputs[mode] = tmp_path / mode
+            run_preselection(
+                "ZTT", default_samples["ZTT"], [str(toy_files["ZTT"])],
+                preselect_settings(default_config), outputs[mode], chunksize=1500,
+                dask={"mode": mode, "jobs": 2},
+            )  # fmt: skip
+    assert list((tmp_path / "worker_logs").glob("*.out")), "worker jobs wrote their Slurm output"
     workers = _dask_worker_jobs(start)
     assert len(workers) == 2 and set(workers.values()) <= {"COMPLETED", "CANCELLED"}, workers
     assert_same_results(outputs["none"], outputs["slurm"])
