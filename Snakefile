@@ -26,7 +26,21 @@ include: "workflow/rules/inference.smk"
 include: "workflow/rules/plots.smk"
 
 
+# with an external workspace, `snakemake` runs the inference on it alone
 rule all:
     input:
-        analysis_targets(),
+        (
+            rules.inference.input
+            if INFERENCE.get("external_workspace")
+            else [
+                rules.friends.input,
+                rules.train.input,
+                rules.inject.input,
+                rules.histograms.input,
+                rules.workspace.input,
+                rules.inference.input,
+                rules.plots.input,
+                rules.plots_fit.input,
+            ]
+        ),
     default_target: True

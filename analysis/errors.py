@@ -2,12 +2,15 @@
 
 Stages raise :class:`AnalysisError` for problems the user can fix (a missing file or branch, a bad
 config value); :func:`cli_main` turns it into a single ``error: ...`` line and exit code 1, without
-a traceback. Anything else is a bug and keeps its traceback.
+a traceback. Anything else is a bug and keeps its traceback. A stage stopped with SIGTERM (Slurm's
+scancel or time limit, Ctrl-C of a cluster run) exits through its cleanup code, so that it leaves
+no scratch or temporary files behind.
 """
 
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -28,6 +31,8 @@ def cli_main(func: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence
 
     @functools.wraps(func)
     def wrapper(argv: Sequence[str] | None = None) -> int:
+        # SIGTERM would end the process without running `finally` blocks and context exits
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             func(argv)
         except AnalysisError as err:
@@ -36,3 +41,9 @@ def cli_main(func: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence
         return 0
 
     return wrapper
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """Leave through the normal exit path (cleanup runs), with the shell's code for SIGTERM."""
+    print("error: stopped by SIGTERM (job cancelled or out of time)", file=sys.stderr)
+    raise SystemExit(128 + signum)

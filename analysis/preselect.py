@@ -653,6 +653,9 @@ def run_preselection(
     variations = sample_variations(sample, settings["variations"])
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # scratch of an earlier attempt of this sample's job that was killed outright
+    for stale in output_dir.glob(".chunks-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=".chunks-", dir=output_dir))
     try:
         for variation in variations:

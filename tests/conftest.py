@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,16 @@ from analysis.config import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
+
+#: A tiny toy analysis layered on config/config.yaml (add `results`): the whole DAG in minutes.
+TINY_TOY_CONFIG: dict[str, Any] = {
+    "lumi": 300.0,
+    "toydata": {"scale": 0.05},
+    "preselect": {"chunksize": 2000},
+    "train": {"network": {"hidden": [32]}, "max_epochs": 8, "patience": 3},
+    "inference": {"scan": {"points": 11, "chunk_size": 11}, "ranking": {"chunk_size": 40}},
+    "plots": {"templates": False},
+}
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +94,32 @@ def ztt_skims(tmp_path_factory, toy_files, default_config, default_samples) -> P
         dask={"mode": "none"},
     )
     return output
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[str]:
+    """A running local Slurm (tests/slurm/setup.sh), stopped at the end if the fixture started it.
+
+    Skips with the setup script's reason where Slurm cannot be set up (not Debian, not root, no
+    package index), unless REQUIRE_SLURM=1 (CI), where that is a failure. Returns the setup's
+    last line (which partition and node are up).
+    """
+    setup = REPO / "tests" / "slurm" / "setup.sh"
+    try:
+        result = subprocess.run(
+            ["bash", str(setup)], capture_output=True, text=True, timeout=900, check=False
+        )
+        reason = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
+        failed = result.returncode != 0
+    except (OSError, subprocess.TimeoutExpired) as err:
+        reason, failed = [str(err)], True
+    if failed:
+        message = f"no local Slurm cluster: {' '.join(reason) or 'setup.sh failed'}"
+        if os.environ.get("REQUIRE_SLURM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield result.stdout.strip().splitlines()[-1]
+    if "started " in result.stdout:  # only what this session started; a running Slurm stays
+        subprocess.run(
+            ["bash", str(REPO / "tests" / "slurm" / "teardown.sh")], timeout=120, check=False
+        )

@@ -15,7 +15,7 @@ import yaml
 
 from analysis.histograms import read_histograms
 from analysis.io import read_json, read_tree, read_with_friends
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, TINY_TOY_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -36,17 +36,7 @@ def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def tiny_toy_config(tmp_path, results):
     """A configfile layering a tiny toy dataset on the default config."""
     path = tmp_path / f"{results.name}.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "results": str(results),
-                "lumi": 300.0,
-                "toydata": {"scale": 0.05},
-                "preselect": {"chunksize": 2000},
-                "train": {"network": {"hidden": [32]}, "max_epochs": 8, "patience": 3},
-            }
-        )
-    )
+    path.write_text(yaml.safe_dump({**TINY_TOY_CONFIG, "results": str(results)}))
     return path
 
 
@@ -115,22 +105,11 @@ def test_nothing_left_to_do_after_a_run(toy_run):
     assert "Nothing to be done" in dry.stdout + dry.stderr
     # how preselection and training run (dask mode, chunk size, threads) is no reason to rerun
     other = tmp / "other.yaml"
-    other.write_text(
-        yaml.safe_dump(
-            {
-                "results": str(results),
-                "lumi": 300.0,
-                "toydata": {"scale": 0.05},
-                "preselect": {"chunksize": 500, "dask": {"mode": "none"}},
-                "train": {
-                    "network": {"hidden": [32]},
-                    "max_epochs": 8,
-                    "patience": 3,
-                    "threads": 1,
-                },
-            }
-        )
-    )
+    execution = {
+        "preselect": {"chunksize": 500, "dask": {"mode": "none"}},
+        "train": {**TINY_TOY_CONFIG["train"], "threads": 1},
+    }
+    other.write_text(yaml.safe_dump({**TINY_TOY_CONFIG, **execution, "results": str(results)}))
     dry = snakemake("workspace", "train", "-n", "--configfile", str(other))
     assert "Nothing to be done" in dry.stdout + dry.stderr
 

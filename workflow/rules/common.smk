@@ -295,7 +295,7 @@ FIT = f"{RESULTS}/fit"
 CLASSES = class_names(config["train"]["classes"])
 
 #: plots-section keys that select inputs rather than how figures look
-PLOT_INPUT_KEYS = ("scans",)
+PLOT_INPUT_KEYS = ("scans", "templates")
 
 #: samples shown in input-feature stacks: nominal simulation (no alternative samples) and data
 STACKED_SAMPLES = [name for name, sample in SAMPLES.items() if "alternative" not in sample]
@@ -356,3 +356,11 @@ def scan_plots():
     if len(pois) == 2:
         outputs.append(f"{PLOTS}/fit/contour.png")
     return outputs
+def on_attempt(first):
+    """A resource callable: ``first`` on the first attempt, ``n * first`` on the n-th.
+
+    With ``--retries`` (set by the cluster profile) a job killed for memory or time is resubmitted
+    with more; a local run has one attempt, so it sees ``first``.
+    """
+    return lambda wildcards, attempt: first * attempt
+

@@ -19,8 +19,8 @@ rule friends_sample:
     log:
         f"{LOGS}/friends/{{sample}}/{{variation}}.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=on_attempt(2000),
+        runtime=on_attempt(10),
     conda:
         "../../envs/friends.yaml"
     shell:

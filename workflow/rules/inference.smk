@@ -225,19 +225,3 @@ rule inference:
         rules.significance.input,
         rules.limits.input,
 
-
-def analysis_targets():
-    """What `snakemake` (rule all) makes: the whole analysis, or with an external workspace the
-    inference on it alone."""
-    if INFERENCE.get("external_workspace"):
-        return rules.inference.input
-    return [
-        *rules.friends.input,
-        *rules.train.input,
-        *rules.inject.input,
-        *rules.histograms.input,
-        *rules.workspace.input,
-        *rules.inference.input,
-        *rules.plots.input,
-        *rules.plots_fit.input,
-    ]

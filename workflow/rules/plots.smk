@@ -310,7 +310,7 @@ rule plot_limits:
 rule plots_fit:
     """Figures of the statistical model and fits (wired into `plots` once those stages exist)."""
     input:
-        rules.plot_templates.output,
+        rules.plot_templates.output if config["plots"]["templates"] else [],
         rules.plot_stacks.output,
         rules.plot_fit_summary.output,
         scan_plots(),

@@ -19,8 +19,8 @@ rule preselect_sample:
         sample=alternatives(VARIED_SAMPLES),
     threads: config["preselect"]["threads"]
     resources:
-        mem_mb=config["preselect"]["mem_mb"],
-        runtime=60,
+        mem_mb=on_attempt(config["preselect"]["mem_mb"]),
+        runtime=on_attempt(60),
         chunksize=config["preselect"]["chunksize"],
         dask_mode=config["preselect"]["dask"]["mode"],
         dask_address=config["preselect"]["dask"].get("address") or "none",

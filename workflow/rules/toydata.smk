@@ -11,8 +11,8 @@ rule toydata_sample:
     log:
         f"{LOGS}/toydata/{{sample}}.log",
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=on_attempt(2000),
+        runtime=on_attempt(30),
     conda:
         "../../envs/toydata.yaml"
     shell:

@@ -19,8 +19,8 @@ rule train_fold:
         fold=r"\d+",
     threads: config["train"]["threads"]
     resources:
-        mem_mb=config["train"]["mem_mb"],
-        runtime=config["train"]["runtime"],
+        mem_mb=on_attempt(config["train"]["mem_mb"]),
+        runtime=on_attempt(config["train"]["runtime"]),
         gpu=config["train"]["gpus"],
     log:
         f"{LOGS}/train/fold{{fold}}.log",
@@ -46,8 +46,8 @@ rule train_diagnostics:
         settings=train_settings(),
     threads: config["train"]["threads"]
     resources:
-        mem_mb=config["train"]["mem_mb"],
-        runtime=config["train"]["runtime"],
+        mem_mb=on_attempt(config["train"]["mem_mb"]),
+        runtime=on_attempt(config["train"]["runtime"]),
     log:
         f"{LOGS}/train/diagnostics.log",
     conda:
@@ -71,8 +71,8 @@ rule inject_sample:
         sample=alternatives(VARIED_SAMPLES),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=on_attempt(2000),
+        runtime=on_attempt(10),
     log:
         f"{LOGS}/scores/{{sample}}.log",
     conda:
