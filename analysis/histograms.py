@@ -78,10 +78,11 @@ def selection_columns(chans: Sequence[Channel]) -> list[str]:
     return sorted(names)
 
 
-def passes(columns: Mapping[str, np.ndarray], channel: Channel) -> np.ndarray:
-    """Events in ``channel``: every cut (a value, or a [low, high) range with null for open)."""
-    mask = np.ones(len(columns["event"]), dtype=bool)
-    for name, cut in channel.selection.items():
+def selection_mask(columns: Mapping[str, np.ndarray], selection: Mapping[str, Any]) -> np.ndarray:
+    """Events passing every cut: a column equal to a value, or in ``[low, high)`` for a
+    ``[low, high]`` pair (``None``/null for an open end)."""
+    mask = np.ones(len(next(iter(columns.values()))), dtype=bool)
+    for name, cut in selection.items():
         values = columns[name]
         if isinstance(cut, list):
             low, high = cut
@@ -91,6 +92,12 @@ def passes(columns: Mapping[str, np.ndarray], channel: Channel) -> np.ndarray:
                 mask &= values < high
         else:
             mask &= values == cut
+    return mask
+
+
+def passes(columns: Mapping[str, np.ndarray], channel: Channel) -> np.ndarray:
+    """Events in ``channel``: its selection and, for an NN channel, its category."""
+    mask = selection_mask(columns, channel.selection)
     if channel.category is not None:
         mask &= columns["category"] == channel.category
     return mask

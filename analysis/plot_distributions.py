@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from analysis.errors import AnalysisError, cli_main
+from analysis.histograms import selection_mask
 from analysis.io import atomic_path, read_json, read_with_friends
 from analysis.plotting import (
     PlotStyle,
@@ -145,23 +146,6 @@ def load_events(
     }
 
 
-def region_mask(columns: Mapping[str, np.ndarray], selection: Mapping[str, Any]) -> np.ndarray:
-    """Events in a region: every column equals the given value, or lies in ``[low, high)``
-    when given a ``[low, high]`` pair (``null`` for an open end)."""
-    mask = np.ones(len(columns["weight"]), dtype=bool)
-    for name, cut in selection.items():
-        values = columns[name]
-        if isinstance(cut, list):
-            low, high = cut
-            if low is not None:
-                mask &= values >= low
-            if high is not None:
-                mask &= values < high
-        else:
-            mask &= values == cut
-    return mask
-
-
 def feature_edges(values: np.ndarray, bins: int) -> np.ndarray:
     """Bin edges for a feature: unit bins for integer-valued ones, else ``bins`` equal bins
     between the 0.5% and 99.5% quantiles (tails go to the outer bins)."""
@@ -277,7 +261,7 @@ def plot_features(
             raise AnalysisError(
                 f"plots.regions.{region}: column {missing[0]!r} is not in the skims"
             )
-        masks = {process: region_mask(columns, selection) for process, columns in events.items()}
+        masks = {process: selection_mask(columns, selection) for process, columns in events.items()}
         for feature in features:
             pooled = np.concatenate([events[p][feature][masks[p]] for p in simulation])
             edges = feature_edges(pooled, bins)
