@@ -16,11 +16,13 @@ import json
 import logging
 import os
 import platform
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import iminuit
 import numpy as np
+import pyhf
 import scipy.special
 import scipy.stats
 
@@ -42,6 +44,7 @@ class FitSettings(NamedTuple):
     refit_strategy: int = 0
     tolerance: float = 0.001
     max_calls: int = 100_000
+    batched_gradient: bool = True
 
 
 class Attempt(NamedTuple):
@@ -115,6 +118,44 @@ def twice_nll_function(model: Any, data: np.ndarray):
     return twice_nll
 
 
+#: Batched copies of models for the gradient (see :func:`gradient_function`), built once per model.
+_BATCHED_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+#: Finite-difference step of the gradient, relative to the parameter's scale (its constraint width
+#: or 10% of its initial value): far above rounding (-2 log L is known to ~1e-13 relative) and far
+#: below the curvature scale, so the central difference is accurate to ~1e-8 relative.
+GRADIENT_STEP = 1e-4
+
+
+def gradient_function(model: Any, data: np.ndarray):
+    """The gradient of twice the NLL by central differences, all in one batched evaluation.
+
+    MIGRAD's own numerical gradient evaluates the likelihood twice per free parameter, one point
+    at a time; evaluating the 2 x npars shifted points in a single call of a batched copy of the
+    model (pyhf's ``batch_size``, vectorised in numpy) gives the same derivative several times
+    faster.
+    """
+    batched = _BATCHED_MODELS.get(model)
+    if batched is None:
+        batched = pyhf.pdf.Model(
+            model.spec,
+            batch_size=2 * model.config.npars,
+            validate=False,
+            poi_name=None,
+            modifier_settings=model.config.modifier_settings,
+        )
+        _BATCHED_MODELS[model] = batched
+    npars = model.config.npars
+    steps = GRADIENT_STEP * default_steps(model)
+    shifts = np.concatenate([np.diag(steps), -np.diag(steps)])
+
+    def gradient(pars: np.ndarray) -> np.ndarray:
+        values = -2.0 * np.asarray(batched.logpdf(np.asarray(pars) + shifts, data), dtype=float)
+        return (values[:npars] - values[npars:]) / (2.0 * steps)
+
+    return gradient
+
+
 def default_steps(model: Any) -> np.ndarray:
     """Initial MIGRAD step sizes: the constraint width, or 10% of a free parameter's scale."""
     widths = model_utils.prefit_uncertainties(model)
@@ -133,6 +174,7 @@ def minimize(
     strategy: int | None = None,
     hesse: bool = False,
     bounds: Sequence[Sequence[float]] | None = None,
+    curvature: Sequence[float] | None = None,
 ) -> Minimum:
     """Minimise twice the NLL with MIGRAD (and HESSE), retrying when it does not converge.
 
@@ -153,6 +195,8 @@ def minimize(
         strategy: MINUIT strategy of the first attempt (default ``settings.strategy``).
         hesse: compute uncertainties and covariance with HESSE.
         bounds: parameter bounds (default: the workspace's).
+        curvature: known second derivatives of the objective (the Hessian's diagonal), used
+            with the batched gradient to seed MIGRAD instead of computing them numerically.
 
     Returns:
         The minimum, with every attempt made.
@@ -161,7 +205,17 @@ def minimize(
     start = suggested if start is None else np.asarray(start, dtype=float)
     frozen = ~model_utils.free_mask(model, fixed)
     steps = default_steps(model) if steps is None else np.asarray(steps, dtype=float)
-    minuit = iminuit.Minuit(twice_nll_function(model, data), start, name=model.config.par_names)
+    gradient = gradient_function(model, data) if settings.batched_gradient else None
+    g2 = None
+    if gradient is not None and curvature is not None:
+        known = np.asarray(curvature, dtype=float)
+
+        def g2(pars: np.ndarray) -> np.ndarray:
+            return known
+
+    minuit = iminuit.Minuit(
+        twice_nll_function(model, data), start, grad=gradient, g2=g2, name=model.config.par_names
+    )
     minuit.errordef = iminuit.Minuit.LEAST_SQUARES  # the objective is -2 log L
     minuit.limits = model.config.suggested_bounds() if bounds is None else bounds
     minuit.fixed = frozen
@@ -466,7 +520,23 @@ def refit(
         steps=steps,
         fixed=fixed,
         strategy=settings.refit_strategy,
+        curvature=curvature(record.covariance),
     )
+
+
+def curvature(covariance: np.ndarray) -> np.ndarray:
+    """The diagonal of the Hessian of -2 log L at a minimum, from the covariance found there.
+
+    For -2 log L the Hessian is twice the inverse covariance; parameters without variance (fixed)
+    get 1, a harmless seed that MIGRAD never uses for them.
+    """
+    variances = np.diag(covariance)
+    free = variances > 0
+    values = np.ones(len(variances))
+    if np.any(free):
+        block = covariance[np.ix_(free, free)]
+        values[free] = 2.0 * np.diag(np.linalg.pinv(block, hermitian=True))
+    return values
 
 
 def add_workspace_arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,6 +34,7 @@ from analysis.fit import (
     FitSettings,
     Minimum,
     add_workspace_arguments,
+    curvature,
     fit_settings,
     minimize,
     parse_settings,
@@ -97,6 +98,9 @@ class _Profile:
         self.unconditional = minimize(setup.model, data, settings, bounds=bounds, hesse=True)
         if not self.unconditional.converged:
             self.failed.append(float("nan"))
+        covariance = self.unconditional.covariance
+        # seeds MIGRAD's second derivatives in the conditional fits (see analysis.fit.minimize)
+        self.curvature = curvature(covariance) if covariance is not None else None
 
     def twice_nll(self, value: float) -> float:
         """-2 log L at POI = ``value``, the other parameters profiled."""
@@ -116,6 +120,7 @@ class _Profile:
                 fixed=fixed,
                 strategy=self.settings.refit_strategy,
                 bounds=self.bounds,
+                curvature=self.curvature,
             )
             if not minimum.converged:
                 self.failed.append(value)
