@@ -539,6 +539,13 @@ def curvature(covariance: np.ndarray) -> np.ndarray:
     return values
 
 
+def configure_logging() -> None:
+    """Log lines with time stamps for a stage's log file; pyhf's chatter about building the model
+    (one line per modifier) only from warnings up."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("pyhf").setLevel(logging.WARNING)
+
+
 def add_workspace_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line options every inference stage shares: workspace and settings."""
     parser.add_argument("--workspace", required=True, help="pyhf JSON workspace")
@@ -565,7 +572,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     add_workspace_arguments(parser)
     parser.add_argument("--output", required=True, help="fit.json to write")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
     result = fit(setup, fit_settings(settings))

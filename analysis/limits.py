@@ -34,6 +34,7 @@ from analysis.fit import (
     FitSettings,
     Minimum,
     add_workspace_arguments,
+    configure_logging,
     curvature,
     fit_settings,
     minimize,
@@ -344,7 +345,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         add_workspace_arguments(command)
         command.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
     minimiser = fit_settings(settings)
