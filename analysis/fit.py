@@ -12,6 +12,7 @@ conditional minimum, so MIGRAD only polishes it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -520,8 +521,17 @@ def refit(
         steps=steps,
         fixed=fixed,
         strategy=settings.refit_strategy,
-        curvature=curvature(record.covariance),
+        curvature=_cached_curvature(record.covariance.tobytes(), len(record.values)),
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_curvature(covariance: bytes, npars: int) -> np.ndarray:
+    """:func:`curvature` once per nominal fit: every refit of a chunk shares it, and the matrix
+    decomposition behind it costs more than a refit where BLAS threads compete for busy cores."""
+    values = curvature(np.frombuffer(covariance, dtype=float).reshape(npars, npars))
+    values.setflags(write=False)
+    return values
 
 
 def curvature(covariance: np.ndarray) -> np.ndarray:

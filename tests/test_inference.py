@@ -568,3 +568,25 @@ def test_inference_workflow_on_a_patched_external_workspace(tmp_path):
     assert limit["expected_minus2sigma"] < limit["expected"] < limit["expected_plus2sigma"]
     # a rerun has nothing to do
     assert "Nothing to be done" in snakemake("--dry-run")
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    from analysis import fit as fit_cli
+
+    code = fit_cli.main(
+        ["--workspace", str(tmp_path / "missing.json"), "--output", str(tmp_path / "fit.json")]
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "missing.json: file not found" in lines[0]
+    assert not (tmp_path / "fit.json").exists()
+    code = fit_cli.main(
+        [
+            "--workspace",
+            str(WORKSPACES / "simple.json"),
+            "--settings",
+            json.dumps({"pois": ["nope"]}),
+            "--output",
+            str(tmp_path / "fit.json"),
+        ]
+    )
+    assert code == 1 and "no parameter 'nope' to use as POI" in capsys.readouterr().err
