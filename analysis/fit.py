@@ -127,32 +127,46 @@ _BATCHED_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: below the curvature scale, so the central difference is accurate to ~1e-8 relative.
 GRADIENT_STEP = 1e-4
 
+#: Most points evaluated in one batched call of the model by :func:`gradient_function`.
+MAX_BATCH = 64
+
 
 def gradient_function(model: Any, data: np.ndarray):
-    """The gradient of twice the NLL by central differences, all in one batched evaluation.
+    """The gradient of twice the NLL by central differences, in batched evaluations.
 
     MIGRAD's own numerical gradient evaluates the likelihood twice per free parameter, one point
-    at a time; evaluating the 2 x npars shifted points in a single call of a batched copy of the
+    at a time; evaluating the 2 x npars shifted points in a few calls of a batched copy of the
     model (pyhf's ``batch_size``, vectorised in numpy) gives the same derivative several times
-    faster.
+    faster. Batches hold at most :data:`MAX_BATCH` points, which bounds the memory of the batched
+    model for workspaces with hundreds of parameters.
     """
+    npars = model.config.npars
+    batch_size = min(2 * npars, MAX_BATCH)
     batched = _BATCHED_MODELS.get(model)
     if batched is None:
         batched = pyhf.pdf.Model(
             model.spec,
-            batch_size=2 * model.config.npars,
+            batch_size=batch_size,
             validate=False,
             poi_name=None,
             modifier_settings=model.config.modifier_settings,
         )
         _BATCHED_MODELS[model] = batched
-    npars = model.config.npars
     steps = GRADIENT_STEP * default_steps(model)
     shifts = np.concatenate([np.diag(steps), -np.diag(steps)])
+    # pad to whole batches (the padding rows are evaluated and dropped)
+    n_batches = -(-len(shifts) // batch_size)
+    shifts = np.concatenate([shifts, np.zeros((n_batches * batch_size - len(shifts), npars))])
 
     def gradient(pars: np.ndarray) -> np.ndarray:
-        values = -2.0 * np.asarray(batched.logpdf(np.asarray(pars) + shifts, data), dtype=float)
-        return (values[:npars] - values[npars:]) / (2.0 * steps)
+        points = np.asarray(pars) + shifts
+        values = np.concatenate(
+            [
+                np.asarray(batched.logpdf(points[i : i + batch_size], data), dtype=float)
+                for i in range(0, len(points), batch_size)
+            ]
+        )
+        return -2.0 * (values[:npars] - values[npars : 2 * npars]) / (2.0 * steps)
 
     return gradient
 
