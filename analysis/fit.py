@@ -461,6 +461,11 @@ def read_fit(path: str | os.PathLike[str], setup: model_utils.Setup) -> FitRecor
     if list(pois) != list(setup.pois) or record.get("asimov") != setup.asimov:
         raise AnalysisError(f"{path}: made with other POIs or data; rerun the fit stage")
     covariance = matrix * np.outer(errors, errors)
+    if not converged:
+        # later stages still run (their output says what they started from), but say it loudly
+        log.warning(
+            "%s: the nominal fit did not converge; results built on it are unreliable", path
+        )
     return FitRecord(labels, values, errors, covariance, float(twice_nll), list(pois), converged)
 
 
