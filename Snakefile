@@ -17,10 +17,16 @@ include: "workflow/rules/provenance.smk"
 include: "workflow/rules/toydata.smk"
 include: "workflow/rules/preselect.smk"
 include: "workflow/rules/friends.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/histograms.smk"
 include: "workflow/rules/inference.smk"
 
 
 rule all:
     input:
         rules.friends.input,
+        rules.train.input,
+        rules.inject.input,
+        rules.workspace.input,
+        rules.histograms.input,
     default_target: True

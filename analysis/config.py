@@ -124,3 +124,54 @@ def check_samples(samples: Mapping[str, Mapping[str, Any]], source: str) -> None
                 f"{source}: sample '{name}': process '{sample.get('process')}' differs from "
                 f"that of '{alternative['of']}'; an alternative sample models the same process"
             )
+
+
+#: Keys of the ``train`` section that only say how a job runs, not what it computes.
+TRAIN_EXECUTION_KEYS = ("threads", "mem_mb", "runtime", "gpus")
+
+
+def class_names(classes: list[Mapping[str, Any]]) -> list[str]:
+    """Names of the classifier classes (``train.classes``), in the order of the network outputs."""
+    return [entry["name"] for entry in classes]
+
+
+def training_samples(
+    samples: Mapping[str, Mapping[str, Any]], classes: list[Mapping[str, Any]]
+) -> list[tuple[str, str]]:
+    """(sample, class) of every nominal simulated sample whose process feeds a training class."""
+    class_of = {process: entry["name"] for entry in classes for process in entry["processes"]}
+    return [
+        (name, class_of[sample["process"]])
+        for name, sample in samples.items()
+        if has_shape_variations(sample) and sample.get("process") in class_of
+    ]
+
+
+def check_train_classes(
+    samples: Mapping[str, Mapping[str, Any]], classes: list[Mapping[str, Any]]
+) -> None:
+    """Class names are unique, every class process is the process of a nominal simulated sample,
+    and no process is in two classes."""
+    processes = {s.get("process") for s in samples.values() if has_shape_variations(s)}
+    seen: dict[str, str] = {}
+    names = class_names(classes)
+    for index, entry in enumerate(classes):
+        if names.count(entry["name"]) > 1:
+            raise AnalysisError(
+                f"config: key 'train.classes.{index}': class name '{entry['name']}' is used "
+                "twice; give every class its own name"
+            )
+        for process in entry["processes"]:
+            if process not in processes:
+                raise AnalysisError(
+                    f"config: key 'train.classes.{index}' ({entry['name']}): process "
+                    f"'{process}' is not the process of any nominal simulated sample "
+                    f"(known: {sorted(processes)}); fix the name"
+                )
+            if process in seen:
+                raise AnalysisError(
+                    f"config: key 'train.classes.{index}' ({entry['name']}): process "
+                    f"'{process}' is already in class '{seen[process]}'; a process feeds one "
+                    "class only"
+                )
+            seen[process] = entry["name"]

@@ -1,15 +1,19 @@
-"""The Snakemake workflow end to end: the toy chain to `friends`, real NanoAOD through a samples
-file, reproducibility, config errors, and `snakemake --lint`."""
+"""The Snakemake workflow end to end: the toy chain through training to the workspace, real
+NanoAOD through a samples file, reproducibility, config errors, and `snakemake --lint`."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pyhf
 import pytest
 import yaml
 
+from analysis.histograms import read_histograms
 from analysis.io import read_json, read_tree, read_with_friends
 from tests.conftest import DATA, REPO
 
@@ -19,7 +23,9 @@ pytestmark = pytest.mark.slow
 def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run Snakemake on the repository's workflow from the repository root."""
     command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    # jobs run `python -m analysis...`: make that the interpreter running the tests
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -37,6 +43,7 @@ def tiny_toy_config(tmp_path, results):
                 "lumi": 300.0,
                 "toydata": {"scale": 0.05},
                 "preselect": {"chunksize": 2000},
+                "train": {"network": {"hidden": [32]}, "max_epochs": 8, "patience": 3},
             }
         )
     )
@@ -47,11 +54,11 @@ def tiny_toy_config(tmp_path, results):
 def toy_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("workflow")
     results = tmp / "results"
-    snakemake("friends", "--configfile", str(tiny_toy_config(tmp, results)))
+    snakemake("workspace", "train", "--configfile", str(tiny_toy_config(tmp, results)))
     return tmp, results
 
 
-def test_toy_workflow_to_friends(toy_run):
+def test_toy_workflow_to_scores(toy_run):
     _, results = toy_run
     samples = yaml.safe_load((REPO / "config" / "samples.yaml").read_text())["samples"]
     for sample in samples:
@@ -84,13 +91,29 @@ def test_toy_workflow_to_friends(toy_run):
         if s != "data" and "alternative" not in samples[s]
     )
     assert abs(len(data) - simulated) < 5 * np.sqrt(simulated), "pseudo-data matches the simulation"
+    for sample in samples:
+        for friend in (results / "friends" / sample).glob("*.root"):
+            scores = read_with_friends(
+                results / "preselect" / sample / friend.name,
+                [friend, results / "scores" / sample / friend.name],
+                ["score_ggH", "category", "weight"],
+            )
+            assert np.all((scores["score_ggH"] >= 0) & (scores["score_ggH"] <= 1))
+    diagnostics = read_json(results / "train" / "diagnostics.json")
+    assert diagnostics["roc"]["ztt"]["auc"] > 0.7
+    assert read_json(results / "train" / "fold1" / "history.json")["epochs"] >= 1
+    histograms = read_histograms(results / "histograms" / "histograms.root")
+    assert {"ggH/ggH/nominal", "ggH/ZTT/tau_es_up", "ztt/TT/tune_TT_up", "misc/QCD/qcd_shape_up",
+            "wjets_highmt/data/nominal", "qqH/W/pileup_down"} <= set(histograms)  # fmt: skip
+    workspace = pyhf.Workspace(read_json(results / "workspace" / "workspace.json"))
+    assert workspace.model().config.poi_name == "mu"
 
 
 def test_nothing_left_to_do_after_a_run(toy_run):
     tmp, results = toy_run
-    dry = snakemake("friends", "-n", "--configfile", str(tiny_toy_config(tmp, results)))
+    dry = snakemake("workspace", "train", "-n", "--configfile", str(tiny_toy_config(tmp, results)))
     assert "Nothing to be done" in dry.stdout + dry.stderr
-    # how preselection runs (dask mode, chunk size) is not a reason to rerun it
+    # how preselection and training run (dask mode, chunk size, threads) is no reason to rerun
     other = tmp / "other.yaml"
     other.write_text(
         yaml.safe_dump(
@@ -99,19 +122,35 @@ def test_nothing_left_to_do_after_a_run(toy_run):
                 "lumi": 300.0,
                 "toydata": {"scale": 0.05},
                 "preselect": {"chunksize": 500, "dask": {"mode": "none"}},
+                "train": {
+                    "network": {"hidden": [32]},
+                    "max_epochs": 8,
+                    "patience": 3,
+                    "threads": 1,
+                },
             }
         )
     )
-    dry = snakemake("friends", "-n", "--configfile", str(other))
+    dry = snakemake("workspace", "train", "-n", "--configfile", str(other))
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
 def test_same_config_same_results(toy_run):
     tmp, results = toy_run
     again = tmp / "again"
-    target = again / "friends" / "ZTT" / "tau_es_up.root"
+    target = again / "workspace" / "workspace.json"
     snakemake(str(target), "--configfile", str(tiny_toy_config(tmp, again)))
-    for stage in ("preselect", "friends"):
+    assert (results / "workspace" / "workspace.json").read_bytes() == target.read_bytes()
+    first, second = (
+        read_histograms(d / "histograms" / "histograms.root") for d in (results, again)
+    )
+    assert first.keys() == second.keys()
+    for name in first:
+        assert np.array_equal(first[name].view(), second[name].view()), name
+    for fold in ("fold0", "fold1"):
+        model = Path("train") / fold / "model.pt"
+        assert (results / model).read_bytes() == (again / model).read_bytes()
+    for stage in ("preselect", "friends", "scores"):
         first = read_tree(results / stage / "ZTT" / "tau_es_up.root")
         second = read_tree(again / stage / "ZTT" / "tau_es_up.root")
         assert first.keys() == second.keys()

@@ -6,11 +6,15 @@ import sys
 from pathlib import Path
 
 from analysis.config import (
+    TRAIN_EXECUTION_KEYS,
     check_samples,
+    check_train_classes,
+    class_names,
     has_shape_variations,
     is_simulation,
     load_yaml,
     sample_variations,
+    training_samples,
     validate as validate_document,
 )
 from analysis.errors import AnalysisError
@@ -26,6 +30,7 @@ def _load_samples():
         samples = load_yaml(config["samples"])
         validate_document(samples, SCHEMAS / "samples.schema.yaml", config["samples"])
         check_samples(samples["samples"], config["samples"])
+        check_train_classes(samples["samples"], config["train"]["classes"])
     except AnalysisError as err:
         sys.exit(f"error: {err}")
     return samples["samples"]
@@ -53,12 +58,17 @@ def sample_files(wildcards):
     return sample["files"]
 
 
-def skims(sample):
-    """All skims (one per variation) of a sample."""
+def stage_files(stage, sample):
+    """A per-sample stage's ROOT files, one per variation of the sample."""
     return [
-        f"{RESULTS}/preselect/{sample}/{variation}.root"
+        f"{RESULTS}/{stage}/{sample}/{variation}.root"
         for variation in sample_variations(SAMPLES[sample], config["variations"])
     ]
+
+
+def skims(sample):
+    """All skims (one per variation) of a sample."""
+    return stage_files("preselect", sample)
 
 
 def all_skims():
@@ -66,11 +76,84 @@ def all_skims():
 
 
 def all_friends():
-    return [
-        f"{RESULTS}/friends/{sample}/{variation}.root"
-        for sample in SAMPLES
-        for variation in sample_variations(SAMPLES[sample], config["variations"])
-    ]
+    return [path for sample in SAMPLES for path in stage_files("friends", sample)]
+
+
+def variation_outputs(stage, variations):
+    """Per-variation ROOT outputs of a per-sample job of ``stage``."""
+    return expand(
+        f"{RESULTS}/{stage}/{{sample}}/{{variation}}.root",
+        variation=variations,
+        allow_missing=True,
+    )
+
+
+def all_scores():
+    return [path for sample in SAMPLES for path in stage_files("scores", sample)]
+
+
+TRAINING = training_samples(SAMPLES, config["train"]["classes"])
+FOLD_MODELS = [
+    f"{RESULTS}/train/fold{fold}/model.pt" for fold in range(config["friends"]["folds"])
+]
+FOLD_HISTORIES = [
+    f"{RESULTS}/train/fold{fold}/history.json" for fold in range(config["friends"]["folds"])
+]
+
+
+TRAINING_CLASSES = [class_name for _, class_name in TRAINING]
+
+
+def training_inputs():
+    """Nominal skims and friends of the training samples (in the order of TRAINING_CLASSES)."""
+    return {
+        "skims": [f"{RESULTS}/preselect/{sample}/nominal.root" for sample, _ in TRAINING],
+        "friends": [f"{RESULTS}/friends/{sample}/nominal.root" for sample, _ in TRAINING],
+    }
+
+
+def train_settings():
+    """The train section without execution keys, so changing those does not retrain.
+
+    Classes become their names: each training input's class is passed separately.
+    """
+    settings = {
+        key: value for key, value in config["train"].items() if key not in TRAIN_EXECUTION_KEYS
+    }
+    settings["classes"] = class_names(config["train"]["classes"])
+    return as_json(settings)
+
+
+# nominal simulation the binning is derived from (not alternatives, not a data-driven process)
+BINNING_SAMPLES = [
+    name
+    for name, sample in SAMPLES.items()
+    if has_shape_variations(sample)
+    and not (
+        config["histograms"]["qcd"]["from_data"]
+        and sample["process"] == config["histograms"]["qcd"]["process"]
+    )
+]
+
+
+def binning_inputs():
+    return {
+        stage_name: [f"{RESULTS}/{stage}/{sample}/nominal.root" for sample in BINNING_SAMPLES]
+        for stage_name, stage in (
+            ("skims", "preselect"), ("friends", "friends"), ("scores", "scores")
+        )
+    }
+
+
+def histogram_settings():
+    """What the histogram steps read: histograms config, class order, weight variations."""
+    return as_json(
+        {
+            "histograms": config["histograms"],
+            "classes": class_names(config["train"]["classes"]),
+            "weights": config["weights"],
+        }
+    )
 
 
 def preselect_outputs(variations):

@@ -1,0 +1,99 @@
+# Classifier training (one job per k-fold), its diagnostics, and score injection per sample.
+# How a job runs (threads, memory, GPUs) is in resources, so changing it does not retrain.
+
+
+rule train_fold:
+    """The model that scores fold {fold}, trained on all other folds."""
+    input:
+        **training_inputs(),
+    output:
+        model=f"{RESULTS}/train/fold{{fold}}/model.pt",
+        history=f"{RESULTS}/train/fold{{fold}}/history.json",
+    params:
+        classes=as_json(TRAINING_CLASSES),
+        settings=train_settings(),
+    wildcard_constraints:
+        fold=r"\d+",
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=config["train"]["mem_mb"],
+        runtime=config["train"]["runtime"],
+        gpu=config["train"]["gpus"],
+    log:
+        f"{LOGS}/train/fold{{fold}}.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m analysis.train --fold {wildcards.fold} --classes {params.classes:q} "
+        "--skims {input.skims:q} --friends {input.friends:q} --settings {params.settings:q} "
+        "--threads {threads} --model {output.model:q} --history {output.history:q} 2> {log:q}"
+
+
+rule train_diagnostics:
+    """Confusion matrices, ROC curves, train/test score distributions, Taylor ranking."""
+    input:
+        **training_inputs(),
+        models=FOLD_MODELS,
+    output:
+        diagnostics=f"{RESULTS}/train/diagnostics.json",
+        taylor=f"{RESULTS}/train/taylor_ranking.json",
+    params:
+        classes=as_json(TRAINING_CLASSES),
+        settings=train_settings(),
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=config["train"]["mem_mb"],
+        runtime=config["train"]["runtime"],
+    log:
+        f"{LOGS}/train/diagnostics.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m analysis.diagnostics --classes {params.classes:q} --skims {input.skims:q} "
+        "--friends {input.friends:q} --models {input.models:q} --settings {params.settings:q} "
+        "--threads {threads} --output {output.diagnostics:q} --taylor {output.taylor:q} "
+        "2> {log:q}"
+
+
+rule inject_sample:
+    """Scores of every variation of a nominal simulated sample."""
+    input:
+        skims=lambda wildcards: skims(wildcards.sample),
+        friends=lambda wildcards: stage_files("friends", wildcards.sample),
+        models=FOLD_MODELS,
+    output:
+        variation_outputs("scores", sample_variations({"type": "mc"}, config["variations"])),
+    wildcard_constraints:
+        sample=alternatives(VARIED_SAMPLES),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        f"{LOGS}/scores/{{sample}}.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m analysis.inject --skims {input.skims:q} --friends {input.friends:q} "
+        "--models {input.models:q} --outputs {output:q} --threads {threads} 2> {log:q}"
+
+
+use rule inject_sample as inject_sample_nominal_only with:
+    output:
+        variation_outputs("scores", ["nominal"]),
+    wildcard_constraints:
+        sample=alternatives(NOMINAL_ONLY_SAMPLES),
+
+
+rule train:
+    input:
+        FOLD_MODELS,
+        FOLD_HISTORIES,
+        rules.train_diagnostics.output,
+        rules.versions.output,
+
+
+rule inject:
+    input:
+        all_scores(),
+        rules.versions.output,
