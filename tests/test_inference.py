@@ -622,3 +622,33 @@ def test_batched_gradient_against_single_evaluations(monkeypatch, max_batch):
         difference = model.logpdf(up, setup.data)[0] - model.logpdf(down, setup.data)[0]
         coarse.append(-2.0 * difference / (2.0 * step))
     np.testing.assert_allclose(gradient, coarse, rtol=1e-4, atol=1e-6)
+
+
+def test_the_workspace_our_analysis_builds():
+    """Fit, significance and impacts on the toy analysis's own workspace (38 parameters, six
+    channels; its blinded bins hold the prediction) against cabinetry and plain pyhf fits."""
+    setup = load("toy_analysis")
+    result = fit_module.fit(setup, SETTINGS)
+    assert result.converged and setup.model.config.npars > 30
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=REFERENCE_TOL))
+    reference = cabinetry.fit.fit(setup.model, setup.data, tolerance=REFERENCE_TOL)
+    poi = setup.model.config.poi_index
+    assert result.values[poi] == pytest.approx(reference.bestfit[poi], abs=TOLERANCE)
+    assert result.uncertainties[poi] == pytest.approx(reference.uncertainty[poi], abs=TOLERANCE)
+    np.testing.assert_allclose(result.values, reference.bestfit, atol=5 * TOLERANCE)
+    assert result.twice_nll == pytest.approx(reference.best_twice_nll, abs=TOLERANCE)
+    significance = limits.significance(setup, "mu", SETTINGS)
+    expected = cabinetry.fit.significance(setup.model, setup.data, tolerance=REFERENCE_TOL)
+    assert significance.observed_significance == pytest.approx(
+        expected.observed_significance, abs=TOLERANCE
+    )
+    # impacts of the two parameters with the largest post-fit effect, against pyhf refits
+    record = fit_module.as_record(setup, result)
+    names = setup.model.config.par_names
+    for impact in ranking.impacts(setup, record, ["staterror_ggH[0]", "tau_id"], SETTINGS):
+        i = names.index(impact.parameter)
+        target = result.values[i] + result.uncertainties[i]
+        values, _ = pyhf_fixed_fit(setup, {impact.parameter: target})
+        assert impact.impact_postfit_up == pytest.approx(
+            values[poi] - result.values[poi], abs=TOLERANCE
+        )
