@@ -518,6 +518,7 @@ def test_inference_workflow_on_a_patched_external_workspace(tmp_path):
         "external_workspace": str(WORKSPACES / "simple.json"),
         "patch": str(WORKSPACES / "patchset.json"),
         "patch_name": "signal_high",
+        "asimov": False,  # the config's default is on while our analysis is blinded
         "ranking": {"chunk_size": 2},
         "scan": {"points": 15, "chunk_size": 8},
     }
