@@ -12,15 +12,18 @@ conditional minimum, so MIGRAD only polishes it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import platform
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import iminuit
 import numpy as np
+import pyhf
 import scipy.special
 import scipy.stats
 
@@ -40,8 +43,9 @@ class FitSettings(NamedTuple):
 
     strategy: int = 1
     refit_strategy: int = 0
-    tolerance: float = 0.001
+    tolerance: float = 1e-4
     max_calls: int = 100_000
+    batched_gradient: bool = True
 
 
 class Attempt(NamedTuple):
@@ -115,6 +119,61 @@ def twice_nll_function(model: Any, data: np.ndarray):
     return twice_nll
 
 
+#: Batched copies of models for the gradient (see :func:`gradient_function`), built once per model.
+_BATCHED_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+#: Finite-difference step of the gradient, relative to the parameter's scale (its constraint width
+#: or 10% of its initial value): far above rounding (-2 log L is known to ~1e-13 relative) and far
+#: below the curvature scale, so the central difference is accurate to ~1e-8 relative.
+GRADIENT_STEP = 1e-4
+
+#: Most points evaluated in one batched call of the model by :func:`gradient_function`. Larger
+#: batches stop paying once the batched tensors outgrow the CPU caches: on the analysis's own
+#: workspace (6 channels, 38 parameters) a point costs 0.06 ms in batches of 16 but 0.17 ms in
+#: batches of 64, as much as one at a time; on a smaller workspace 16 is as fast as 64.
+MAX_BATCH = 16
+
+
+def gradient_function(model: Any, data: np.ndarray):
+    """The gradient of twice the NLL by central differences, in batched evaluations.
+
+    MIGRAD's own numerical gradient evaluates the likelihood twice per free parameter, one point
+    at a time; evaluating the 2 x npars shifted points in a few calls of a batched copy of the
+    model (pyhf's ``batch_size``, vectorised in numpy) gives the same derivative several times
+    faster. Batches hold at most :data:`MAX_BATCH` points, which bounds the memory of the batched
+    model for workspaces with hundreds of parameters.
+    """
+    npars = model.config.npars
+    batch_size = min(2 * npars, MAX_BATCH)
+    batched = _BATCHED_MODELS.get(model)
+    if batched is None:
+        batched = pyhf.pdf.Model(
+            model.spec,
+            batch_size=batch_size,
+            validate=False,
+            poi_name=None,
+            modifier_settings=model.config.modifier_settings,
+        )
+        _BATCHED_MODELS[model] = batched
+    steps = GRADIENT_STEP * default_steps(model)
+    shifts = np.concatenate([np.diag(steps), -np.diag(steps)])
+    # pad to whole batches (the padding rows are evaluated and dropped)
+    n_batches = -(-len(shifts) // batch_size)
+    shifts = np.concatenate([shifts, np.zeros((n_batches * batch_size - len(shifts), npars))])
+
+    def gradient(pars: np.ndarray) -> np.ndarray:
+        points = np.asarray(pars) + shifts
+        values = np.concatenate(
+            [
+                np.asarray(batched.logpdf(points[i : i + batch_size], data), dtype=float)
+                for i in range(0, len(points), batch_size)
+            ]
+        )
+        return -2.0 * (values[:npars] - values[npars : 2 * npars]) / (2.0 * steps)
+
+    return gradient
+
+
 def default_steps(model: Any) -> np.ndarray:
     """Initial MIGRAD step sizes: the constraint width, or 10% of a free parameter's scale."""
     widths = model_utils.prefit_uncertainties(model)
@@ -133,6 +192,7 @@ def minimize(
     strategy: int | None = None,
     hesse: bool = False,
     bounds: Sequence[Sequence[float]] | None = None,
+    curvature: Sequence[float] | None = None,
 ) -> Minimum:
     """Minimise twice the NLL with MIGRAD (and HESSE), retrying when it does not converge.
 
@@ -153,6 +213,8 @@ def minimize(
         strategy: MINUIT strategy of the first attempt (default ``settings.strategy``).
         hesse: compute uncertainties and covariance with HESSE.
         bounds: parameter bounds (default: the workspace's).
+        curvature: known second derivatives of the objective (the Hessian's diagonal), used
+            with the batched gradient to seed MIGRAD instead of computing them numerically.
 
     Returns:
         The minimum, with every attempt made.
@@ -161,7 +223,17 @@ def minimize(
     start = suggested if start is None else np.asarray(start, dtype=float)
     frozen = ~model_utils.free_mask(model, fixed)
     steps = default_steps(model) if steps is None else np.asarray(steps, dtype=float)
-    minuit = iminuit.Minuit(twice_nll_function(model, data), start, name=model.config.par_names)
+    gradient = gradient_function(model, data) if settings.batched_gradient else None
+    g2 = None
+    if gradient is not None and curvature is not None:
+        known = np.asarray(curvature, dtype=float)
+
+        def g2(pars: np.ndarray) -> np.ndarray:
+            return known
+
+    minuit = iminuit.Minuit(
+        twice_nll_function(model, data), start, grad=gradient, g2=g2, name=model.config.par_names
+    )
     minuit.errordef = iminuit.Minuit.LEAST_SQUARES  # the objective is -2 log L
     minuit.limits = model.config.suggested_bounds() if bounds is None else bounds
     minuit.fixed = frozen
@@ -392,6 +464,11 @@ def read_fit(path: str | os.PathLike[str], setup: model_utils.Setup) -> FitRecor
     if list(pois) != list(setup.pois) or record.get("asimov") != setup.asimov:
         raise AnalysisError(f"{path}: made with other POIs or data; rerun the fit stage")
     covariance = matrix * np.outer(errors, errors)
+    if not converged:
+        # later stages still run (their output says what they started from), but say it loudly
+        log.warning(
+            "%s: the nominal fit did not converge; results built on it are unreliable", path
+        )
     return FitRecord(labels, values, errors, covariance, float(twice_nll), list(pois), converged)
 
 
@@ -466,7 +543,39 @@ def refit(
         steps=steps,
         fixed=fixed,
         strategy=settings.refit_strategy,
+        curvature=_cached_curvature(record.covariance.tobytes(), len(record.values)),
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_curvature(covariance: bytes, npars: int) -> np.ndarray:
+    """:func:`curvature` once per nominal fit: every refit of a chunk shares it, and the matrix
+    decomposition behind it costs more than a refit where BLAS threads compete for busy cores."""
+    values = curvature(np.frombuffer(covariance, dtype=float).reshape(npars, npars))
+    values.setflags(write=False)
+    return values
+
+
+def curvature(covariance: np.ndarray) -> np.ndarray:
+    """The diagonal of the Hessian of -2 log L at a minimum, from the covariance found there.
+
+    For -2 log L the Hessian is twice the inverse covariance; parameters without variance (fixed)
+    get 1, a harmless seed that MIGRAD never uses for them.
+    """
+    variances = np.diag(covariance)
+    free = variances > 0
+    values = np.ones(len(variances))
+    if np.any(free):
+        block = covariance[np.ix_(free, free)]
+        values[free] = 2.0 * np.diag(np.linalg.pinv(block, hermitian=True))
+    return values
+
+
+def configure_logging() -> None:
+    """Log lines with time stamps for a stage's log file; pyhf's chatter about building the model
+    (one line per modifier) only from warnings up."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("pyhf").setLevel(logging.WARNING)
 
 
 def add_workspace_arguments(parser: argparse.ArgumentParser) -> None:
@@ -495,7 +604,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     add_workspace_arguments(parser)
     parser.add_argument("--output", required=True, help="fit.json to write")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
     result = fit(setup, fit_settings(settings))

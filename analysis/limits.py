@@ -34,6 +34,8 @@ from analysis.fit import (
     FitSettings,
     Minimum,
     add_workspace_arguments,
+    configure_logging,
+    curvature,
     fit_settings,
     minimize,
     parse_settings,
@@ -97,6 +99,9 @@ class _Profile:
         self.unconditional = minimize(setup.model, data, settings, bounds=bounds, hesse=True)
         if not self.unconditional.converged:
             self.failed.append(float("nan"))
+        covariance = self.unconditional.covariance
+        # seeds MIGRAD's second derivatives in the conditional fits (see analysis.fit.minimize)
+        self.curvature = curvature(covariance) if covariance is not None else None
 
     def twice_nll(self, value: float) -> float:
         """-2 log L at POI = ``value``, the other parameters profiled."""
@@ -116,6 +121,7 @@ class _Profile:
                 fixed=fixed,
                 strategy=self.settings.refit_strategy,
                 bounds=self.bounds,
+                curvature=self.curvature,
             )
             if not minimum.converged:
                 self.failed.append(value)
@@ -339,7 +345,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         add_workspace_arguments(command)
         command.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
     minimiser = fit_settings(settings)

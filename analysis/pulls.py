@@ -19,7 +19,13 @@ import numpy as np
 
 from analysis import model as model_utils
 from analysis.errors import cli_main
-from analysis.fit import FitRecord, add_workspace_arguments, parse_settings, read_fit
+from analysis.fit import (
+    FitRecord,
+    add_workspace_arguments,
+    configure_logging,
+    parse_settings,
+    read_fit,
+)
 from analysis.io import write_json
 
 log = logging.getLogger(__name__)
@@ -106,7 +112,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fit", required=True, help="fit.json of the nominal fit")
     parser.add_argument("--output", required=True, help="pulls.json to write")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     setup = model_utils.setup_from_files(args.workspace, parse_settings(args.settings))
     constrained, unconstrained = pulls(setup, read_fit(args.fit, setup))
     largest = max(constrained, key=lambda pull: abs(pull.pull), default=None)

@@ -27,6 +27,7 @@ from analysis.fit import (
     FitRecord,
     FitSettings,
     add_workspace_arguments,
+    configure_logging,
     fit_settings,
     parse_settings,
     read_fit,
@@ -222,7 +223,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     merge.add_argument("chunks", nargs="+", help="chunk outputs")
     merge.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     if args.command == "gather":
         chunks = [read_json(path) for path in args.chunks]
         write_json(args.output, gather(chunks, args.chunks))

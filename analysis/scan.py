@@ -26,6 +26,7 @@ from analysis.fit import (
     FitRecord,
     FitSettings,
     add_workspace_arguments,
+    configure_logging,
     fit_settings,
     parse_settings,
     read_fit,
@@ -280,7 +281,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     chunk.add_argument("--chunk", type=int, required=True, help="chunk index, from 0")
     merge.add_argument("--chunks", nargs="+", required=True, help="chunk outputs")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     if len(args.parameters) not in (1, 2):
         raise AnalysisError("--parameters: scan one parameter (1D) or two (2D)")
     settings = parse_settings(args.settings)

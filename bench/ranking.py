@@ -20,15 +20,20 @@ import argparse
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import cabinetry
-import numpy as np
-import pyhf
+# one BLAS thread per process, as Snakemake sets for a one-thread job; the same for the reference
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import cabinetry  # noqa: E402
+import numpy as np  # noqa: E402
+import pyhf  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
