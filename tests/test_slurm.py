@@ -71,9 +71,12 @@ def _checkout(directory: Path) -> Path:
     (directory / "config" / "samples.yaml").write_text(yaml.safe_dump(subset))
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     _update(config, {**TINY_TOY_CONFIG, "results": "results"})
-    config["train"]["classes"] = {
-        "ggH": ["ggH"], "qqH": ["qqH"], "ztt": ["ZTT"], "tt": ["TT"], "misc": ["W"]
-    }  # fmt: skip
+    config["train"]["classes"] = [
+        {"name": name, "processes": processes}
+        for name, processes in (
+            ("ggH", ["ggH"]), ("qqH", ["qqH"]), ("ztt", ["ZTT"]), ("tt", ["TT"]), ("misc", ["W"])
+        )
+    ]  # fmt: skip
     (directory / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return directory
 
