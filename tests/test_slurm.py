@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 #: What a run needs from the repository (the workflow, the package its jobs import, the config
 #: and the cluster profile).
-WORKFLOW_FILES = ("Snakefile", "workflow", "analysis", "config", "envs", "cluster")
+WORKFLOW_FILES = ("Snakefile", "profiles", "workflow", "analysis", "config", "envs", "cluster")
 
 #: Outputs that may differ between two correct runs, and why. Logs hold timings and dask worker
 #: addresses; they are checked to exist in both runs, not compared.
