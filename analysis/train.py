@@ -24,7 +24,6 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from analysis.errors import AnalysisError, cli_main
-from analysis.io import read_with_friends, write_json
+from analysis.io import write_json
 from analysis.network import (
     Standardization,
     TrainedModel,
@@ -43,29 +42,12 @@ from analysis.network import (
     select_device,
 )
 from analysis.train_uncertainty_aware import VariationInput, fine_tune
+from analysis.training_data import TrainingData, read_sample
 
 log = logging.getLogger(__name__)
 
 #: Events per batch when evaluating losses over a whole dataset (no gradients).
 EVALUATION_BATCH = 65536
-
-
-@dataclass
-class TrainingData:
-    """Inputs, labels and weights of all training events (all folds)."""
-
-    inputs: np.ndarray  # (events, features), raw
-    labels: np.ndarray  # class index
-    weights: np.ndarray  # physics weight
-    folds: np.ndarray
-    events: np.ndarray  # event number, to prove fold matching
-
-    def select(self, mask: np.ndarray) -> TrainingData:
-        """The events where ``mask`` is true."""
-        return TrainingData(
-            self.inputs[mask], self.labels[mask], self.weights[mask], self.folds[mask],
-            self.events[mask],
-        )  # fmt: skip
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:
@@ -83,24 +65,12 @@ def load_training_data(
         settings: the ``train`` config section.
     """
     classes = list(settings["classes"])
-    features = list(settings["features"])
-    parts = []
-    for class_name, skim, friend in inputs:
-        columns = read_with_friends(skim, [friend], [*features, "is_os", "weight", "fold", "event"])
-        keep = columns["is_os"] == 1 if settings["opposite_sign_only"] else slice(None)
-        n_events = len(columns["event"][keep])
-        parts.append(
-            TrainingData(
-                np.column_stack([columns[name][keep] for name in features]).astype(np.float32)
-                if n_events
-                else np.zeros((0, len(features)), np.float32),
-                np.full(n_events, classes.index(class_name), dtype=np.int64),
-                columns["weight"][keep].astype(np.float64),
-                columns["fold"][keep].astype(np.int64),
-                columns["event"][keep].astype(np.uint64),
-            )
-        )
-    data = TrainingData(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+    data = TrainingData.concatenate(
+        [
+            read_sample(skim, friend, "weight", classes.index(name), settings)
+            for name, skim, friend in inputs
+        ]  # fmt: skip
+    )
     for index, name in enumerate(classes):
         if not np.any(data.labels == index):
             raise AnalysisError(
@@ -108,9 +78,6 @@ def load_training_data(
                 "check the class definition and the preselection"
             )
     return data
-
-
-_FIELDS = ("inputs", "labels", "weights", "folds", "events")
 
 
 def training_weights(

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from analysis.errors import AnalysisError
-from analysis.io import read_with_friends
 from analysis.network import Standardization
+from analysis.training_data import TrainingData, read_sample
 from analysis.uncertainty_aware import (
     Binning,
     EventSet,
@@ -53,51 +53,10 @@ class VariationInput:
     weight: str  # friend column with the event weight
 
 
-@dataclass
-class Events:
-    """Raw inputs, physics weights, process indices, folds and event numbers."""
-
-    inputs: np.ndarray
-    weights: np.ndarray
-    process: np.ndarray
-    folds: np.ndarray
-    events: np.ndarray
-
-    def select(self, mask: np.ndarray) -> Events:
-        return Events(*(getattr(self, name)[mask] for name in _EVENT_FIELDS))
-
-
-_EVENT_FIELDS = ("inputs", "weights", "process", "folds", "events")
-
-
 def is_validation(events: np.ndarray, fraction: float, folds: int) -> np.ndarray:
     """Validation events chosen by a hash of the event number (same choice for shifted copies)."""
     hashed = ((events // np.uint64(folds)) * _HASH) % np.uint64(2**32)
     return hashed.astype(np.float64) / 2**32 < fraction
-
-
-def read_events(
-    skim: str, friend: str, weight: str, process: int, settings: Mapping[str, Any]
-) -> Events:
-    """One sample's events (opposite-sign only when the training is)."""
-    features = list(settings["features"])
-    columns = read_with_friends(skim, [friend], [*features, "is_os", weight, "fold", "event"])
-    keep = columns["is_os"] == 1 if settings["opposite_sign_only"] else slice(None)
-    n_events = len(columns["event"][keep])
-    inputs = np.column_stack([columns[name][keep] for name in features]) if n_events else (
-        np.zeros((0, len(features)))
-    )  # fmt: skip
-    return Events(
-        inputs.astype(np.float32),
-        columns[weight][keep].astype(np.float64),
-        np.full(n_events, process, dtype=np.int64),
-        columns["fold"][keep].astype(np.int64),
-        columns["event"][keep].astype(np.uint64),
-    )
-
-
-def _concatenate(parts: Sequence[Events]) -> Events:
-    return Events(*(np.concatenate([getattr(p, name) for p in parts]) for name in _EVENT_FIELDS))
 
 
 def fine_tune(
@@ -129,19 +88,19 @@ def fine_tune(
             "config: key 'histograms.signals': none of these processes is trained on; "
             "the uncertainty-aware loss needs the signal among train.classes"
         )
-    nominal = _concatenate(
+    nominal = TrainingData.concatenate(
         [
-            read_events(skim, friend, "weight", processes.index(process), settings)
+            read_sample(skim, friend, "weight", processes.index(process), settings)
             for process, skim, friend in nominal_inputs
-        ]  # fmt: skip
+        ]
     )
-    shifted: dict[str, dict[str, list[Events]]] = {}
+    shifted: dict[str, dict[str, list[TrainingData]]] = {}
     for entry in variation_inputs:
         process = processes.index(nominal_inputs[entry.sample][0])
-        events = read_events(entry.skim, entry.friend, entry.weight, process, settings)
+        events = read_sample(entry.skim, entry.friend, entry.weight, process, settings)
         shifted.setdefault(entry.systematic, {}).setdefault(entry.direction, []).append(events)
     sets = {"nominal": {"": nominal}} | {
-        name: {direction: _concatenate(parts) for direction, parts in sides.items()}
+        name: {direction: TrainingData.concatenate(parts) for direction, parts in sides.items()}
         for name, sides in shifted.items()
     }
     binning = Binning(n_bins=options["bins"], n_classes=len(settings["classes"]))
@@ -182,7 +141,7 @@ def fine_tune(
 
 
 def _on_device(
-    events: Events,
+    events: TrainingData,
     fold: int,
     role: str,
     fraction: float,
@@ -198,7 +157,7 @@ def _on_device(
     return {
         "inputs": torch.from_numpy(standardization.apply(part.inputs)).to(device),
         "weights": torch.from_numpy(part.weights * scale).to(device),
-        "process": torch.from_numpy(part.process).to(device),
+        "process": torch.from_numpy(part.labels).to(device),
     }
 
 
