@@ -211,6 +211,14 @@ def _cancel_jobs(prefix: str) -> None:
         subprocess.run(["scancel", *ids], check=True)
 
 
+def _queue() -> str:
+    """Slurm's queue with the reason each pending job waits, and the node's state."""
+    commands = (["squeue", "-o", "%i %j %T %C %m %R"], ["sinfo", "-N", "-o", "%N %T %C %m %E"])
+    return "\n".join(
+        subprocess.run(c, capture_output=True, text=True, check=False).stdout for c in commands
+    )
+
+
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> Path:
     """The tiny toy analysis, run locally: its results directory."""
@@ -246,7 +254,10 @@ def cluster_run(tmp_path_factory, slurm_cluster) -> ClusterRun:
         deadline = time.monotonic() + 900
         while len(list(results.glob("preselect/*/nominal.cutflow.json"))) < 2:
             assert process.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the preselection did not start in 15 minutes"
+            assert time.monotonic() < deadline, (
+                f"the preselection did not start in 15 minutes; Slurm's queue:\n{_queue()}\n"
+                f"Snakemake:\n{log_path.read_text()[-3000:]}"
+            )
             time.sleep(0.5)
         time.sleep(5)  # let Slurm record the first finished jobs as completed
         os.killpg(process.pid, signal.SIGKILL)  # no clean shutdown: lock and markers stay

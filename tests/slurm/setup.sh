@@ -96,11 +96,15 @@ mv "$CONF.tmp" "$CONF"
 
 start() {
     # start one daemon when no process of that name runs, and record its pid
-    local daemon=$1 pidfile=$2
+    local daemon=$1 pidfile=$2 statedir=$3
     if pgrep -x "$daemon" >/dev/null; then
         echo "$daemon already running"
         return
     fi
+    # Start from an empty state: jobs saved by a daemon that was killed (a session or CI run that
+    # ended without the teardown) would be recovered as still running, hold the node's cores and
+    # leave every new job pending. The state directories belong to this test cluster alone.
+    rm -rf "${statedir:?}" && mkdir -p "$statedir"
     "$daemon" || fail "$daemon did not start; see $STATE/$daemon.log"
     for _ in $(seq 50); do
         [ -s "$pidfile" ] && break
@@ -111,8 +115,8 @@ start() {
     echo "started $daemon (pid $(cat "$pidfile"))"
 }
 
-start slurmctld "$STATE/slurmctld.pid"
-start slurmd "$STATE/slurmd.pid"
+start slurmctld "$STATE/slurmctld.pid" "$STATE/ctld"
+start slurmd "$STATE/slurmd.pid" "$STATE/d"
 
 for _ in $(seq 60); do
     if node_ready; then
