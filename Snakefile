@@ -30,8 +30,8 @@ include: "workflow/rules/plots.smk"
 rule all:
     input:
         (
-            rules.inference.input
-            if INFERENCE.get("external_workspace")
+            [rules.inference.input, rules.plots_fit.input]
+            if EXTERNAL
             else [
                 rules.friends.input,
                 rules.train.input,

@@ -1,8 +1,10 @@
 """Figures and tables of the statistical model and its fits.
 
 Inputs follow the results contract (DESIGN.md): ``histograms/histograms.root`` (``TH1D``
-``{channel}/{process}/{variation}``), the pyhf workspace, ``fit/fit.json``, ``fit/ranking.json``,
-``fit/scan_{poi}.json``, ``fit/scan2d.json`` and ``fit/limits.json``.
+``{channel}/{process}/{variation}``), the pyhf workspace, ``fit/fit.json``, ``fit/pulls.json``,
+``fit/ranking.json``, ``fit/scan_{poi}.json``, ``fit/scan2d.json`` and ``fit/limits.json``. The
+model is built from the workspace as the inference stages build it (the same ``inference``
+settings: patch, measurement, interpolation codes), so the bands belong to the fitted likelihood.
 
 Post-fit uncertainty bands propagate the full correlated covariance of the fit: the expected
 yields are linearised around the best fit (central finite differences of pyhf's
@@ -26,6 +28,7 @@ import pyhf
 import uproot
 from matplotlib.patches import Patch
 
+from analysis import model as model_utils
 from analysis.errors import AnalysisError, cli_main
 from analysis.io import atomic_path, read_json
 from analysis.plot_distributions import plot_stack
@@ -68,18 +71,29 @@ class Prediction(NamedTuple):
         return np.sqrt(np.clip(variance, 0.0, None))
 
 
-def load_workspace(path: str | Path) -> tuple[pyhf.Workspace, pyhf.pdf.Model]:
-    """The workspace and its model, with a clear error when the file is not a pyhf workspace."""
+def load_model(
+    workspace_path: str | Path, settings: Mapping[str, Any] | None = None
+) -> tuple[pyhf.pdf.Model, np.ndarray | None]:
+    """The model the inference stages fit and the workspace's observed main-bin counts.
+
+    Args:
+        workspace_path: the pyhf workspace that was fitted.
+        settings: the config's ``inference`` section (patch, measurement, POIs, interpolation
+            codes); the stages' defaults when absent.
+
+    Returns:
+        The model, and the observed counts of its channels concatenated (None when the workspace
+        has no observations).
+    """
+    parsed = model_utils.model_settings(settings or {})
+    workspace = model_utils.load_workspace(workspace_path, parsed.patch, parsed.patch_name)
+    # Asimov here only spares needing observations: the data of the setup are not used
+    model = model_utils.build(workspace, parsed._replace(asimov=True), str(workspace_path)).model
     try:
-        workspace = pyhf.Workspace(read_json(path))
-    except pyhf.exceptions.InvalidSpecification as err:
-        raise AnalysisError(f"{path}: not a valid pyhf workspace ({err.message})") from None
-    return workspace, workspace.model(
-        modifier_settings={
-            "normsys": {"interpcode": "code4"},
-            "histosys": {"interpcode": "code4p"},
-        }
-    )
+        observed = np.asarray(workspace.data(model, include_auxdata=False), dtype=float)
+    except (KeyError, pyhf.exceptions.InvalidWorkspaceOperation):
+        observed = None
+    return model, observed
 
 
 def prefit_parameters(model: pyhf.pdf.Model) -> tuple[np.ndarray, np.ndarray]:
@@ -146,11 +160,6 @@ def channel_slices(model: pyhf.pdf.Model) -> dict[str, slice]:
     return {name: model.config.channel_slices[name] for name in model.config.channels}
 
 
-def observed_data(workspace: pyhf.Workspace, model: pyhf.pdf.Model) -> np.ndarray:
-    """Observed main-model counts, channels concatenated in the model's order."""
-    return np.asarray(workspace.data(model, include_auxdata=False), dtype=float)
-
-
 def plot_prepostfit(
     workspace_path: str,
     fit_path: str,
@@ -158,6 +167,7 @@ def plot_prepostfit(
     style: PlotStyle,
     binning: Mapping[str, Sequence[float]] | None = None,
     xlabels: Mapping[str, str] | None = None,
+    model_settings: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Pre-fit and post-fit stacks of every channel, ``{channel}_prefit``/``{channel}_postfit``.
 
@@ -168,11 +178,11 @@ def plot_prepostfit(
         style: the plot style.
         binning: channel -> bin edges (``histograms/binning.json``); bin index when absent.
         xlabels: channel -> x-axis title (``plots.observable_labels``).
+        model_settings: the ``inference`` settings the fit was made with.
     """
-    workspace, model = load_workspace(workspace_path)
+    model, observed = load_model(workspace_path, model_settings)
     fit = read_json(fit_path)
-    asimov = bool(fit.get("asimov", False))
-    data = None if asimov else observed_data(workspace, model)
+    data = None if fit.get("asimov", False) else observed
     predictions = {
         "prefit": predict(model, *prefit_parameters(model)),
         "postfit": predict(model, *fitted_parameters(model, fit, fit_path)),
@@ -187,6 +197,7 @@ def plot_prepostfit(
                 f"binning of channel {channel!r} has {len(edges) - 1} bins, the workspace "
                 f"{width}; rerun the histograms and workspace stages"
             )
+        observable = "fitted observable" if channel in (binning or {}) else "bin index"
         # one combination per bin of the channel: the sum over samples of that bin
         weights = np.zeros((width, len(model.config.samples), nbins))
         for k in range(width):
@@ -198,7 +209,7 @@ def plot_prepostfit(
             }
             written += plot_stack(
                 edges, stack, None if data is None else data[bins],
-                (xlabels or {}).get(channel, f"{channel}: fitted observable"),
+                (xlabels or {}).get(channel, f"{channel}: {observable}"),
                 Path(output_dir) / f"{safe_name(channel)}_{stage}", style,
                 band=prediction.uncertainty(weights),
                 band_label="Pre-fit unc." if stage == "prefit" else "Post-fit unc.",
@@ -207,14 +218,15 @@ def plot_prepostfit(
     return written
 
 
-def yields_tables(workspace_path: str, fit_path: str) -> tuple[str, str]:
+def yields_tables(
+    workspace_path: str, fit_path: str, model_settings: Mapping[str, Any] | None = None
+) -> tuple[str, str]:
     """Pre- and post-fit yields per channel and sample, total and data, as markdown and LaTeX.
 
     Uncertainties of sums (a channel's total) use the full covariance like the bands.
     """
-    workspace, model = load_workspace(workspace_path)
+    model, data = load_model(workspace_path, model_settings)
     fit = read_json(fit_path)
-    data = observed_data(workspace, model)
     stages = {
         "pre-fit": predict(model, *prefit_parameters(model)),
         "post-fit": predict(model, *fitted_parameters(model, fit, fit_path)),
@@ -246,7 +258,7 @@ def yields_tables(workspace_path: str, fit_path: str) -> tuple[str, str]:
                 f"{_tex(name)} & ${pre[0]:.2f} \\pm {pre[1]:.2f}$ & "
                 f"${post[0]:.2f} \\pm {post[1]:.2f}$ \\\\"
             )
-        observed = "Asimov" if fit.get("asimov") else f"{data[bins].sum():.0f}"
+        observed = "Asimov" if fit.get("asimov") or data is None else f"{data[bins].sum():.0f}"
         markdown += [f"| data | {observed} | {observed} |", ""]
         latex += [f"Data & {observed} & {observed} \\\\", r"\hline"]
     latex.append(r"\end{tabular}")
@@ -363,21 +375,17 @@ def _included(name: str, exclude: Sequence[str]) -> bool:
     return not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)
 
 
-def pulls(
-    workspace_path: str, fit_path: str, exclude: Sequence[str] = ()
-) -> list[tuple[str, float, float]]:
-    """(parameter, pull, constraint) of every constrained parameter not matching ``exclude``:
-    pull = (post-fit value - prior centre) / prior width, constraint = post-fit / prior width."""
-    _, model = load_workspace(workspace_path)
-    fit = read_json(fit_path)
-    centres, prior = prefit_parameters(model)
-    values, covariance = fitted_parameters(model, fit, fit_path)
-    widths = np.sqrt(np.diag(prior))
-    posts = np.sqrt(np.diag(covariance))
+def pulls(pulls_path: str | Path, exclude: Sequence[str] = ()) -> list[tuple[str, float, float]]:
+    """(parameter, pull, constraint) of every constrained parameter of ``pulls.json`` (the pulls
+    stage's record) not matching a pattern of ``exclude``."""
+    record = read_json(pulls_path)
+    entries = record.get("constrained") if isinstance(record, dict) else None
+    if not isinstance(entries, list):
+        raise AnalysisError(f"{pulls_path}: no 'constrained' list of pulls; rerun the pulls stage")
     return [
-        (name, float((values[i] - centres[i]) / widths[i]), float(posts[i] / widths[i]))
-        for i, name in enumerate(model.config.par_names)
-        if widths[i] > 0 and _included(name, exclude)
+        (entry["parameter"], float(entry["pull"]), float(entry["constraint"]))
+        for entry in entries
+        if _included(entry["parameter"], exclude)
     ]
 
 
@@ -629,15 +637,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     templates.add_argument("--workers", type=int, default=1, help="processes drawing figures")
     stacks = commands.add_parser("stacks", help="pre-/post-fit stacks and yields tables")
     stacks.add_argument("--workspace", required=True)
+    stacks.add_argument("--model-settings", default="{}", help="the inference section as JSON")
     stacks.add_argument("--fit", required=True)
     stacks.add_argument("--binning", default=None)
     stacks.add_argument("--output-dir", required=True)
     stacks.add_argument("--markdown", required=True)
     stacks.add_argument("--latex", required=True)
     summary = commands.add_parser("summary", help="pulls, impacts, correlation matrix")
-    summary.add_argument("--workspace", required=True)
     summary.add_argument("--fit", required=True)
     summary.add_argument("--ranking", required=True)
+    summary.add_argument("--pulls-record", required=True, help="pulls.json of the pulls stage")
     summary.add_argument("--pulls", required=True, help="output prefix")
     summary.add_argument("--impacts", required=True, help="output prefix")
     summary.add_argument("--correlation", required=True, help="output prefix")
@@ -654,16 +663,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.figure == "stacks":
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         binning = read_json(args.binning) if args.binning else None
+        model_settings = json.loads(args.model_settings)
         plot_prepostfit(
             args.workspace, args.fit, args.output_dir, style, binning,
-            settings.get("observable_labels"),
+            settings.get("observable_labels"), model_settings,
         )  # fmt: skip
-        markdown, latex = yields_tables(args.workspace, args.fit)
+        markdown, latex = yields_tables(args.workspace, args.fit, model_settings)
         write_text(args.markdown, markdown)
         write_text(args.latex, latex)
     elif args.figure == "summary":
         exclude = settings.get("exclude_parameters", [])
-        entries = pulls(args.workspace, args.fit, exclude)
+        entries = pulls(args.pulls_record, exclude)
         plot_pulls(entries, args.pulls, style)
         plot_impacts(args.ranking, args.fit, int(settings["ranking_top"]), args.impacts, style)
         plot_correlation(

@@ -16,8 +16,11 @@ import pytest
 import uproot
 from matplotlib.testing.compare import compare_images
 
+from analysis import model as model_utils
 from analysis import plot_distributions, plot_fit, plot_training
+from analysis import pulls as pulls_stage
 from analysis.errors import AnalysisError
+from analysis.fit import FitRecord
 from analysis.io import write_json, write_tree
 from analysis.plotting import style_from_settings
 from tests.conftest import DATA
@@ -134,6 +137,16 @@ def fit_inputs(tmp_path_factory):
     }
     fit_path = directory / "fit.json"
     write_json(fit_path, fit)
+    # pulls.json as the pulls stage writes it
+    setup = model_utils.setup_from_files(workspace_path, {})
+    errors = np.asarray(pars)[:, 1]
+    record = FitRecord(
+        names, np.asarray(pars)[:, 0], errors, np.asarray(corr) * np.outer(errors, errors),
+        float(twice_nll), ["mu"], True,
+    )  # fmt: skip
+    write_json(
+        directory / "pulls.json", pulls_stage.pulls_record(setup, *pulls_stage.pulls(setup, record))
+    )
     ranking = [
         {
             "parameter": name, "pull": 0.1 * k, "constraint": 0.9,
@@ -239,8 +252,13 @@ def test_fit_figures(fit_inputs, tmp_path):
         for s in ("prefit", "postfit")
         for f in ("png", "pdf")
     )
-    entries = plot_fit.pulls(workspace, fit, ["staterror_*"])
+    entries = plot_fit.pulls(directory / "pulls.json", ["staterror_*"])
     assert sorted(name for name, _, _ in entries) == ["bkg_norm", "shape", "sig_norm"]
+    # normsys: prior centre 0 and width 1, so pull = fitted value and constraint = its error
+    bestfit = json.loads((directory / "fit.json").read_text())["bestfit"]["bkg_norm"]
+    assert dict((name, (p, c)) for name, p, c in entries)["bkg_norm"] == pytest.approx(bestfit)
+    with pytest.raises(AnalysisError, match="rerun the pulls stage"):
+        plot_fit.pulls(directory / "fit.json")
     written += plot_fit.plot_pulls(entries, tmp_path / "pulls", STYLE)
     written += plot_fit.plot_impacts(
         str(directory / "ranking.json"), fit, 2, tmp_path / "impacts", STYLE

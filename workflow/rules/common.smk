@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from analysis.config import (
     TRAIN_EXECUTION_KEYS,
     check_samples,
@@ -213,6 +215,8 @@ def as_json(data):
 # --- inference (fit, pulls, ranking, scan, significance, limits) ---------------------------------
 
 INFERENCE = config.get("inference") or {}
+#: a pyhf workspace from elsewhere is fitted: the stages upstream of the inference do not run
+EXTERNAL = bool(INFERENCE.get("external_workspace"))
 #: Settings that shape every likelihood the inference stages build (the workspace file aside).
 MODEL_KEYS = ("patch", "patch_name", "measurement", "pois", "asimov", "interpolation", "fit")
 
@@ -341,6 +345,14 @@ def feature_plot_inputs():
     }
 
 
+def stack_inputs(wildcards):
+    """The fitted workspace (and patch), the fit and, for our own workspace, the bin edges."""
+    inputs = {**inference_inputs(), "fit": f"{FIT}/fit.json"}
+    if not EXTERNAL:
+        inputs["binning"] = f"{RESULTS}/histograms/binning.json"
+    return inputs
+
+
 def stacked_processes():
     """The process of every stacked sample (``data`` for collision data)."""
     return [
@@ -349,13 +361,23 @@ def stacked_processes():
     ]
 
 
-def scan_plots():
-    """Likelihood-scan figures: one per POI in plots.scans, and the contour for two POIs."""
-    pois = config["plots"]["scans"]
-    outputs = [f"{PLOTS}/fit/scan_{poi}.png" for poi in pois]
-    if len(pois) == 2:
+def scan_plots(wildcards):
+    """Likelihood-scan figures: one per fitted POI (or per POI in plots.scans), and the contour
+    when both of two POIs are shown."""
+    pois = fitted_pois()
+    shown = config["plots"]["scans"] or pois
+    unknown = [poi for poi in shown if poi not in pois]
+    if unknown:
+        raise WorkflowError(
+            f"config: plots.scans: {', '.join(unknown)} is not a POI of the fit ({', '.join(pois)});"
+            " name fitted POIs or leave plots.scans empty for all of them"
+        )
+    outputs = [f"{PLOTS}/fit/scan_{poi}.png" for poi in shown]
+    if len(pois) == 2 and len(shown) == 2:
         outputs.append(f"{PLOTS}/fit/contour.png")
     return outputs
+
+
 def on_attempt(first):
     """A resource callable: ``first`` on the first attempt, ``n * first`` on the n-th.
 

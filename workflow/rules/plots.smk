@@ -196,9 +196,7 @@ rule plot_templates:
 rule plot_stacks:
     """Pre-fit and post-fit stacks of every channel, and the yields tables."""
     input:
-        workspace=f"{RESULTS}/workspace/workspace.json",
-        fit=f"{FIT}/fit.json",
-        binning=f"{RESULTS}/histograms/binning.json",
+        unpack(stack_inputs),
     output:
         stacks=report(
             directory(f"{PLOTS}/fit/stacks"),
@@ -216,13 +214,16 @@ rule plot_stacks:
         latex=f"{PLOTS}/fit/yields.tex",
     params:
         settings=plot_settings(),
+        model=inference_settings(),
+        binning=lambda wildcards, input: input.get("binning", ""),
     log:
         f"{LOGS}/plots/stacks.log",
     conda:
         "../../envs/plots.yaml"
     shell:
         "python -m analysis.plot_fit --settings {params.settings:q} stacks "
-        "--workspace {input.workspace:q} --fit {input.fit:q} --binning {input.binning:q} "
+        "--workspace {input.workspace:q} --model-settings {params.model:q} --fit {input.fit:q} "
+        "--binning={params.binning:q} "
         "--output-dir {output.stacks:q} --markdown {output.markdown:q} "
         "--latex {output.latex:q} 2> {log:q}"
 
@@ -230,8 +231,8 @@ rule plot_stacks:
 rule plot_fit_summary:
     """Pulls, impacts ranking and correlation matrix."""
     input:
-        workspace=f"{RESULTS}/workspace/workspace.json",
         fit=f"{FIT}/fit.json",
+        pulls=f"{FIT}/pulls.json",
         ranking=f"{FIT}/ranking.json",
     output:
         pulls=figure(f"{PLOTS}/fit/pulls", "pulls", "4. Fit", "Pulls"),
@@ -248,7 +249,7 @@ rule plot_fit_summary:
         "../../envs/plots.yaml"
     shell:
         "python -m analysis.plot_fit --settings {params.settings:q} summary "
-        "--workspace {input.workspace:q} --fit {input.fit:q} --ranking {input.ranking:q} "
+        "--fit {input.fit:q} --pulls-record {input.pulls:q} --ranking {input.ranking:q} "
         "--pulls {params.pulls:q} --impacts {params.impacts:q} "
         "--correlation {params.correlation:q} 2> {log:q}"
 
@@ -308,10 +309,10 @@ rule plot_limits:
 
 
 rule plots_fit:
-    """Figures of the statistical model and fits (wired into `plots` once those stages exist)."""
+    """Figures of the statistical model and fits (no templates for an external workspace)."""
     input:
-        rules.plot_templates.output if config["plots"]["templates"] else [],
+        rules.plot_templates.output if config["plots"]["templates"] and not EXTERNAL else [],
         rules.plot_stacks.output,
         rules.plot_fit_summary.output,
-        scan_plots(),
+        scan_plots,
         rules.plot_limits.output,
