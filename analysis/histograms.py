@@ -365,7 +365,17 @@ def blinded_bins(
             signal = signal + histogram.values()
         else:
             background = background + histogram.values()
-    ratio = np.divide(signal, background, out=np.full_like(signal, np.inf), where=background > 0)
+    return blinding_mask(signal, background, threshold)
+
+
+def blinding_mask(signal: np.ndarray, background: np.ndarray, threshold: float) -> np.ndarray:
+    """Bins whose expected signal-to-background ratio exceeds ``threshold``; a bin with signal
+    and no background counts as infinitely sensitive, an empty bin as not sensitive."""
+    signal = np.asarray(signal, dtype=float)
+    background = np.asarray(background, dtype=float)
+    ratio = np.divide(
+        signal, background, out=np.where(signal > 0, np.inf, 0.0), where=background > 0
+    )
     return np.asarray(ratio > threshold)
 
 
@@ -433,9 +443,10 @@ def yields_tables(
         data = [row for row in rows if row[0] == DATA]
         simulated = [row for row in rows if row[0] != DATA]
         total = (sum(r[1] for r in simulated), np.sqrt(sum(r[2] ** 2 for r in simulated)))
-        data_text = "blinded" if any(blinded.get(channel, [])) else (
-            f"{data[0][1]:.0f}" if data else "-"
-        )  # fmt: skip
+        data_text = f"{data[0][1]:.0f}" if data else "-"
+        if data and any(blinded.get(channel, [])):
+            mask = blinded[channel]
+            data_text += f" ({sum(mask)} of {len(mask)} bins blinded)"
         markdown += [f"### {channel}", "", "| process | yield |", "|---|---|"]
         markdown += [f"| {p} | {v:.2f} ± {e:.2f} |" for p, v, e in simulated]
         markdown += [f"| total | {total[0]:.2f} ± {total[1]:.2f} |", f"| data | {data_text} |", ""]

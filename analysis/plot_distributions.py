@@ -2,7 +2,9 @@
 
 Reads the preselection's ``*.cutflow.json`` files and the nominal skims with their friend trees
 (event weight ``weight``). Feature figures are made per region (``plots.regions``), with a
-data/simulation ratio panel and the simulation's statistical uncertainty as a band.
+data/simulation ratio panel and the simulation's statistical uncertainty as a band. While the
+analysis is blinded, data are hidden in every bin whose expected signal-to-background ratio
+exceeds the histograms' threshold, as in the fitted histograms.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from analysis.errors import AnalysisError, cli_main
-from analysis.histograms import selection_mask
+from analysis.histograms import blinding_mask, selection_mask
 from analysis.io import atomic_path, read_json, read_with_friends
 from analysis.plotting import (
     PlotStyle,
@@ -180,6 +182,7 @@ def plot_stack(
     band_label: str = "Stat. unc.",
     title: str | None = None,
     log: bool = False,
+    blinded: np.ndarray | None = None,
 ) -> list[Path]:
     """Stacked simulation with data points, an uncertainty band and a data/prediction ratio.
 
@@ -195,6 +198,7 @@ def plot_stack(
         band_label: legend entry of the band.
         title: text in the top-left corner of the axes (region or channel).
         log: logarithmic y axis.
+        blinded: bins whose data are hidden (shaded and labelled); their data entries are ignored.
     """
     order = sorted(stack, key=lambda name: float(np.sum(stack[name][0])))
     colors = process_colors(sorted(stack), style)
@@ -212,6 +216,13 @@ def plot_stack(
         ax.stairs(total, edges, color="black", linewidth=1)
     draw_band(ax, edges, total - band, total + band, band_label)
     centres = 0.5 * (edges[1:] + edges[:-1])
+    if blinded is not None and np.any(blinded):
+        for k in np.flatnonzero(blinded):
+            label = "Blinded" if k == np.flatnonzero(blinded)[0] else None
+            ax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0, label=label)
+            rax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0)
+        if data is not None:
+            data = np.where(blinded, np.nan, np.asarray(data, dtype=float))
     if data is not None:
         data = np.asarray(data, dtype=float)
         ax.errorbar(
@@ -246,10 +257,13 @@ def plot_features(
     bins: int,
     output_dir: str | Path,
     style: PlotStyle,
+    blinding: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """One stacked figure per region and feature, ``{region}_{feature}`` in ``output_dir``.
 
     Binning is chosen from the simulation in each region, so data never shapes its own binning.
+    With ``blinding`` (``signals``: signal processes, ``threshold``: the S/B above which a bin is
+    blinded), data are hidden where the simulation expects S/B above the threshold.
     """
     written: list[Path] = []
     simulation = [process for process in events if process != DATA]
@@ -282,9 +296,22 @@ def plot_features(
                 )[0]
             written += plot_stack(
                 edges, stack, data, feature, Path(output_dir) / f"{region}_{safe_name(feature)}",
-                style, title=region,
+                style, title=region, blinded=_blinded(stack, blinding),
             )  # fmt: skip
     return written
+
+
+def _blinded(
+    stack: Mapping[str, tuple[np.ndarray, np.ndarray]], blinding: Mapping[str, Any] | None
+) -> np.ndarray | None:
+    """The bins of a stack to blind, or None when not blinding."""
+    if not blinding:
+        return None
+    signals = set(blinding["signals"])
+    nbins = len(next(iter(stack.values()))[0])
+    signal = sum((c for p, (c, _) in stack.items() if p in signals), np.zeros(nbins))
+    background = sum((c for p, (c, _) in stack.items() if p not in signals), np.zeros(nbins))
+    return blinding_mask(signal, background, float(blinding["threshold"]))
 
 
 @cli_main
@@ -304,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     features.add_argument("--processes", nargs="+", required=True)
     features.add_argument("--features", nargs="+", required=True)
     features.add_argument("--output-dir", required=True)
+    features.add_argument(
+        "--blinding", default="null", help='JSON {"signals": [...], "threshold": x}, or null'
+    )
     args = parser.parse_args(argv)
     settings = json.loads(args.settings)
     style = style_from_settings(settings)
@@ -320,8 +350,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     events = load_events(args.skims, args.friends, args.processes, columns)
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     plot_features(
-        events, args.features, regions, int(settings["feature_bins"]), args.output_dir, style
-    )
+        events, args.features, regions, int(settings["feature_bins"]), args.output_dir, style,
+        json.loads(args.blinding),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -166,6 +166,14 @@ def constant(value, variance, edges=(0.0, 0.5, 1.0)):
     return h
 
 
+def test_blinding_mask():
+    from analysis.histograms import blinding_mask
+
+    mask = blinding_mask([1.0, 3.0, 2.0, 0.0, 0.0], [10.0, 10.0, 0.0, 0.0, 5.0], 0.2)
+    # S/B 0.1, 0.3, signal without background, empty bin, background only
+    assert mask.tolist() == [False, True, True, False, False]
+
+
 def test_qcd_from_same_sign_data_and_blinding(settings, caplog):
     settings = {**settings, "control_regions": None, "blind": True}
     sample_histograms = [

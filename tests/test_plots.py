@@ -409,8 +409,9 @@ def test_cutflow_tables(tmp_path):
     png_ok(written[0])
 
 
-def test_feature_figures_fill_like_numpy(tmp_path):
-    """Stacked counts per region equal a plain numpy histogram of the same selection."""
+def test_feature_figures_fill_like_numpy(tmp_path, monkeypatch):
+    """Stacked counts per region equal a plain numpy histogram of the same selection; blinding
+    hides data where the simulated S/B exceeds the threshold."""
     rng = np.random.default_rng(5)
     skims, friends, processes = [], [], []
     for sample, process, n in (("Z", "ZTT", 400), ("T", "TT", 200), ("data", "data", 500)):
@@ -452,6 +453,32 @@ def test_feature_figures_fill_like_numpy(tmp_path):
         plot_distributions.plot_features(
             events, ["m_vis"], {"bad": {"nope": 1}}, 10, tmp_path / "f", STYLE
         )
+
+    # blinded (TT as the signal): data hidden exactly where TT/ZTT > 1 in the simulation
+    drawn = {}
+    draw = plot_distributions.plot_stack
+
+    def record(edges, stack, data, xlabel, prefix, style, **options):
+        drawn[Path(prefix).name] = (edges, data, options["blinded"])
+        return draw(edges, stack, data, xlabel, prefix, style, **options)
+
+    monkeypatch.setattr(plot_distributions, "plot_stack", record)
+    written = plot_distributions.plot_features(
+        events, ["m_vis"], {"os": {"is_os": 1}}, 10, tmp_path / "blinded", STYLE,
+        {"signals": ["TT"], "threshold": 1.0},
+    )  # fmt: skip
+    edges, data, blinded = drawn["os_m_vis"]
+    tt, ztt = (
+        np.histogram(
+            np.clip(events[p]["m_vis"], edges[0], np.nextafter(edges[-1], -np.inf)), edges,
+            weights=events[p]["weight"] * (events[p]["is_os"] == 1),
+        )[0]
+        for p in ("TT", "ZTT")
+    )  # fmt: skip
+    np.testing.assert_array_equal(blinded, tt > ztt)
+    assert 0 < blinded.sum() < len(blinded)
+    assert np.isfinite(data).all(), "data are passed whole; plot_stack hides the blinded bins"
+    png_ok(next(p for p in written if p.suffix == ".png"))
 
 
 def test_same_inputs_same_bytes(tmp_path):

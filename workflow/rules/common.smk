@@ -353,6 +353,15 @@ def stack_inputs(wildcards):
     return inputs
 
 
+def feature_blinding():
+    """Blinding of the feature figures, as JSON: the histograms' signals and S/B threshold while
+    the analysis is blinded, else null."""
+    histograms = config["histograms"]
+    if not histograms["blind"]:
+        return "null"
+    return as_json({"signals": histograms["signals"], "threshold": histograms["blind_threshold"]})
+
+
 def stacked_processes():
     """The process of every stacked sample (``data`` for collision data)."""
     return [

@@ -45,6 +45,7 @@ rule plot_features:
         settings=plot_settings(),
         processes=stacked_processes(),
         features=config["train"]["features"],
+        blinding=feature_blinding(),
     log:
         f"{LOGS}/plots/features.log",
     conda:
@@ -52,7 +53,8 @@ rule plot_features:
     shell:
         "python -m analysis.plot_distributions --settings {params.settings:q} features "
         "--skims {input.skims:q} --friends {input.friends:q} --processes {params.processes:q} "
-        "--features {params.features:q} --output-dir {output:q} 2> {log:q}"
+        "--features {params.features:q} --blinding {params.blinding:q} --output-dir {output:q} "
+        "2> {log:q}"
 
 
 rule plot_history:
