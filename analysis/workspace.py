@@ -146,11 +146,11 @@ def build_workspace(
                 )
             for syst in systematics_of(variations):
                 entries, size = _variation_modifiers(syst, nominal, variations, settings)
-                if entries:
-                    modifiers += entries
-                else:
+                modifiers += entries
+                dropped = sorted({"normsys", "histosys"} - {entry["type"] for entry in entries})
+                if dropped:
                     pruned.append({"channel": channel, "process": process, "systematic": syst,
-                                   **size})  # fmt: skip
+                                   "dropped": dropped, **size})  # fmt: skip
             samples.append(
                 {
                     "name": process,
@@ -198,7 +198,8 @@ def _variation_modifiers(
     variations: Mapping[str, Any],
     settings: Mapping[str, Any],
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """normsys + histosys of one systematic, or none when both effects are below pruning."""
+    """normsys and histosys of one systematic, each left out when its effect is below the
+    pruning threshold, and the sizes of both effects."""
     up = variations.get(f"{syst}_up", (None,))[0]
     down = variations.get(f"{syst}_down", (None,))[0]
     up, down = symmetrized(nominal, up, down, settings["symmetrize"])
@@ -285,8 +286,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
     )
     for entry in pruned:
         log.info(
-            "pruned %(systematic)s on %(process)s in %(channel)s: norm %(norm).2e, "
-            "shape %(shape).2e", entry,
+            "pruned %s of %s on %s in %s: norm %.2e, shape %.2e",
+            "+".join(entry["dropped"]), entry["systematic"], entry["process"], entry["channel"],
+            entry["norm"], entry["shape"],
         )  # fmt: skip
     model = pyhf.Workspace(spec).model()
     log.info(
