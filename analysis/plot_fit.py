@@ -421,7 +421,7 @@ def plot_impacts(
         raise AnalysisError(f"{ranking_path}: expected a list of parameters; rerun the ranking")
     entries = ranking[:top]
     poi = fit.get("poi", "mu")
-    height = 2.5 + 0.45 * max(len(entries), 1)
+    height = 3.4 + 0.45 * max(len(entries), 1)
     fig, pull_ax = new_figure(style, figsize=(11, height))
     impact_ax = pull_ax.twiny()
     positions = np.arange(len(entries))[::-1]
@@ -435,7 +435,10 @@ def plot_impacts(
                      markersize=5, zorder=5)  # fmt: skip
     pull_ax.set_zorder(impact_ax.get_zorder() + 1)  # points above the bars
     pull_ax.patch.set_visible(False)
-    pull_ax.axvline(0, color="gray", linestyle="--")
+    # the zero line stops below the legend's rows
+    pull_ax.axvline(
+        0, ymax=(len(entries) + 0.5) / (len(entries) + 3.2), color="gray", linestyle="--"
+    )
     pull_ax.set_xlim(-2.5, 2.5)
     pull_ax.set_xlabel(r"Pull $(\hat\theta - \theta_0) / \Delta\theta$")
     largest = max(
@@ -446,19 +449,23 @@ def plot_impacts(
     impact_ax.set_xlabel(rf"$\Delta\hat{{{_math(poi)}}}$")
     pull_ax.set_yticks(positions, [e["parameter"] for e in entries], fontsize="small")
     pull_ax.minorticks_off()
-    pull_ax.set_ylim(-1, len(entries) + 0.5)
+    # two empty rows above the largest impact hold the legend, so it never covers a bar
+    pull_ax.set_ylim(-1, len(entries) + 2.2)
     handles = [
-        Patch(facecolor="none", edgecolor="black", label="pre-fit impact"),
-        Patch(color="#bd1f01", alpha=0.6, label=r"$+1\sigma$ post-fit impact"),
-        Patch(color="#3f90da", alpha=0.6, label=r"$-1\sigma$ post-fit impact"),
+        Patch(facecolor="none", edgecolor="black", label="Pre-fit"),
+        Patch(color="#bd1f01", alpha=0.6, label=r"Post-fit $+1\sigma$"),
+        Patch(color="#3f90da", alpha=0.6, label=r"Post-fit $-1\sigma$"),
     ]
     bestfit = fit.get("bestfit", {}).get(poi)
     title = (
         None
         if bestfit is None
-        else rf"$\hat{{{_math(poi)}}}$ = {bestfit[0]:.3f} ± {bestfit[1]:.3f}"
+        else rf"Impacts on $\hat{{{_math(poi)}}}$ = {bestfit[0]:.3f} ± {bestfit[1]:.3f}"
     )
-    pull_ax.legend(handles=handles, fontsize="small", loc="lower left", title=title)
+    pull_ax.legend(
+        handles=handles, fontsize="small", loc="upper center", ncol=3, title=title,
+        title_fontsize="small",
+    )  # fmt: skip
     # the impact axis occupies the top, so the experiment label goes above its tick labels
     pull_ax.set_title(
         rf"$\bf{{{style.experiment}}}$ {style.label}" if style.experiment else style.label,
