@@ -13,6 +13,7 @@ The workflow splits the ranked parameters into chunks (``chunk``, one job each) 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import logging
 import math
 import os
@@ -64,14 +65,20 @@ class Impact(NamedTuple):
         return 0.5 * (abs(self.impact_postfit_up) + abs(self.impact_postfit_down))
 
 
-def ranked_labels(fit_document: Mapping[str, Any]) -> list[str]:
-    """Parameters to rank, in model order: all but the POI and parameters fixed in the workspace.
+def ranked_labels(fit_document: Mapping[str, Any], exclude: Sequence[str] = ()) -> list[str]:
+    """Parameters to rank, in model order: all but the POI, parameters fixed in the workspace and
+    those matching a glob pattern of ``exclude`` (``inference.ranking.exclude``).
 
     Args:
         fit_document: the content of ``fit.json``.
+        exclude: glob patterns of parameter labels (a bin of a staterror is ``name[i]``).
     """
     skip = {fit_document["poi"], *fit_document["fixed"]}
-    return [label for label in fit_document["correlation"]["parameters"] if label not in skip]
+    return [
+        label
+        for label in fit_document["correlation"]["parameters"]
+        if label not in skip and not any(fnmatch.fnmatchcase(label, pattern) for pattern in exclude)
+    ]
 
 
 def chunk_count_for(n_labels: int, chunk_size: int) -> int:
@@ -79,9 +86,11 @@ def chunk_count_for(n_labels: int, chunk_size: int) -> int:
     return max(1, math.ceil(n_labels / chunk_size))
 
 
-def chunk_count(fit_json: str | os.PathLike[str], chunk_size: int) -> int:
+def chunk_count(
+    fit_json: str | os.PathLike[str], chunk_size: int, exclude: Sequence[str] = ()
+) -> int:
     """Number of ranking jobs for a nominal fit (read by the workflow after the fit checkpoint)."""
-    return chunk_count_for(len(ranked_labels(read_json(fit_json))), chunk_size)
+    return chunk_count_for(len(ranked_labels(read_json(fit_json), exclude)), chunk_size)
 
 
 def chunk_labels(labels: Sequence[str], chunk: int, chunk_size: int) -> list[str]:
@@ -218,6 +227,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
     chunk.add_argument("--fit", required=True, help="fit.json of the nominal fit")
     chunk.add_argument("--chunk", type=int, required=True, help="chunk index, from 0")
     chunk.add_argument("--chunk-size", type=int, required=True, help="parameters per chunk")
+    chunk.add_argument(
+        "--exclude", nargs="*", default=[], help="glob patterns of parameters not to rank"
+    )
     chunk.add_argument("--output", required=True)
     merge = commands.add_parser("gather", help="merge chunks into ranking.json")
     merge.add_argument("chunks", nargs="+", help="chunk outputs")
@@ -233,7 +245,12 @@ def _main(argv: Sequence[str] | None = None) -> None:
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
     record = read_fit(args.fit, setup)
-    labels = ranked_labels(read_json(args.fit))
+    labels = ranked_labels(read_json(args.fit), args.exclude)
+    if not labels:
+        raise AnalysisError(
+            f"{args.fit}: no parameter left to rank; inference.ranking.exclude "
+            f"{args.exclude} matches all of them"
+        )
     selected = chunk_labels(labels, args.chunk, args.chunk_size)
     results = impacts(setup, record, selected, fit_settings(settings))
     write_json(args.output, chunk_record(setup, args.chunk, len(labels), results))

@@ -21,6 +21,7 @@ from analysis import fit as fit_module
 from analysis import limits, pulls, ranking, scan
 from analysis import model as model_utils
 from analysis.errors import AnalysisError
+from analysis.io import write_json
 from tests.conftest import DATA
 
 WORKSPACES = DATA / "workspaces"
@@ -318,6 +319,26 @@ def test_ranking_chunks_cover_every_parameter_once():
     assert sum(chunks, []) == labels
     with pytest.raises(AnalysisError, match="chunk 3 does not exist"):
         ranking.chunk_labels(labels, 3, 4)
+
+
+def test_ranked_parameters_leave_out_poi_fixed_and_excluded(tmp_path, capsys):
+    labels = ["mu", "lumi", "fixed_one", "staterror_sr[0]", "staterror_sr[1]", "xsec_B"]
+    document = {"poi": "mu", "fixed": ["fixed_one"], "correlation": {"parameters": labels}}
+    assert ranking.ranked_labels(document) == labels[1:2] + labels[3:]
+    assert ranking.ranked_labels(document, ["staterror_*"]) == ["lumi", "xsec_B"]
+    write_json(tmp_path / "fit.json", document)
+    assert ranking.chunk_count(tmp_path / "fit.json", 1, ["staterror_*", "lumi"]) == 1
+    # excluding everything is an error naming the key, not an empty ranking
+    fit_json = tmp_path / "real_fit.json"
+    setup = model_utils.setup_from_files(WORKSPACES / "simple.json", {})
+    write_json(fit_json, fit_module.fit_record(setup, fit_module.fit(setup, SETTINGS)))
+    code = ranking.main([
+        "chunk", "--workspace", str(WORKSPACES / "simple.json"), "--settings", "{}",
+        "--fit", str(fit_json), "--chunk", "0", "--chunk-size", "2", "--exclude", "*",
+        "--output", str(tmp_path / "chunk.json"),
+    ])  # fmt: skip
+    assert code == 1 and not (tmp_path / "chunk.json").exists()
+    assert "inference.ranking.exclude" in capsys.readouterr().err
 
 
 # --- scans ---------------------------------------------------------------------------------------

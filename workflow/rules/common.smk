@@ -251,8 +251,8 @@ def ranking_chunks(wildcards):
     """The ranking's chunk files: the number of chunks follows from the fitted model."""
     from analysis.ranking import chunk_count
 
-    size = INFERENCE.get("ranking", {}).get("chunk_size", 8)
-    n_chunks = chunk_count(inference_fit(), size)
+    ranking = INFERENCE.get("ranking", {})
+    n_chunks = chunk_count(inference_fit(), ranking.get("chunk_size", 8), ranking.get("exclude", []))
     return [f"{RESULTS}/fit/ranking/chunk_{chunk}.json" for chunk in range(n_chunks)]
 
 

@@ -53,6 +53,7 @@ rule ranking_chunk:
     params:
         settings=inference_settings(),
         chunk_size=INFERENCE.get("ranking", {}).get("chunk_size", 8),
+        exclude=INFERENCE.get("ranking", {}).get("exclude", []),
     wildcard_constraints:
         chunk=r"\d+",
     log:
@@ -65,7 +66,8 @@ rule ranking_chunk:
     shell:
         "python -m analysis.ranking chunk --workspace {input.workspace:q} "
         "--settings {params.settings:q} --fit {input.fit:q} --chunk {wildcards.chunk} "
-        "--chunk-size {params.chunk_size} --output {output:q} 2> {log:q}"
+        "--chunk-size {params.chunk_size} --exclude {params.exclude:q} --output {output:q} "
+        "2> {log:q}"
 
 
 rule ranking_gather:
