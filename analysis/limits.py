@@ -12,8 +12,11 @@ Both use the asymptotic formulae of Cowan, Cranmer, Gross and Vitells (Eur. Phys
 
 Unlike calling ``pyhf.infer.hypotest`` at every step of the root finding (which refits the
 unconditional minimum and regenerates the Asimov data each time), the unconditional fits and the
-Asimov data are made once and each conditional fit starts from the nearest one already done, so a
-limit with its four bands costs a few dozen warm-started fits. With several POIs each is tested in
+Asimov data are made once and each conditional fit starts from the nearest one already done. Each
+expected limit is where sqrt(qtilde_A) reaches a value known in closed form, and sqrt(qtilde_A) is
+nearly POI / sigma_A, so its root finding starts next to the answer; the observed limit starts at
+the median expected one shifted by the best fit. A limit with its four bands costs a few dozen
+warm-started fits. With several POIs each is tested in
 turn with the others floating.
 """
 
@@ -91,12 +94,15 @@ class _Profile:
         index: int,
         bounds: Sequence[Sequence[float]],
         settings: FitSettings,
+        start: np.ndarray | None = None,
     ) -> None:
         self.setup, self.data, self.index = setup, data, index
         self.bounds, self.settings = bounds, settings
         self.fits: dict[float, Minimum] = {}
         self.failed: list[float] = []
-        self.unconditional = minimize(setup.model, data, settings, bounds=bounds, hesse=True)
+        self.unconditional = minimize(
+            setup.model, data, settings, start=start, bounds=bounds, hesse=True
+        )
         if not self.unconditional.converged:
             self.failed.append(float("nan"))
         covariance = self.unconditional.covariance
@@ -162,18 +168,25 @@ def asimov_at(
     value: float,
     bounds: Sequence[Sequence[float]],
     settings: FitSettings,
-) -> np.ndarray:
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Asimov data for POI = ``value`` with the nuisance parameters profiled on the data there.
 
     The auxiliary data are set to the profiled values as well (pyhf's convention), so the
-    Asimov data set is fitted exactly by those parameters.
+    Asimov data set is fitted exactly by those parameters, which are returned with it: an
+    unconditional fit of the Asimov data started there has nothing left to do.
+
+    Args:
+        start: where the profiling fit starts (the workspace's initial values by default); the
+            POI is set to ``value``.
     """
-    start = np.asarray(setup.model.config.suggested_init(), dtype=float)
+    start = np.array(setup.model.config.suggested_init() if start is None else start, dtype=float)
     start[index] = value
     fixed = np.zeros(len(start), dtype=bool)
     fixed[index] = True
     profiled = minimize(setup.model, setup.data, settings, start=start, fixed=fixed, bounds=bounds)
-    return np.asarray(setup.model.expected_data(profiled.values), dtype=float)
+    parameters = np.asarray(profiled.values, dtype=float)
+    return np.asarray(setup.model.expected_data(parameters), dtype=float), parameters
 
 
 def _check_converged(profile: _Profile, poi: str, what: str) -> None:
@@ -203,8 +216,8 @@ def significance(setup: model_utils.Setup, poi: str, settings: FitSettings) -> S
     if not bounds[index][0] <= 1.0 <= bounds[index][1]:
         raise AnalysisError(f"POI {poi}: bounds {bounds[index]} exclude 1, the signal hypothesis")
 
-    def q0(data: np.ndarray, what: str) -> float:
-        profile = _Profile(setup, data, index, bounds, settings)
+    def q0(data: np.ndarray, what: str, start: np.ndarray | None = None) -> float:
+        profile = _Profile(setup, data, index, bounds, settings, start)
         value = (
             0.0 if profile.bestfit < 0 else profile.twice_nll(0.0) - profile.unconditional.twice_nll
         )
@@ -212,8 +225,8 @@ def significance(setup: model_utils.Setup, poi: str, settings: FitSettings) -> S
         return max(value, 0.0)
 
     observed = float(np.sqrt(q0(setup.data, "observed significance")))
-    asimov = asimov_at(setup, index, 1.0, bounds, settings)
-    expected = float(np.sqrt(q0(asimov, "expected significance")))
+    asimov, generating = asimov_at(setup, index, 1.0, bounds, settings)
+    expected = float(np.sqrt(q0(asimov, "expected significance", generating)))
     return Significance(
         poi,
         float(scipy.stats.norm.sf(observed)),
@@ -261,24 +274,36 @@ def upper_limit(
     high = bounds[index][1]
     alpha = 1.0 - confidence_level
     observed_profile = _Profile(setup, setup.data, index, bounds, settings)
-    asimov = asimov_at(setup, index, 0.0, bounds, settings)
-    asimov_profile = _Profile(setup, asimov, index, bounds, settings)
+    asimov, generating = asimov_at(
+        setup, index, 0.0, bounds, settings, start=observed_profile.unconditional.values
+    )
+    asimov_profile = _Profile(setup, asimov, index, bounds, settings, start=generating)
 
     def sqrt_qa(value: float) -> float:
         return float(np.sqrt(asimov_profile.qtilde(value)))
 
-    curves = {
-        "observed": lambda value: _cls(np.sqrt(observed_profile.qtilde(value)), sqrt_qa(value)),
-        **{
-            band: (lambda value, n=n: _expected_cls(sqrt_qa(value), n)) for band, n in BANDS.items()
-        },
-    }
-    # the scale of the problem: the Asimov fit's uncertainty on the POI
-    errors = asimov_profile.unconditional.uncertainties
-    scale = float(errors[index]) if errors is not None and errors[index] > 0 else 1.0
+    scale = _first_scale(observed_profile, asimov_profile)
     limits = {}
-    for name, curve in curves.items():
-        limits[name] = _crossing(lambda value, c=curve: c(value) - alpha, scale, high, poi, name)
+    for band, n in BANDS.items():
+        # the expected CLs at n sigma is alpha where sqrt(qtilde_A) reaches a known value, and
+        # sqrt(qtilde_A) is close to POI / sigma_A: a root near target * sigma_A
+        target = _band_target(n, alpha)
+        guess = target * scale
+        limits[band] = _root_near(
+            lambda value, t=target: t - sqrt_qa(value), guess, 0.15 * guess, high, poi, band
+        )
+        scale = limits[band] / target  # sigma_A measured at this limit guides the next band
+
+    def observed_excess(value: float) -> float:
+        return _cls(np.sqrt(observed_profile.qtilde(value)), sqrt_qa(value)) - alpha
+
+    # about the best fit plus the median's distance from 0 in units of the observed uncertainty
+    # (sigma_A at the median when the best fit sits at the bound, where HESSE overestimates it)
+    bestfit = max(observed_profile.bestfit, 0.0)
+    sigma = float(observed_profile.unconditional.uncertainties[index])
+    sigma = sigma if 0.0 < sigma < bestfit else limits["expected"] / _band_target(0.0, alpha)
+    guess = bestfit + _band_target(0.0, alpha) * sigma
+    limits["observed"] = _root_near(observed_excess, guess, 0.5 * sigma, high, poi, "observed")
     _check_converged(observed_profile, poi, "observed limit")
     _check_converged(asimov_profile, poi, "expected limit")
     return Limit(
@@ -289,16 +314,51 @@ def upper_limit(
     )
 
 
-def _crossing(function: Any, scale: float, high: float, poi: str, name: str) -> float:
-    """The POI value where ``function`` (CLs - alpha, falling from 1 - alpha at 0) crosses 0."""
-    low, upper = 0.0, min(2.0 * scale, high)
-    while function(upper) > 0.0:
-        if upper >= high:
-            raise AnalysisError(
-                f"POI {poi}: the {name.replace('_', ' ')} limit lies above the POI's upper bound "
-                f"{high}; raise it in the workspace's measurement (parameters: bounds)"
-            )
-        low, upper = upper, min(2.0 * upper, high)
+def _first_scale(observed: _Profile, asimov: _Profile) -> float:
+    """A first estimate of the POI's expected uncertainty sigma_A, for the first guess.
+
+    The HESSE uncertainty of a POI at its lower bound (the background-only Asimov fit's best
+    fit is exactly 0) is inflated by MINUIT's bound transformation, so the smaller of the two
+    fits' uncertainties is taken; the root finding only needs a start near the answer.
+    """
+    candidates = [
+        float(profile.unconditional.uncertainties[profile.index])
+        for profile in (observed, asimov)
+        if profile.unconditional.uncertainties is not None
+    ]
+    positive = [value for value in candidates if np.isfinite(value) and value > 0]
+    return min(positive, default=1.0)
+
+
+def _band_target(n_sigma: float, alpha: float) -> float:
+    """sqrt(qtilde_A) at which the expected CLs at ``n_sigma`` equals ``alpha``."""
+    return float(scipy.stats.norm.isf(alpha * scipy.stats.norm.sf(n_sigma)) - n_sigma)
+
+
+def _root_near(function: Any, guess: float, step: float, high: float, poi: str, name: str) -> float:
+    """The root of ``function`` (falling, positive at POI = 0) near ``guess``, below ``high``.
+
+    Steps of ``step``, doubled each time, from the guess bracket the root, then Brent's method
+    finds it; every evaluation is a conditional fit, and far from the answer a slow one, so the
+    search starts next to it.
+    """
+    point = min(guess, high) if np.isfinite(guess) and guess > 0 else min(1.0, high)
+    step = step if np.isfinite(step) and step > 0 else 0.5 * point
+    if function(point) > 0.0:  # the root lies above: step up
+        low, upper = point, min(point + step, high)
+        while function(upper) > 0.0:
+            if upper >= high:
+                raise AnalysisError(
+                    f"POI {poi}: the {name.replace('_', ' ')} limit lies above the POI's upper "
+                    f"bound {high}; raise it in the workspace's measurement (parameters: bounds)"
+                )
+            low, step = upper, 2.0 * step
+            upper = min(upper + step, high)
+    else:  # at or below: step down (the function is positive at 0)
+        upper, low = point, max(point - step, 0.0)
+        while low > 0.0 and function(low) <= 0.0:
+            upper, step = low, 2.0 * step
+            low = max(low - step, 0.0)
     return float(scipy.optimize.brentq(function, low, upper, xtol=LIMIT_XTOL, rtol=1e-10))
 
 
