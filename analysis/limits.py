@@ -15,9 +15,9 @@ unconditional minimum and regenerates the Asimov data each time), the unconditio
 Asimov data are made once and each conditional fit starts from the nearest one already done. Each
 expected limit is where sqrt(qtilde_A) reaches a value known in closed form, and sqrt(qtilde_A) is
 nearly POI / sigma_A, so its root finding starts next to the answer; the observed limit starts at
-the median expected one shifted by the best fit. A limit with its four bands costs a few dozen
-warm-started fits. With several POIs each is tested in
-turn with the others floating.
+the best fit plus the median's distance from 0 in units of the observed uncertainty. A limit with
+its four bands costs a few dozen warm-started fits, none far from the answer. With several POIs
+each is tested in turn with the others floating.
 """
 
 from __future__ import annotations
@@ -247,11 +247,6 @@ def _cls(sqrt_q: float, sqrt_qa: float) -> float:
     return float(scipy.stats.norm.sf(statistic + sqrt_qa) / scipy.stats.norm.sf(statistic))
 
 
-def _expected_cls(sqrt_qa: float, n_sigma: float) -> float:
-    """Expected CLs at n sigma of the background-only distribution."""
-    return float(scipy.stats.norm.sf(n_sigma + sqrt_qa) / scipy.stats.norm.sf(n_sigma))
-
-
 def upper_limit(
     setup: model_utils.Setup, poi: str, settings: FitSettings, confidence_level: float = 0.95
 ) -> Limit:
@@ -300,7 +295,8 @@ def upper_limit(
     # about the best fit plus the median's distance from 0 in units of the observed uncertainty
     # (sigma_A at the median when the best fit sits at the bound, where HESSE overestimates it)
     bestfit = max(observed_profile.bestfit, 0.0)
-    sigma = float(observed_profile.unconditional.uncertainties[index])
+    errors = observed_profile.unconditional.uncertainties
+    sigma = float(errors[index]) if errors is not None else 0.0
     sigma = sigma if 0.0 < sigma < bestfit else limits["expected"] / _band_target(0.0, alpha)
     guess = bestfit + _band_target(0.0, alpha) * sigma
     limits["observed"] = _root_near(observed_excess, guess, 0.5 * sigma, high, poi, "observed")
@@ -331,7 +327,8 @@ def _first_scale(observed: _Profile, asimov: _Profile) -> float:
 
 
 def _band_target(n_sigma: float, alpha: float) -> float:
-    """sqrt(qtilde_A) at which the expected CLs at ``n_sigma`` equals ``alpha``."""
+    """sqrt(qtilde_A) at which the expected CLs at ``n_sigma`` equals ``alpha``: the expected CLs
+    is (1 - Phi(n + sqrt(qtilde_A))) / (1 - Phi(n)), solved for sqrt(qtilde_A)."""
     return float(scipy.stats.norm.isf(alpha * scipy.stats.norm.sf(n_sigma)) - n_sigma)
 
 
