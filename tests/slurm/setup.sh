@@ -13,6 +13,10 @@
 # accounting (no slurmdbd) and without munge (auth/none): job status comes from squeue, which the
 # test passes to the Snakemake Slurm executor (--slurm-status-command squeue).
 set -euo pipefail
+# nproc counts OMP_NUM_THREADS as the number of processors, and a test process may have set it
+# (dask does for its workers): the node would be declared with one CPU and every job asking for
+# more would wait forever (reason PartitionConfig). The daemons need none of these either.
+unset OMP_NUM_THREADS OMP_THREAD_LIMIT
 
 STATE="${HTT_SLURM_STATE:-/run/htt-slurm-test}"
 CONF=/etc/slurm/slurm.conf
