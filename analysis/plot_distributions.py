@@ -217,8 +217,8 @@ def plot_stack(
     draw_band(ax, edges, total - band, total + band, band_label)
     centres = 0.5 * (edges[1:] + edges[:-1])
     if blinded is not None and np.any(blinded):
-        for k in np.flatnonzero(blinded):
-            label = "Blinded" if k == np.flatnonzero(blinded)[0] else None
+        for i, k in enumerate(np.flatnonzero(blinded)):
+            label = "Blinded" if i == 0 else None  # one legend entry for all blinded bins
             ax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0, label=label)
             rax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0)
         if data is not None:
