@@ -16,8 +16,12 @@ import yaml
 from analysis.histograms import read_histograms
 from analysis.io import read_json, read_tree, read_with_friends
 from tests.conftest import DATA, REPO, TINY_TOY_CONFIG
+from tests.digests import digests
 
 pytestmark = pytest.mark.slow
+
+#: What the tiny toy run makes: every output that ``tests/data/output_digests.json`` pins.
+TINY_TARGETS = ("workspace", "train", "fit", "pulls", "ranking")
 
 
 def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -44,7 +48,7 @@ def tiny_toy_config(tmp_path, results):
 def toy_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("workflow")
     results = tmp / "results"
-    snakemake("workspace", "train", "--configfile", str(tiny_toy_config(tmp, results)))
+    snakemake(*TINY_TARGETS, "--configfile", str(tiny_toy_config(tmp, results)))
     return tmp, results
 
 
@@ -101,7 +105,7 @@ def test_toy_workflow_to_scores(toy_run):
 
 def test_nothing_left_to_do_after_a_run(toy_run):
     tmp, results = toy_run
-    dry = snakemake("workspace", "train", "-n", "--configfile", str(tiny_toy_config(tmp, results)))
+    dry = snakemake(*TINY_TARGETS, "-n", "--configfile", str(tiny_toy_config(tmp, results)))
     assert "Nothing to be done" in dry.stdout + dry.stderr
     # how preselection and training run (dask mode, chunk size, threads) is no reason to rerun
     other = tmp / "other.yaml"
@@ -110,8 +114,23 @@ def test_nothing_left_to_do_after_a_run(toy_run):
         "train": {**TINY_TOY_CONFIG["train"], "threads": 1},
     }
     other.write_text(yaml.safe_dump({**TINY_TOY_CONFIG, **execution, "results": str(results)}))
-    dry = snakemake("workspace", "train", "-n", "--configfile", str(other))
+    dry = snakemake(*TINY_TARGETS, "-n", "--configfile", str(other))
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_outputs_match_committed_digests(toy_run):
+    """Refactors keep behaviour: every output of the tiny run equals the committed reference.
+
+    Fails on any change of selection, weights, training, binning, workspace or fit results
+    (e.g. a cut applied as >= instead of >, or a reordered merge). When a change is meant to
+    alter outputs, regenerate the reference (see tests/digests.py) and say why in the commit.
+    """
+    _, results = toy_run
+    expected = read_json(DATA / "output_digests.json")
+    actual = digests(results)
+    assert sorted(actual) == sorted(expected), "the set of outputs changed"
+    changed = sorted(name for name in expected if actual[name] != expected[name])
+    assert not changed, f"outputs differ from tests/data/output_digests.json: {changed}"
 
 
 def test_same_config_same_results(toy_run):

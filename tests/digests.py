@@ -1,0 +1,106 @@
+"""Content digests of a results directory, to hold refactors to "behaviour unchanged".
+
+ROOT files are digested by content (tree arrays, histogram values/variances/edges): uproot writes
+times and UUIDs into their headers, so their bytes differ between identical runs. JSON outputs are
+digested canonically without the keys that record where and with what they were made (package
+versions, input paths). Models are digested by bytes (torch writes them reproducibly).
+
+The committed reference, ``tests/data/output_digests.json``, is regenerated on purpose only, by a
+command separate from the tests (state the reason in the commit)::
+
+    python -m tests.digests RESULTS_DIR > tests/data/output_digests.json
+
+where RESULTS_DIR holds a run of ``tests.test_workflow.TINY_TARGETS`` with the tiny toy config
+(``tests.conftest.TINY_TOY_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uproot
+
+#: Keys that record provenance (software versions, git state, input paths), not results.
+PROVENANCE_KEYS = frozenset({"versions", "provenance", "files", "git", "config_sha256"})
+
+#: Output files digested, as globs relative to the results directory.
+PATTERNS = (
+    "preselect/*/*.root",
+    "preselect/*/*.cutflow.json",
+    "friends/*/*.root",
+    "scores/*/*.root",
+    "train/fold*/model.pt",
+    "train/diagnostics.json",
+    "train/taylor_ranking.json",
+    "histograms/histograms.root",
+    "histograms/binning.json",
+    "histograms/blinding.json",
+    "workspace/workspace.json",
+    "workspace/pruned.json",
+    "fit/fit.json",
+    "fit/pulls.json",
+    "fit/ranking.json",
+)
+
+
+def _without_provenance(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_provenance(v) for k, v in value.items() if k not in PROVENANCE_KEYS}
+    if isinstance(value, list):
+        return [_without_provenance(v) for v in value]
+    return value
+
+
+def _update_array(digest: Any, name: str, array: np.ndarray) -> None:
+    array = np.ascontiguousarray(array)
+    digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+    digest.update(array.tobytes())
+
+
+def root_digest(path: Path) -> str:
+    """Digest of every tree's arrays and every histogram's edges, values and variances."""
+    digest = hashlib.sha256()
+    with uproot.open(path) as file:
+        for key in sorted(file.keys(recursive=True, cycle=False)):
+            item = file[key]
+            if isinstance(item, uproot.TTree):
+                for branch, array in sorted(item.arrays(library="np").items()):
+                    _update_array(digest, f"{key}/{branch}", np.asarray(array))
+            elif hasattr(item, "values") and hasattr(item, "axes"):
+                _update_array(digest, f"{key}/edges", item.axis().edges(flow=True))
+                _update_array(digest, f"{key}/values", item.values(flow=True))
+                variances = item.variances(flow=True)
+                if variances is not None:
+                    _update_array(digest, f"{key}/variances", variances)
+    return digest.hexdigest()
+
+
+def json_digest(path: Path) -> str:
+    """Digest of a JSON document without its provenance keys, canonically serialised."""
+    document = _without_provenance(json.loads(path.read_text()))
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    if path.suffix == ".root":
+        return root_digest(path)
+    if path.suffix == ".json":
+        return json_digest(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def digests(results: Path) -> dict[str, str]:
+    """``relative path -> digest`` of every output matched by :data:`PATTERNS`."""
+    paths = sorted({path for pattern in PATTERNS for path in results.glob(pattern)})
+    return {path.relative_to(results).as_posix(): file_digest(path) for path in paths}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.digests RESULTS_DIR > tests/data/output_digests.json")
+    print(json.dumps(digests(Path(sys.argv[1])), indent=1, sort_keys=True))
