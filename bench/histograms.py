@@ -1,9 +1,10 @@
 """Benchmark of histogram filling: our one-pass fill against plain boost_histogram.
 
 Fills one channel with the nominal and N weight variations of the same events, via
-``analysis.histograms.fill_columns`` (selection mask, hist with weighted storage per variation),
-and as a reference fills plain ``boost_histogram`` histograms with the same, pre-selected arrays
-in the same run. Prints the fill rate (events x variations per second) and the ratio.
+``analysis.stats.histograms.fill_columns`` (selection mask, hist with weighted storage per
+variation), and as a reference fills plain ``boost_histogram`` histograms with the same, pre-
+selected arrays in the same run. Prints the fill rate (events x variations per second) and the
+ratio.
 
 Usage: python bench/histograms.py [--events 2000000] [--variations 12]
 """
@@ -21,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.histograms import Channel, fill_columns  # noqa: E402
+from analysis.stats.histograms import Channel, fill_columns  # noqa: E402
 
 
 def main() -> None:

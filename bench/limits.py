@@ -2,9 +2,9 @@
 
     python bench/limits.py [--workspace tests/data/workspaces/large.json]
 
-Times ``analysis.limits.upper_limit`` (observed, median expected and the four band edges, as the
-``limits`` stage computes them) against ``pyhf.infer.intervals.upper_limits.toms748_scan`` on the
-same model and data with the same MINUIT tolerance (pyhf refits the unconditional minimum and
+Times ``analysis.stats.limits.upper_limit`` (observed, median expected and the four band edges, as
+the ``limits`` stage computes them) against ``pyhf.infer.intervals.upper_limits.toms748_scan`` on
+the same model and data with the same MINUIT tolerance (pyhf refits the unconditional minimum and
 regenerates the Asimov data at every step). Prints both wall times, their ratio, the number of fits
 ours made and the largest difference between the two sets of limits.
 
@@ -29,9 +29,9 @@ import pyhf  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis import fit as fit_module  # noqa: E402
-from analysis import limits  # noqa: E402
-from analysis import model as model_utils  # noqa: E402
+from analysis.stats import fit as fit_module  # noqa: E402
+from analysis.stats import limits  # noqa: E402
+from analysis.stats import model as model_utils  # noqa: E402
 
 
 def our_limits(

@@ -15,8 +15,8 @@ import hist
 import numpy as np
 import uproot
 
-from analysis import plot_fit
-from analysis.plotting import style_from_settings
+from analysis.plots import fit as plot_fit
+from analysis.plots.style import style_from_settings
 
 
 def write_histograms(path: Path, systematics: int) -> None:

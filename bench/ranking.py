@@ -3,12 +3,12 @@
     python bench/ranking.py [--workspace tests/data/workspaces/large.json] [--jobs 2]
 
 1. Ranking: the nominal fit and our whole ranking (the workflow's ``ranking_chunk`` jobs,
-   ``--jobs`` at a time, each a ``python -m analysis.ranking chunk`` process as Snakemake starts
-   it, then the gather) against
+   ``--jobs`` at a time, each a ``python -m analysis.stats.ranking chunk`` process as Snakemake
+   starts it, then the gather) against
    ``cabinetry.fit.fit`` plus ``cabinetry.fit.ranking`` on the same workspace, with the same MINUIT
    tolerance.
    Prints both wall times, their ratio and the largest difference between the impacts.
-2. One MLE fit with uncertainties (MIGRAD + HESSE): fits per second of ``analysis.fit.fit``
+2. One MLE fit with uncertainties (MIGRAD + HESSE): fits per second of ``analysis.stats.fit.fit``
    against ``pyhf.infer.mle.fit(..., return_uncertainties=True)`` with pyhf's minuit optimizer.
 
 Only ratios measured in the same run are meaningful; absolute times depend on the machine's load.
@@ -38,10 +38,10 @@ import pyhf  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis import fit as fit_module  # noqa: E402
-from analysis import model as model_utils  # noqa: E402
-from analysis import ranking  # noqa: E402
-from analysis.io import write_json  # noqa: E402
+from analysis.core.io import write_json  # noqa: E402
+from analysis.stats import fit as fit_module  # noqa: E402
+from analysis.stats import model as model_utils  # noqa: E402
+from analysis.stats import ranking  # noqa: E402
 
 
 def our_ranking(workspace: Path, settings: dict, jobs: int, tmp: Path) -> tuple[float, list]:
@@ -63,7 +63,7 @@ def our_ranking(workspace: Path, settings: dict, jobs: int, tmp: Path) -> tuple[
             chunk = pending.pop(0)
             output = tmp / f"chunk_{chunk}.json"
             outputs.append(str(output))
-            command = [sys.executable, "-m", "analysis.ranking", "chunk", *common]
+            command = [sys.executable, "-m", "analysis.stats.ranking", "chunk", *common]
             command += ["--fit", str(fit_json), "--chunk", str(chunk)]
             command += ["--chunk-size", str(chunk_size), "--output", str(output)]
             running.append(subprocess.Popen(command, cwd=REPO, stderr=subprocess.DEVNULL))
@@ -74,7 +74,8 @@ def our_ranking(workspace: Path, settings: dict, jobs: int, tmp: Path) -> tuple[
             running.remove(process)
     merged = tmp / "ranking.json"
     subprocess.run(
-        [sys.executable, "-m", "analysis.ranking", "gather", *outputs, "--output", str(merged)],
+        [sys.executable, "-m", "analysis.stats.ranking", "gather", *outputs]
+        + ["--output", str(merged)],
         cwd=REPO,
         check=True,
     )

@@ -1,7 +1,7 @@
 """Benchmark of training and score injection throughput.
 
 Prints, on synthetic events with the default network (2 x 200 tanh, 23 inputs, 5 classes):
-- training throughput (events/s over a few epochs of ``analysis.train.fit_network``), as a ratio
+- training throughput (events/s over a few epochs of ``analysis.ml.train.fit_network``), as a ratio
   to a bare torch loop (same network, optimiser and batch size, no validation or bookkeeping)
   measured in the same run;
 - injection throughput of ``TrainedModel.scores`` (standardisation, batching, softmax, copies to
@@ -25,9 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.config import class_names, load_yaml  # noqa: E402
-from analysis.network import build_network, select_device  # noqa: E402
-from analysis.train import TrainingData, fit_network  # noqa: E402
+from analysis.core.config import class_names, load_yaml  # noqa: E402
+from analysis.ml.network import build_network, select_device  # noqa: E402
+from analysis.ml.train import TrainingData, fit_network  # noqa: E402
 
 
 def synthetic_data(events: int, features: int, classes: int) -> TrainingData:

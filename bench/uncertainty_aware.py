@@ -40,7 +40,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.uncertainty_aware import (  # noqa: E402
+from analysis.ml.uncertainty_aware import (  # noqa: E402
     Binning,
     EventSet,
     LoopSettings,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from analysis.config import load_yaml
+from analysis.core.config import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -67,7 +67,7 @@ def preselect_settings(config: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def toy_files(tmp_path_factory, default_config, default_samples) -> dict[str, Path]:
     """Small toy NanoAOD files (ZTT, TT and W with 4000 events each), generated once."""
-    from analysis.toydata import generate_sample
+    from analysis.selection.toydata import generate_sample
 
     directory = tmp_path_factory.mktemp("toy")
     settings = toy_settings(default_config, default_samples, events=4000)
@@ -81,7 +81,7 @@ def toy_files(tmp_path_factory, default_config, default_samples) -> dict[str, Pa
 @pytest.fixture(scope="session")
 def ztt_skims(tmp_path_factory, toy_files, default_config, default_samples) -> Path:
     """The ZTT toy file preselected with the default config (all variations), in-process."""
-    from analysis.preselect import run_preselection
+    from analysis.selection.preselect import run_preselection
 
     output = tmp_path_factory.mktemp("skims")
     run_preselection(

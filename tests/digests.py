@@ -10,8 +10,8 @@ command separate from the tests (state the reason in the commit)::
 
     python -m tests.digests RESULTS_DIR > tests/data/output_digests.json
 
-where RESULTS_DIR holds a run of ``tests.test_workflow.TINY_TARGETS`` with the tiny toy config
-(``tests.conftest.TINY_TOY_CONFIG``).
+where RESULTS_DIR holds a run of ``tests.workflow.test_workflow.TINY_TARGETS`` with the tiny toy
+config (``tests.conftest.TINY_TOY_CONFIG``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A single-node Slurm on this machine, for tests/test_slurm.py (Debian; root for the parts that
+# A single-node Slurm on this machine, for tests/workflow/test_slurm.py (Debian; root for the parts that
 # install or start something).
 #
 #   tests/slurm/setup.sh      install slurm-wlm if missing, write /etc/slurm/slurm.conf if there is

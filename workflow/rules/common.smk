@@ -1,5 +1,5 @@
 # Shared helpers of the workflow: config and samples loading, sample lists and input functions.
-# Logic about variations and samples lives in analysis/config.py so the stages agree with the DAG.
+# Logic about variations and samples lives in analysis/core/config.py so the stages agree with the DAG.
 
 import json
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from analysis.config import (
+from analysis.core.config import (
     TRAIN_EXECUTION_KEYS,
     check_samples,
     check_train_classes,
@@ -21,7 +21,7 @@ from analysis.config import (
     uncertainty_aware_inputs,
     validate as validate_document,
 )
-from analysis.errors import AnalysisError
+from analysis.core.errors import AnalysisError
 
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -249,7 +249,7 @@ def inference_fit():
 
 def ranking_chunks(wildcards):
     """The ranking's chunk files: the number of chunks follows from the fitted model."""
-    from analysis.ranking import chunk_count
+    from analysis.stats.ranking import chunk_count
 
     ranking = INFERENCE.get("ranking", {})
     n_chunks = chunk_count(inference_fit(), ranking.get("chunk_size", 8), ranking.get("exclude", []))
@@ -282,7 +282,7 @@ def scan_outputs(wildcards):
 
 def scan_chunks(wildcards):
     """The chunk files of one scan; their number follows from the configured grid."""
-    from analysis.scan import chunk_count, scan_settings
+    from analysis.stats.scan import chunk_count, scan_settings
 
     name = getattr(wildcards, "scan", "2d")
     settings = scan_settings(INFERENCE)

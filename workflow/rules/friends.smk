@@ -24,7 +24,7 @@ rule friends_sample:
     conda:
         "../../envs/friends.yaml"
     shell:
-        "python -m analysis.friends --sample {wildcards.sample} --sample-spec {params.sample:q} "
+        "python -m analysis.selection.friends --sample {wildcards.sample} --sample-spec {params.sample:q} "
         "--skim {input.skim:q} --cutflow {input.cutflow:q} --settings {params.settings:q} "
         "--output {output:q} 2> {log:q}"
 

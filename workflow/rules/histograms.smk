@@ -16,7 +16,7 @@ rule histogram_binning:
     conda:
         "../../envs/histograms.yaml"
     shell:
-        "python -m analysis.histograms binning --processes {params.processes:q} "
+        "python -m analysis.stats.histograms binning --processes {params.processes:q} "
         "--skims {input.skims:q} --friends {input.friends:q} --scores {input.scores:q} "
         "--settings {params.settings:q} --output {output:q} 2> {log:q}"
 
@@ -44,7 +44,7 @@ rule histograms_sample:
     conda:
         "../../envs/histograms.yaml"
     shell:
-        "python -m analysis.histograms fill --sample-spec {params.sample:q} "
+        "python -m analysis.stats.histograms fill --sample-spec {params.sample:q} "
         "--variations {params.variations} --skims {input.skims:q} --friends {input.friends:q} "
         "--scores {input.scores:q} --binning {input.binning:q} --settings {params.settings:q} "
         "--output {output:q} 2> {log:q}"
@@ -66,7 +66,7 @@ rule histograms_merge:
     conda:
         "../../envs/histograms.yaml"
     shell:
-        "python -m analysis.histograms merge --inputs {input:q} --settings {params.settings:q} "
+        "python -m analysis.stats.histograms merge --inputs {input:q} --settings {params.settings:q} "
         "--output {output.histograms:q} --blinding {output.blinding:q} "
         "--yields {output.yields_md:q} {output.yields_tex:q} 2> {log:q}"
 
@@ -88,7 +88,7 @@ rule workspace_build:
     conda:
         "../../envs/histograms.yaml"
     shell:
-        "python -m analysis.workspace --histograms {input.histograms:q} "
+        "python -m analysis.stats.workspace --histograms {input.histograms:q} "
         "--blinding {input.blinding:q} --settings {params.settings:q} "
         "--output {output.workspace:q} --pruned {output.pruned:q} 2> {log:q}"
 

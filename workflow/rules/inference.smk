@@ -21,7 +21,7 @@ checkpoint inference_fit:
     conda:
         "../../envs/inference.yaml"
     shell:
-        "python -m analysis.fit --workspace {input.workspace:q} --settings {params.settings:q} "
+        "python -m analysis.stats.fit --workspace {input.workspace:q} --settings {params.settings:q} "
         "--output {output:q} 2> {log:q}"
 
 
@@ -39,7 +39,7 @@ rule inference_pulls:
     conda:
         "../../envs/inference.yaml"
     shell:
-        "python -m analysis.pulls --workspace {input.workspace:q} --settings {params.settings:q} "
+        "python -m analysis.stats.pulls --workspace {input.workspace:q} --settings {params.settings:q} "
         "--fit {input.fit:q} --output {output:q} 2> {log:q}"
 
 
@@ -64,7 +64,7 @@ rule ranking_chunk:
     conda:
         "../../envs/inference.yaml"
     shell:
-        "python -m analysis.ranking chunk --workspace {input.workspace:q} "
+        "python -m analysis.stats.ranking chunk --workspace {input.workspace:q} "
         "--settings {params.settings:q} --fit {input.fit:q} --chunk {wildcards.chunk} "
         "--chunk-size {params.chunk_size} --exclude {params.exclude:q} --output {output:q} "
         "2> {log:q}"
@@ -81,7 +81,7 @@ rule ranking_gather:
     conda:
         "../../envs/inference.yaml"
     shell:
-        "python -m analysis.ranking gather {input:q} --output {output:q} 2> {log:q}"
+        "python -m analysis.stats.ranking gather {input:q} --output {output:q} 2> {log:q}"
 
 
 rule scan_chunk:
@@ -104,7 +104,7 @@ rule scan_chunk:
     conda:
         "../../envs/inference.yaml"
     shell:
-        "python -m analysis.scan chunk --workspace {input.workspace:q} "
+        "python -m analysis.stats.scan chunk --workspace {input.workspace:q} "
         "--settings {params.settings:q} --fit {input.fit:q} --parameters {params.parameters} "
         "--chunk {wildcards.chunk} --output {output:q} 2> {log:q}"
 
@@ -124,7 +124,7 @@ rule scan_gather:
     conda:
         "../../envs/inference.yaml"
     shell:
-        "python -m analysis.scan gather --workspace {input.workspace:q} "
+        "python -m analysis.stats.scan gather --workspace {input.workspace:q} "
         "--settings {params.settings:q} --fit {input.fit:q} --parameters {wildcards.scan} "
         "--chunks {input.chunks:q} --output {output:q} 2> {log:q}"
 
@@ -145,7 +145,7 @@ rule scan2d_gather:
     conda:
         "../../envs/inference.yaml"
     shell:
-        "python -m analysis.scan gather --workspace {input.workspace:q} "
+        "python -m analysis.stats.scan gather --workspace {input.workspace:q} "
         "--settings {params.settings:q} --fit {input.fit:q} --parameters {params.parameters} "
         "--chunks {input.chunks:q} --output {output:q} 2> {log:q}"
 
@@ -165,7 +165,7 @@ rule inference_significance:
     conda:
         "../../envs/inference.yaml"
     shell:
-        "python -m analysis.limits significance --workspace {input.workspace:q} "
+        "python -m analysis.stats.limits significance --workspace {input.workspace:q} "
         "--settings {params.settings:q} --output {output:q} 2> {log:q}"
 
 
@@ -184,7 +184,7 @@ rule inference_limits:
     conda:
         "../../envs/inference.yaml"
     shell:
-        "python -m analysis.limits limits --workspace {input.workspace:q} "
+        "python -m analysis.stats.limits limits --workspace {input.workspace:q} "
         "--settings {params.settings:q} --output {output:q} 2> {log:q}"
 
 

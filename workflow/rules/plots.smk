@@ -24,7 +24,7 @@ rule plot_cutflow:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_distributions --settings {params.settings:q} cutflow "
+        "python -m analysis.plots.distributions --settings {params.settings:q} cutflow "
         "--cutflows {input:q} --prefix {params.prefix:q} --markdown {output.markdown:q} "
         "--latex {output.latex:q} 2> {log:q}"
 
@@ -51,7 +51,7 @@ rule plot_features:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_distributions --settings {params.settings:q} features "
+        "python -m analysis.plots.distributions --settings {params.settings:q} features "
         "--skims {input.skims:q} --friends {input.friends:q} --processes {params.processes:q} "
         "--features {params.features:q} --blinding {params.blinding:q} --output-dir {output:q} "
         "2> {log:q}"
@@ -73,7 +73,7 @@ rule plot_history:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_training --settings {params.settings:q} history "
+        "python -m analysis.plots.training --settings {params.settings:q} history "
         "--history {input:q} --prefix {params.prefix:q} 2> {log:q}"
 
 
@@ -100,7 +100,7 @@ rule plot_diagnostics:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_training --settings {params.settings:q} diagnostics "
+        "python -m analysis.plots.training --settings {params.settings:q} diagnostics "
         "--diagnostics {input:q} --classes {params.classes:q} "
         "--output-dir {params.output_dir:q} 2> {log:q}"
 
@@ -126,7 +126,7 @@ rule plot_taylor:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_training --settings {params.settings:q} taylor "
+        "python -m analysis.plots.training --settings {params.settings:q} taylor "
         "--taylor {input:q} --classes {params.classes:q} --output-dir {params.output_dir:q} "
         "2> {log:q}"
 
@@ -153,7 +153,7 @@ rule report_provenance:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.report_provenance --versions {input:q} --config {params.config:q} "
+        "python -m analysis.plots.report --versions {input:q} --config {params.config:q} "
         "--versions-table {output.versions:q} --config-copy {output.config:q} 2> {log:q}"
 
 
@@ -191,7 +191,7 @@ rule plot_templates:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_fit --settings {params.settings:q} templates "
+        "python -m analysis.plots.fit --settings {params.settings:q} templates "
         "--histograms {input:q} --output-dir {output:q} --workers {threads} 2> {log:q}"
 
 
@@ -223,7 +223,7 @@ rule plot_stacks:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_fit --settings {params.settings:q} stacks "
+        "python -m analysis.plots.fit --settings {params.settings:q} stacks "
         "--workspace {input.workspace:q} --model-settings {params.model:q} --fit {input.fit:q} "
         "--binning={params.binning:q} "
         "--output-dir {output.stacks:q} --markdown {output.markdown:q} "
@@ -250,7 +250,7 @@ rule plot_fit_summary:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_fit --settings {params.settings:q} summary "
+        "python -m analysis.plots.fit --settings {params.settings:q} summary "
         "--fit {input.fit:q} --pulls-record {input.pulls:q} --ranking {input.ranking:q} "
         "--pulls {params.pulls:q} --impacts {params.impacts:q} "
         "--correlation {params.correlation:q} 2> {log:q}"
@@ -270,7 +270,7 @@ rule plot_scan:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_fit --settings {params.settings:q} scan --input {input:q} "
+        "python -m analysis.plots.fit --settings {params.settings:q} scan --input {input:q} "
         "--prefix {params.prefix:q} 2> {log:q}"
 
 
@@ -288,7 +288,7 @@ rule plot_contour:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_fit --settings {params.settings:q} contour --input {input:q} "
+        "python -m analysis.plots.fit --settings {params.settings:q} contour --input {input:q} "
         "--prefix {params.prefix:q} 2> {log:q}"
 
 
@@ -306,7 +306,7 @@ rule plot_limits:
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plot_fit --settings {params.settings:q} limits --input {input:q} "
+        "python -m analysis.plots.fit --settings {params.settings:q} limits --input {input:q} "
         "--prefix {params.prefix:q} 2> {log:q}"
 
 

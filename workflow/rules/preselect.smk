@@ -30,7 +30,7 @@ rule preselect_sample:
     conda:
         "../../envs/preselect.yaml"
     shell:
-        "python -m analysis.preselect --sample {wildcards.sample} "
+        "python -m analysis.selection.preselect --sample {wildcards.sample} "
         "--sample-spec {params.sample:q} --files {input:q} --settings {params.settings:q} "
         "--output-dir {params.output_dir:q} --chunksize {resources.chunksize} "
         "--workers {threads} --dask-mode {resources.dask_mode} "

@@ -8,4 +8,4 @@ rule versions:
     conda:
         "../../envs/friends.yaml"
     shell:
-        "python -m analysis.provenance {output:q} 2> {log:q}"
+        "python -m analysis.core.provenance {output:q} 2> {log:q}"

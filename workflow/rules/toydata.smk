@@ -16,7 +16,7 @@ rule toydata_sample:
     conda:
         "../../envs/toydata.yaml"
     shell:
-        "python -m analysis.toydata --sample {wildcards.sample} --settings {params.settings:q} "
+        "python -m analysis.selection.toydata --sample {wildcards.sample} --settings {params.settings:q} "
         "--output {output:q} 2> {log:q}"
 
 

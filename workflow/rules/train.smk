@@ -27,7 +27,7 @@ rule train_fold:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m analysis.train --fold {wildcards.fold} --classes {params.classes:q} "
+        "python -m analysis.ml.train --fold {wildcards.fold} --classes {params.classes:q} "
         "--skims {input.skims:q} --friends {input.friends:q} --settings {params.settings:q} "
         "--threads {threads} --processes {params.processes:q} --variations {params.variations:q} "
         "--model {output.model:q} --history {output.history:q} 2> {log:q}"
@@ -53,7 +53,7 @@ rule train_diagnostics:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m analysis.diagnostics --classes {params.classes:q} --skims {input.skims:q} "
+        "python -m analysis.ml.diagnostics --classes {params.classes:q} --skims {input.skims:q} "
         "--friends {input.friends:q} --models {input.models:q} --settings {params.settings:q} "
         "--threads {threads} --output {output.diagnostics:q} --taylor {output.taylor:q} "
         "2> {log:q}"
@@ -78,7 +78,7 @@ rule inject_sample:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m analysis.inject --skims {input.skims:q} --friends {input.friends:q} "
+        "python -m analysis.ml.inject --skims {input.skims:q} --friends {input.friends:q} "
         "--models {input.models:q} --outputs {output:q} --threads {threads} 2> {log:q}"
 
 

@@ -1,0 +1,220 @@
+"""Config and samples helpers shared by the Snakefile and the stages (no heavy imports here).
+
+The names of shape and weight variations are derived from the config in one place, so the
+workflow's file names and the stages' outputs cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from analysis.core.errors import AnalysisError
+
+NOMINAL = "nominal"
+
+
+def load_yaml(path: str | os.PathLike[str]) -> Any:
+    """Read a YAML file, with one clear line when it is missing or malformed."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise AnalysisError(f"{path}: file not found; check the path in the config") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise AnalysisError(f"{path}:{where} is not valid YAML; fix the syntax") from None
+
+
+def validate(document: Any, schema_path: str | os.PathLike[str], source: str) -> None:
+    """Validate ``document`` against a JSON schema (YAML file), raising one clear line.
+
+    Args:
+        document: the loaded config or samples mapping.
+        schema_path: the schema file under ``workflow/schemas/``.
+        source: the file the document came from, named in the error.
+    """
+    schema = load_yaml(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise AnalysisError(
+            f"{source}: key '{key}': {error.message}; see config/README.md for allowed values"
+        )
+
+
+def shape_variations(variations: Mapping[str, Any]) -> list[str]:
+    """Names of the skims the preselection writes for a nominal MC sample, nominal first."""
+    names = [NOMINAL]
+    if variations.get("tau_es"):
+        names += ["tau_es_up", "tau_es_down"]
+    if variations.get("jet_es"):
+        names += ["jet_es_up", "jet_es_down"]
+    if variations.get("met_unclustered"):
+        names += ["met_uncl_up", "met_uncl_down"]
+    return names
+
+
+def active_weight_variations(weights: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The weight variations in use; a variation set to null in the config is switched off."""
+    return {name: spec for name, spec in (weights.get("variations") or {}).items() if spec}
+
+
+def weight_columns(weights: Mapping[str, Any]) -> dict[str, str | tuple[str, int]]:
+    """Skim columns carrying the raw per-event weight inputs, mapped to their NanoAOD source.
+
+    A source is a branch name, or (array branch, index) for weight arrays like LHEScaleWeight.
+    """
+    columns: dict[str, str | tuple[str, int]] = {"w_gen": weights["generator"]}
+    for name, spec in active_weight_variations(weights).items():
+        if "array" in spec:
+            columns[f"w_{name}_up"] = (spec["array"], spec["up"])
+            columns[f"w_{name}_down"] = (spec["array"], spec["down"])
+        else:
+            if spec.get("nominal"):
+                columns[f"w_{name}"] = spec["nominal"]
+            columns[f"w_{name}_up"] = spec["up"]
+            columns[f"w_{name}_down"] = spec["down"]
+    return columns
+
+
+def weight_variation_columns(weights: Mapping[str, Any]) -> list[str]:
+    """Names of the weight-variation columns in a friend tree (``weight_<name>_<up|down>``)."""
+    names = list(active_weight_variations(weights))
+    if weights.get("tau_id_sf"):
+        names.append("tau_id")
+    return [f"weight_{name}_{direction}" for name in names for direction in ("up", "down")]
+
+
+def is_simulation(sample: Mapping[str, Any]) -> bool:
+    """True for simulated samples (they carry generator weights and gen matching)."""
+    return sample["type"] == "mc"
+
+
+def has_shape_variations(sample: Mapping[str, Any]) -> bool:
+    """Object-level variations exist for nominal simulation only, not data or alternatives."""
+    return is_simulation(sample) and "alternative" not in sample
+
+
+def sample_variations(sample: Mapping[str, Any], variations: Mapping[str, Any]) -> list[str]:
+    """The skims one sample gets: all shape variations for nominal MC, else nominal only."""
+    return shape_variations(variations) if has_shape_variations(sample) else [NOMINAL]
+
+
+def check_samples(samples: Mapping[str, Mapping[str, Any]], source: str) -> None:
+    """Cross-checks the schema cannot express: alternatives point at a nominal MC sample."""
+    for name, sample in samples.items():
+        alternative = sample.get("alternative")
+        if alternative is None:
+            continue
+        target = samples.get(alternative["of"])
+        if target is None or not has_shape_variations(target):
+            raise AnalysisError(
+                f"{source}: sample '{name}': alternative.of='{alternative['of']}' is not a "
+                "nominal simulated sample in this file; name one that is"
+            )
+        if target.get("process") != sample.get("process"):
+            raise AnalysisError(
+                f"{source}: sample '{name}': process '{sample.get('process')}' differs from "
+                f"that of '{alternative['of']}'; an alternative sample models the same process"
+            )
+
+
+#: Keys of the ``train`` section that only say how a job runs, not what it computes.
+TRAIN_EXECUTION_KEYS = ("threads", "mem_mb", "runtime", "gpus")
+
+
+def class_names(classes: list[Mapping[str, Any]]) -> list[str]:
+    """Names of the classifier classes (``train.classes``), in the order of the network outputs."""
+    return [entry["name"] for entry in classes]
+
+
+def training_samples(
+    samples: Mapping[str, Mapping[str, Any]], classes: list[Mapping[str, Any]]
+) -> list[tuple[str, str]]:
+    """(sample, class) of every nominal simulated sample whose process feeds a training class."""
+    class_of = {process: entry["name"] for entry in classes for process in entry["processes"]}
+    return [
+        (name, class_of[sample["process"]])
+        for name, sample in samples.items()
+        if has_shape_variations(sample) and sample.get("process") in class_of
+    ]
+
+
+def check_train_classes(
+    samples: Mapping[str, Mapping[str, Any]], classes: list[Mapping[str, Any]]
+) -> None:
+    """Class names are unique, every class process is the process of a nominal simulated sample,
+    and no process is in two classes."""
+    processes = {s.get("process") for s in samples.values() if has_shape_variations(s)}
+    seen: dict[str, str] = {}
+    names = class_names(classes)
+    for index, entry in enumerate(classes):
+        if names.count(entry["name"]) > 1:
+            raise AnalysisError(
+                f"config: key 'train.classes.{index}': class name '{entry['name']}' is used "
+                "twice; give every class its own name"
+            )
+        for process in entry["processes"]:
+            if process not in processes:
+                raise AnalysisError(
+                    f"config: key 'train.classes.{index}' ({entry['name']}): process "
+                    f"'{process}' is not the process of any nominal simulated sample "
+                    f"(known: {sorted(processes)}); fix the name"
+                )
+            if process in seen:
+                raise AnalysisError(
+                    f"config: key 'train.classes.{index}' ({entry['name']}): process "
+                    f"'{process}' is already in class '{seen[process]}'; a process feeds one "
+                    "class only"
+                )
+            seen[process] = entry["name"]
+
+
+def uncertainty_aware_inputs(
+    training: list[tuple[str, str]],
+    train: Mapping[str, Any],
+    config: Mapping[str, Any],
+    results: str,
+) -> list[dict[str, Any]]:
+    """The event sets of the systematics in the uncertainty-aware loss, per training sample.
+
+    A shape variation (``variations``) comes from the variation skims and their friends; a weight
+    variation (``weights.variations``, ``tau_id``) from the nominal files with its weight column.
+    """
+    if train.get("loss", "cross_entropy") != "uncertainty_aware":
+        return []
+    shapes = shape_variations(config["variations"])
+    weight_columns = weight_variation_columns(config["weights"])
+    entries = []
+    for systematic in train["uncertainty_aware"]["systematics"]:
+        for direction in ("up", "down"):
+            variation = f"{systematic}_{direction}"
+            if variation in shapes:
+                file_variation, weight = variation, "weight"
+            elif f"weight_{variation}" in weight_columns:
+                file_variation, weight = NOMINAL, f"weight_{variation}"
+            else:
+                raise AnalysisError(
+                    f"config: key 'train.uncertainty_aware.systematics': '{systematic}' is neither "
+                    f"a shape variation ({sorted({v.rsplit('_', 1)[0] for v in shapes[1:]})}) nor "
+                    "a weight variation; use one of those names"
+                )
+            for index, (sample, _) in enumerate(training):
+                entries.append(
+                    {
+                        "systematic": systematic,
+                        "direction": direction,
+                        "sample": index,
+                        "skim": f"{results}/preselect/{sample}/{file_variation}.root",
+                        "friend": f"{results}/friends/{sample}/{file_variation}.root",
+                        "weight": weight,
+                    }
+                )
+    return entries

@@ -1,0 +1,181 @@
+"""Uncertainty-aware fine-tuning of the classifier (``train.loss: uncertainty_aware``).
+
+After the standard cross-entropy training (the pre-training), the network is trained further on
+the expected variance of the signal strength including the configured systematics
+(:mod:`analysis.ml.uncertainty_aware`, Wunsch et al. 2021), full batch, with early stopping on the
+validation events and the best network kept.
+
+Inputs per fold: the nominal training events of every training sample with their physics weights
+and process, and for each systematic the up/down event sets: the variation skims (tau_es, jet_es,
+met_uncl) or, for a weight variation, the nominal events with ``weight_<syst>_<direction>``.
+Only events of the other folds are used; the split into training and validation events is by
+event number, so an event and its shifted copies land on the same side. Weights are scaled to the
+expected yield of the full dataset (by ``folds / (folds - 1)`` and the inverse of the split
+fraction), because the loss depends on absolute event counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.core.errors import AnalysisError
+from analysis.ml.network import Standardization
+from analysis.ml.training_data import TrainingData, read_sample
+from analysis.ml.uncertainty_aware import (
+    Binning,
+    EventSet,
+    LoopSettings,
+    train_with_early_stopping,
+    uncertainty_aware_loss,
+)
+
+log = logging.getLogger(__name__)
+
+#: Multiplier of the event-number hash deciding the validation split (Knuth's golden ratio).
+_HASH = np.uint64(2654435761)
+
+
+@dataclass(frozen=True)
+class VariationInput:
+    """One sample's event set for one side of a systematic."""
+
+    systematic: str
+    direction: str  # "up" or "down"
+    sample: int  # index into the nominal inputs
+    skim: str
+    friend: str
+    weight: str  # friend column with the event weight
+
+
+def is_validation(events: np.ndarray, fraction: float, folds: int) -> np.ndarray:
+    """Validation events chosen by a hash of the event number (same choice for shifted copies)."""
+    hashed = ((events // np.uint64(folds)) * _HASH) % np.uint64(2**32)
+    return hashed.astype(np.float64) / 2**32 < fraction
+
+
+def fine_tune(
+    network: torch.nn.Module,
+    standardization: Standardization,
+    nominal_inputs: Sequence[tuple[str, str, str]],
+    variation_inputs: Sequence[VariationInput],
+    fold: int,
+    settings: Mapping[str, Any],
+    device: torch.device,
+) -> dict[str, Any]:
+    """Train ``network`` (already pre-trained) on the uncertainty-aware loss; return its history.
+
+    Args:
+        network: the classifier returning logits, trained in place.
+        standardization: the input standardisation of the pre-training.
+        nominal_inputs: (process name, skim, friend) per training sample.
+        variation_inputs: the systematics' event sets (see :class:`VariationInput`).
+        fold: the fold the model scores; its events are not used.
+        settings: the ``train`` config section with ``folds``, ``signals`` and
+            ``uncertainty_aware``.
+        device: where to train.
+    """
+    options = settings["uncertainty_aware"]
+    processes = sorted({process for process, _, _ in nominal_inputs})
+    signal = [processes.index(p) for p in settings["signals"] if p in processes]
+    if not signal:
+        raise AnalysisError(
+            "config: key 'histograms.signals': none of these processes is trained on; "
+            "the uncertainty-aware loss needs the signal among train.classes"
+        )
+    nominal = TrainingData.concatenate(
+        [
+            read_sample(skim, friend, "weight", processes.index(process), settings)
+            for process, skim, friend in nominal_inputs
+        ]
+    )
+    shifted: dict[str, dict[str, list[TrainingData]]] = {}
+    for entry in variation_inputs:
+        process = processes.index(nominal_inputs[entry.sample][0])
+        events = read_sample(entry.skim, entry.friend, entry.weight, process, settings)
+        shifted.setdefault(entry.systematic, {}).setdefault(entry.direction, []).append(events)
+    sets = {"nominal": {"": nominal}} | {
+        name: {direction: TrainingData.concatenate(parts) for direction, parts in sides.items()}
+        for name, sides in shifted.items()
+    }
+    binning = Binning(n_bins=options["bins"], n_classes=len(settings["classes"]))
+    folds, fraction = settings["folds"], settings["validation_fraction"]
+    losses = {}
+    for role, share in (("train", 1 - fraction), ("validation", fraction)):
+        scale = folds / (folds - 1) / share
+        selected = {
+            name: {
+                direction: _on_device(
+                    events, fold, role, fraction, folds, scale, standardization, device
+                )  # fmt: skip
+                for direction, events in sides.items()
+            }
+            for name, sides in sets.items()
+        }
+        losses[role] = _loss_function(network, selected, signal, len(processes), binning)
+    loop = LoopSettings(
+        pretrain_steps=0,
+        max_steps=options["max_steps"],
+        patience=options["patience"],
+        learning_rate=options["learning_rate"],
+    )
+    history = train_with_early_stopping(
+        network, losses["train"], losses["train"], losses["validation"], loop
+    )
+    log.info(
+        "fold %d: uncertainty-aware loss (expected variance of mu) %.5g after %d steps "
+        "(best validation %.5g at step %d)",
+        fold, history.train[-1], len(history.train), history.best_validation, history.best_step,
+    )  # fmt: skip
+    return {
+        "loss": history.train,
+        "val_loss": history.validation,
+        "best_step": history.best_step,
+        "systematics": sorted(shifted),
+    }
+
+
+def _on_device(
+    events: TrainingData,
+    fold: int,
+    role: str,
+    fraction: float,
+    folds: int,
+    scale: float,
+    standardization: Standardization,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Standardised inputs, scaled weights and processes of one role's events, on the device."""
+    usable = events.select(events.folds != fold)
+    validation = is_validation(usable.events, fraction, folds)
+    part = usable.select(validation if role == "validation" else ~validation)
+    return {
+        "inputs": torch.from_numpy(standardization.apply(part.inputs)).to(device),
+        "weights": torch.from_numpy(part.weights * scale).to(device),
+        "process": torch.from_numpy(part.labels).to(device),
+    }
+
+
+def _loss_function(network, sets, signal, n_processes, binning):
+    """A closure evaluating the loss of the current network on fixed, full-batch event sets."""
+
+    def evaluate(data: Mapping[str, torch.Tensor]) -> EventSet:
+        scores = torch.softmax(network(data["inputs"]).double(), dim=1)
+        return EventSet(scores, data["weights"], data["process"])
+
+    def loss() -> torch.Tensor:
+        variations = {
+            name: (evaluate(sides["up"]), evaluate(sides["down"]))
+            for name, sides in sets.items()
+            if name != "nominal"
+        }
+        return uncertainty_aware_loss(
+            evaluate(sets["nominal"][""]), variations, signal, n_processes, binning
+        )
+
+    return loss

@@ -1,0 +1,61 @@
+"""The events a classifier trains on: inputs, labels, weights, folds and event numbers.
+
+Shared by the cross-entropy training (:mod:`analysis.ml.train`, labels are classes) and the
+uncertainty-aware fine-tuning (:mod:`analysis.ml.train_uncertainty_aware`, labels are processes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from analysis.core.io import read_with_friends
+
+
+@dataclass
+class TrainingData:
+    """Raw inputs, an integer label, the physics weight, fold and event number per event."""
+
+    inputs: np.ndarray  # (events, features), raw
+    labels: np.ndarray  # class (or process) index
+    weights: np.ndarray  # physics weight
+    folds: np.ndarray
+    events: np.ndarray  # event number, to prove fold matching
+
+    def select(self, mask: np.ndarray) -> TrainingData:
+        """The events where ``mask`` is true."""
+        return TrainingData(*(getattr(self, f.name)[mask] for f in dataclasses.fields(self)))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[TrainingData]) -> TrainingData:
+        """All events of ``parts``, in order."""
+        return cls(
+            *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls))
+        )
+
+
+def read_sample(
+    skim: str, friend: str, weight: str, label: int, settings: Mapping[str, Any]
+) -> TrainingData:
+    """One sample's events with the ``train.features``, the friend column ``weight`` as weight,
+    and ``label`` for all; opposite-sign events only when ``train.opposite_sign_only``."""
+    features = list(settings["features"])
+    columns = read_with_friends(skim, [friend], [*features, "is_os", weight, "fold", "event"])
+    keep = columns["is_os"] == 1 if settings["opposite_sign_only"] else slice(None)
+    n_events = len(columns["event"][keep])
+    inputs = (
+        np.column_stack([columns[name][keep] for name in features])
+        if n_events
+        else np.zeros((0, len(features)))
+    )
+    return TrainingData(
+        inputs.astype(np.float32),
+        np.full(n_events, label, dtype=np.int64),
+        columns[weight][keep].astype(np.float64),
+        columns["fold"][keep].astype(np.int64),
+        columns["event"][keep].astype(np.uint64),
+    )

@@ -1,0 +1,190 @@
+"""Shared style of every figure: mplhep experiment style, labels, colours and saving.
+
+All figure modules (``plot_training``, ``plot_distributions``, ``plot_fit``) take a
+:class:`PlotStyle` built from the config's ``plots`` section, so restyling (label, luminosity text,
+formats, resolution) is a config edit that reruns only the plot rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import matplotlib
+
+matplotlib.use("Agg")  # plots are files, never windows; also makes CI and cluster nodes work
+
+import matplotlib.pyplot as plt  # noqa: E402
+import mplhep  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analysis.core.errors import AnalysisError  # noqa: E402
+from analysis.core.io import atomic_path  # noqa: E402
+
+#: mplhep styles a user can pick (``plots.style``).
+STYLES = ("CMS", "ATLAS", "LHCb2", "ALICE", "ROOT")
+
+#: Colours for processes without one in ``plots.colors``: a colour-blind friendly cycle
+#: (Petroff 2021, the 10-colour set recommended by CMS).
+DEFAULT_COLORS = (
+    "#3f90da", "#ffa90e", "#bd1f01", "#94a4a2", "#832db6",
+    "#a96b59", "#e76300", "#b9ac70", "#717581", "#92dadd",
+)  # fmt: skip
+
+
+class PlotStyle(NamedTuple):
+    """How figures look, built from the ``plots`` config section by :func:`style_from_settings`."""
+
+    style: str
+    experiment: str
+    label: str
+    lumi_text: str
+    formats: tuple[str, ...]
+    dpi: int
+    colors: dict[str, str]
+
+
+def style_from_settings(settings: Mapping[str, Any]) -> PlotStyle:
+    """Build the style from the ``plots`` config section (a mapping or its JSON string).
+
+    Args:
+        settings: the ``plots`` section; keys ``style``, ``experiment``, ``label``, ``lumi_text``,
+            ``formats``, ``dpi`` and optionally ``colors`` (process -> matplotlib colour).
+
+    Returns:
+        The style every plotting function takes.
+    """
+    if isinstance(settings, str):
+        settings = json.loads(settings)
+    if settings.get("style", "CMS") not in STYLES:
+        raise AnalysisError(f"plots.style: {settings['style']!r} is not one of {list(STYLES)}")
+    formats = tuple(settings.get("formats", ("pdf", "png")))
+    if not formats:
+        raise AnalysisError(
+            "plots.formats: give at least one format (png is needed for the report)"
+        )
+    return PlotStyle(
+        style=settings.get("style", "CMS"),
+        experiment=settings.get("experiment", "CMS"),
+        label=settings.get("label", "Private work"),
+        lumi_text=settings.get("lumi_text", ""),
+        formats=formats,
+        dpi=int(settings.get("dpi", 150)),
+        colors=dict(settings.get("colors") or {}),
+    )
+
+
+def apply_style(style: PlotStyle) -> None:
+    """Activate the mplhep style (fonts, ticks, sizes) for the following figures."""
+    plt.style.use(getattr(mplhep.style, style.style))
+    # PDF text stays text (type 42), so journals and reviewers can search and edit labels
+    plt.rcParams["pdf.fonttype"] = 42
+
+
+def new_figure(style: PlotStyle, ratio: bool = False, figsize: tuple[float, float] | None = None):
+    """A figure with one axes, or a main and a ratio panel sharing x when ``ratio``.
+
+    Returns:
+        ``(figure, axes)`` or ``(figure, (main, ratio))``.
+    """
+    apply_style(style)
+    if not ratio:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    fig, (main, lower) = plt.subplots(
+        2, 1, sharex=True, figsize=figsize, gridspec_kw={"height_ratios": (3, 1), "hspace": 0.07}
+    )
+    return fig, (main, lower)
+
+
+def add_label(ax: Any, style: PlotStyle, data: bool = True, lumi: bool = True) -> None:
+    """Experiment label (e.g. "CMS Private work") and the luminosity text above the axes.
+
+    Args:
+        ax: the top axes of the figure.
+        style: the plot style.
+        data: False adds "Simulation" (figures without collision data).
+        lumi: False omits the luminosity text (figures not normalised to a luminosity).
+    """
+    label = style.label if data else f"Simulation {style.label}".strip()
+    ax.text(
+        0.0, 1.01, rf"$\bf{{{style.experiment}}}$ " + label if style.experiment else label,
+        transform=ax.transAxes, ha="left", va="bottom", fontsize="medium",
+    )  # fmt: skip
+    if lumi and style.lumi_text:
+        ax.text(
+            1.0, 1.01, style.lumi_text, transform=ax.transAxes, ha="right", va="bottom",
+            fontsize="medium",
+        )  # fmt: skip
+
+
+def process_colors(processes: Sequence[str], style: PlotStyle) -> dict[str, str]:
+    """A colour per process: the configured one, else the next of :data:`DEFAULT_COLORS`."""
+    colors: dict[str, str] = {}
+    free = iter(c for c in DEFAULT_COLORS if c not in style.colors.values())
+    for process in processes:
+        colors[process] = style.colors.get(process) or next(free, "#777777")
+    return colors
+
+
+def output_paths(prefix: str | os.PathLike[str], style: PlotStyle) -> list[Path]:
+    """The files a figure is saved as: ``prefix`` with each configured format's extension."""
+    return [Path(f"{prefix}.{fmt}") for fmt in style.formats]
+
+
+def save_figure(fig: Any, prefix: str | os.PathLike[str], style: PlotStyle) -> list[Path]:
+    """Save a figure in every configured format, atomically, and close it.
+
+    Metadata that embeds the creation time or software version is stripped, so the same inputs
+    give byte-identical PNG and PDF files.
+
+    Args:
+        fig: the matplotlib figure.
+        prefix: output path without extension.
+        style: the plot style (formats, dpi).
+
+    Returns:
+        The written paths.
+    """
+    paths = output_paths(prefix, style)
+    for path in paths:
+        fmt = path.suffix[1:]
+        metadata: dict[str, Any] = {"Software": None} if fmt == "png" else {}
+        if fmt == "pdf":
+            metadata = {"CreationDate": None, "Producer": None, "Creator": None}
+        elif fmt == "svg":
+            metadata = {"Date": None, "Creator": None}
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=style.dpi, metadata=metadata, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def ratio_with_errors(
+    numerator: np.ndarray, denominator: np.ndarray, error: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """numerator / denominator and error / denominator, NaN where the denominator is not positive.
+
+    Empty prediction bins are left out of a ratio panel instead of drawn as infinities.
+    """
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    valid = denominator > 0
+    safe = np.where(valid, denominator, 1.0)
+    ratio = np.where(valid, numerator / safe, np.nan)
+    return ratio, np.where(valid, np.asarray(error, float) / safe, np.nan)
+
+
+def draw_band(ax: Any, edges: np.ndarray, low: np.ndarray, high: np.ndarray, label: str | None):
+    """A hatched uncertainty band between ``low`` and ``high`` drawn as steps over ``edges``."""
+    ax.fill_between(
+        edges, np.append(low, low[-1]), np.append(high, high[-1]), step="post",
+        facecolor="none", edgecolor="#555555", hatch="////", linewidth=0, label=label,
+    )  # fmt: skip
+
+
+def safe_name(text: str) -> str:
+    """A file-name friendly version of ``text`` (channel, process or parameter names)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)

@@ -1,0 +1,202 @@
+"""Friend trees: per-event columns computed after the skim, one tree per sample x variation.
+
+A friend tree has the same entries in the same order as its skim and repeats the event keys
+(run, luminosityBlock, event) so that readers check alignment (see
+:func:`analysis.core.io.read_with_friends`). Columns:
+
+- ``fold``: the k-fold index, ``event % folds`` (an event's model never trained on it);
+- ``weight``: the nominal event weight, ``xsec * lumi * genWeight / sum(genWeight)`` times the
+  nominal per-event factors (e.g. pileup) and the tau_h ID scale factor for genuine tau_h
+  (1 for data);
+- ``weight_<name>_up`` / ``_down`` for every weight variation in ``weights.variations`` and for
+  ``tau_id`` (the scale factor's uncertainty). Variations marked ``acceptance_only`` are
+  renormalised to the nominal sum of weights before selection, so they change shapes and
+  acceptance but not the inclusive cross section (that belongs to a normalisation uncertainty).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from analysis.core.config import active_weight_variations, is_simulation, weight_columns
+from analysis.core.errors import AnalysisError, cli_main
+from analysis.core.io import EVENT_KEYS, read_json, read_tree, write_tree
+from analysis.selection.corrections import evaluate_tau_id_sf, load_correction
+
+log = logging.getLogger(__name__)
+
+#: Tau_genPartFlav value of a genuine hadronic tau decay: only these get the ID scale factor.
+GENUINE_TAU = 5
+
+
+def friend_columns(
+    skim: Mapping[str, np.ndarray],
+    cutflow: Mapping[str, Any],
+    sample_name: str,
+    sample: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> dict[str, np.ndarray]:
+    """Compute the friend-tree columns of one skim.
+
+    Args:
+        skim: the skim's columns (event keys, ``pt_2``, ``dm_2``, ``gen_match_2``, ``w_*``).
+        cutflow: the sample's nominal cutflow (carries the generator-weight sums).
+        sample_name: for error messages.
+        sample: the sample's entry in the samples file.
+        settings: ``lumi``, ``weights`` and ``folds`` from the config.
+
+    Returns:
+        The columns, event keys first.
+    """
+    columns = {key: np.asarray(skim[key]) for key in EVENT_KEYS}
+    columns["fold"] = (columns["event"] % np.uint64(settings["folds"])).astype(np.int32)
+    if not is_simulation(sample):
+        columns["weight"] = np.ones(len(columns["event"]), dtype=np.float64)
+        return columns
+    weights = settings["weights"]
+    nominal = _nominal_weight(skim, cutflow, sample_name, sample, settings["lumi"], weights)
+    columns["weight"] = nominal
+    processed = cutflow["sumw"]["processed"]
+    for name, spec in active_weight_variations(weights).items():
+        for direction in ("up", "down"):
+            ratio = _variation_ratio(skim, name, direction, spec)
+            if spec.get("acceptance_only"):
+                ratio = ratio * processed["genWeight"] / processed[f"{name}_{direction}"]
+            columns[f"weight_{name}_{direction}"] = nominal * ratio
+    if weights.get("tau_id_sf"):
+        sf = _tau_id_sf(skim, weights["tau_id_sf"])
+        for direction in ("up", "down"):
+            columns[f"weight_tau_id_{direction}"] = nominal * _safe_ratio(sf[direction], sf["nom"])
+    _check_finite(columns, sample_name)
+    return columns
+
+
+def _nominal_weight(
+    skim: Mapping[str, np.ndarray],
+    cutflow: Mapping[str, Any],
+    sample_name: str,
+    sample: Mapping[str, Any],
+    lumi: float,
+    weights: Mapping[str, Any],
+) -> np.ndarray:
+    sumw = cutflow["sumw"]["genEventSumw"]
+    if not sumw:
+        raise AnalysisError(
+            f"sample '{sample_name}': the sum of generator weights is 0, so it cannot be "
+            "normalised; check the sample's files and weights.generator"
+        )
+    weight = np.asarray(skim["w_gen"], dtype=np.float64) * (sample["xsec"] * lumi / sumw)
+    for name, spec in active_weight_variations(weights).items():
+        if spec.get("nominal"):
+            weight = weight * np.asarray(skim[f"w_{name}"], dtype=np.float64)
+    if weights.get("tau_id_sf"):
+        weight = weight * _tau_id_sf(skim, weights["tau_id_sf"])["nom"]
+    return weight
+
+
+def _variation_ratio(
+    skim: Mapping[str, np.ndarray], name: str, direction: str, spec: Mapping[str, Any]
+) -> np.ndarray:
+    """Varied over nominal per-event factor: array entries and branches without a nominal are
+    relative already; a branch pair with a nominal replaces that nominal factor."""
+    varied = np.asarray(skim[f"w_{name}_{direction}"], dtype=np.float64)
+    if spec.get("nominal"):
+        return _safe_ratio(varied, np.asarray(skim[f"w_{name}"], dtype=np.float64))
+    return varied
+
+
+def _tau_id_sf(skim: Mapping[str, np.ndarray], spec: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """Scale factor (nom/up/down) per event; 1 for tau_h that are not genuine."""
+    correction = load_correction(spec["file"], spec["correction"])
+    genuine = np.asarray(skim["gen_match_2"]) == GENUINE_TAU
+    factors = {}
+    for syst in ("nom", "up", "down"):
+        values = np.ones(len(genuine))
+        if genuine.any():
+            values[genuine] = evaluate_tau_id_sf(
+                correction, skim["pt_2"][genuine], skim["dm_2"][genuine], syst
+            )
+        factors[syst] = values
+    return factors
+
+
+def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (the nominal weight is 0 there)."""
+    return np.divide(
+        numerator,
+        denominator,
+        out=np.zeros_like(numerator, dtype=np.float64),
+        where=denominator != 0,
+    )
+
+
+def _check_finite(columns: Mapping[str, np.ndarray], sample_name: str) -> None:
+    for name, values in columns.items():
+        bad = ~np.isfinite(values) if values.dtype.kind == "f" else None
+        if bad is not None and bad.any():
+            raise AnalysisError(
+                f"sample '{sample_name}': {int(bad.sum())} events have a non-finite {name} "
+                f"(first at entry {int(np.argmax(bad))}); check the weight branches of the input"
+            )
+
+
+def weight_inputs(sample: Mapping[str, Any], weights: Mapping[str, Any]) -> list[str]:
+    """Skim columns the friend computation reads."""
+    if not is_simulation(sample):
+        return list(EVENT_KEYS)
+    return [*EVENT_KEYS, "pt_2", "dm_2", "gen_match_2", *weight_columns(weights)]
+
+
+def make_friend(
+    skim_path: str | os.PathLike[str],
+    cutflow_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    sample_name: str,
+    sample: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> dict[str, np.ndarray]:
+    """Read a skim and its sample's cutflow, write the friend tree; return its columns."""
+    skim = read_tree(skim_path, weight_inputs(sample, settings["weights"]))
+    cutflow = read_json(cutflow_path)
+    columns = friend_columns(skim, cutflow, sample_name, sample, settings)
+    write_tree(output, columns)
+    return columns
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the friend tree of one skim.")
+    parser.add_argument("--sample", required=True)
+    parser.add_argument("--sample-spec", required=True, help="the sample's entry, as JSON")
+    parser.add_argument("--skim", required=True)
+    parser.add_argument("--cutflow", required=True, help="the sample's nominal cutflow JSON")
+    parser.add_argument("--settings", required=True, help="lumi, weights and folds, as JSON")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    columns = make_friend(
+        args.skim,
+        args.cutflow,
+        args.output,
+        args.sample,
+        json.loads(args.sample_spec),
+        json.loads(args.settings),
+    )
+    log.info(
+        "%s: %d events, sum of weights %.6g",
+        args.output,
+        len(columns["event"]),
+        float(np.sum(columns["weight"])),
+    )
+
+
+main = cli_main(_main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,528 @@
+"""Histograms of the fitted observables, per channel x process x variation (config ``histograms``).
+
+Three steps, each a workflow rule:
+
+1. :func:`derive_binning` - bin edges per channel from the nominal simulation (written to
+   ``binning.json``), so that every variation of every sample shares them;
+2. :func:`fill_sample` - one sample's histograms, all its variations in one pass over its columns
+   (weight variations re-use the same bin indices with other weights);
+3. :func:`merge` - sums samples per process, estimates QCD multijet from same-sign data, blinds
+   sensitive data bins, and writes one ROOT file named ``{channel}/{process}/{variation}``
+   (TH1D with sum of squared weights) plus yields tables.
+
+Channels: one per classifier class (events whose argmax class it is, observable ``max_score``)
+and the configured control regions (any observable, fixed edges). Same-sign copies of every
+channel (``ss_{channel}``) feed the QCD estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import hist
+import numpy as np
+import uproot
+
+from analysis.core.config import NOMINAL, is_simulation, weight_variation_columns
+from analysis.core.errors import AnalysisError, cli_main
+from analysis.core.io import atomic_path, read_json, read_with_friends, write_json
+
+log = logging.getLogger(__name__)
+
+#: Process name of the observed data.
+DATA = "data"
+
+#: Prefix of the same-sign copies of the channels (QCD estimate).
+SAME_SIGN = "ss_"
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A histogrammed region: a selection, an observable, and for NN channels a category index."""
+
+    name: str
+    selection: Mapping[str, Any]
+    observable: str
+    category: int | None = None
+
+
+def channels(settings: Mapping[str, Any], classes: Sequence[str]) -> list[Channel]:
+    """NN categories (one per class, in the signal region) and the control regions."""
+    region = settings["signal_region"]
+    result = [Channel(name, region, "max_score", index) for index, name in enumerate(classes)]
+    for name, spec in (settings.get("control_regions") or {}).items():
+        result.append(Channel(name, spec["selection"], spec["observable"]))
+    return result
+
+
+def same_sign(channel: Channel) -> Channel:
+    """The same-sign copy of a channel: identical cuts with ``is_os`` = 0."""
+    return Channel(
+        SAME_SIGN + channel.name, {**channel.selection, "is_os": 0}, channel.observable,
+        channel.category,
+    )  # fmt: skip
+
+
+def selection_columns(chans: Sequence[Channel]) -> list[str]:
+    """Columns the channel selections and observables read."""
+    names = {"event", "is_os", "category"}
+    for channel in chans:
+        names.update(channel.selection)
+        names.add(channel.observable)
+    return sorted(names)
+
+
+def selection_mask(columns: Mapping[str, np.ndarray], selection: Mapping[str, Any]) -> np.ndarray:
+    """Events passing every cut: a column equal to a value, or in ``[low, high)`` for a
+    ``[low, high]`` pair (``None``/null for an open end)."""
+    mask = np.ones(len(next(iter(columns.values()))), dtype=bool)
+    for name, cut in selection.items():
+        values = columns[name]
+        if isinstance(cut, list):
+            low, high = cut
+            if low is not None:
+                mask &= values >= low
+            if high is not None:
+                mask &= values < high
+        else:
+            mask &= values == cut
+    return mask
+
+
+def passes(columns: Mapping[str, np.ndarray], channel: Channel) -> np.ndarray:
+    """Events in ``channel``: its selection and, for an NN channel, its category."""
+    mask = selection_mask(columns, channel.selection)
+    if channel.category is not None:
+        mask &= columns["category"] == channel.category
+    return mask
+
+
+# --- binning ----------------------------------------------------------------------------------
+
+
+def merge_from_right(
+    edges: np.ndarray,
+    background: np.ndarray,
+    background_sumw2: np.ndarray,
+    min_background: float,
+    max_relative_uncertainty: float,
+) -> list[float]:
+    """Merge fine bins from the right until each has enough background yield and MC statistics.
+
+    Starting at the most signal-like (rightmost) bin, fine bins are added to the current bin until
+    its background yield is at least ``min_background`` and its relative MC uncertainty at most
+    ``max_relative_uncertainty``; a remainder on the left that never qualifies joins its right
+    neighbour.
+    """
+    kept = [float(edges[-1])]
+    total = total_sumw2 = 0.0
+    for index in range(len(background) - 1, -1, -1):
+        total += background[index]
+        total_sumw2 += background_sumw2[index]
+        if total >= min_background and np.sqrt(total_sumw2) <= max_relative_uncertainty * total:
+            kept.append(float(edges[index]))
+            total = total_sumw2 = 0.0
+    if kept[-1] != float(edges[0]):
+        if len(kept) > 1:
+            kept[-1] = float(edges[0])  # the remainder joins its right neighbour
+        else:
+            kept.append(float(edges[0]))
+    return kept[::-1]
+
+
+def signal_quantile_edges(
+    values: np.ndarray, weights: np.ndarray, n_bins: int, low: float, high: float
+) -> list[float]:
+    """Edges giving each bin the same signal yield (weighted quantiles), within [low, high]."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order]) / np.sum(weights)
+    inner = np.interp(np.arange(1, n_bins) / n_bins, cumulative, values[order])
+    return [low, *sorted(set(np.round(inner, 6).tolist()) - {low, high}), high]
+
+
+def derive_binning(
+    inputs: Sequence[tuple[str, str, str, str]],
+    settings: Mapping[str, Any],
+    classes: Sequence[str],
+) -> dict[str, list[float]]:
+    """Bin edges per channel from nominal simulation in the signal region.
+
+    Args:
+        inputs: (process, skim, friend, scores) of every nominal simulated sample to consider.
+        settings: the ``histograms`` config section.
+        classes: the classifier classes (channel names).
+    """
+    binning = settings["binning"]
+    chans = channels(settings, classes)
+    fine = np.round(np.linspace(0.0, 1.0, binning["fine_bins"] + 1), 10)
+    empty = np.zeros(len(fine) - 1)
+    sums = {c.name: {"bkg": empty.copy(), "bkg2": empty.copy()} for c in chans}
+    signal_values: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {c.name: [] for c in chans}
+    for process, skim, friend, scores in inputs:
+        columns = read_with_friends(skim, [friend, scores], [*selection_columns(chans), "weight"])
+        for channel in chans:
+            if channel.category is None:
+                continue
+            mask = passes(columns, channel)
+            values, weights = columns[channel.observable][mask], columns["weight"][mask]
+            if process in settings["signals"]:
+                signal_values[channel.name].append((values, weights))
+            else:
+                sums[channel.name]["bkg"] += np.histogram(values, fine, weights=weights)[0]
+                sums[channel.name]["bkg2"] += np.histogram(values, fine, weights=weights**2)[0]
+    edges = {}
+    for channel in chans:
+        fixed = (binning.get("edges") or {}).get(channel.name)
+        if channel.category is None:
+            edges[channel.name] = list(settings["control_regions"][channel.name]["edges"])
+        elif fixed:
+            edges[channel.name] = list(fixed)
+        elif binning["mode"] == "signal_quantiles" and signal_values[channel.name]:
+            values, weights = map(np.concatenate, zip(*signal_values[channel.name], strict=True))
+            edges[channel.name] = signal_quantile_edges(values, weights, binning["bins"], 0.0, 1.0)
+        else:
+            edges[channel.name] = merge_from_right(
+                fine, sums[channel.name]["bkg"], sums[channel.name]["bkg2"],
+                binning["min_background"], binning["max_relative_uncertainty"],
+            )  # fmt: skip
+    return edges
+
+
+# --- filling ----------------------------------------------------------------------------------
+
+
+def _new_hist(edges: Sequence[float], observable: str) -> hist.Hist:
+    return hist.Hist(hist.axis.Variable(edges, name=observable), storage=hist.storage.Weight())
+
+
+def fill_columns(
+    columns: Mapping[str, np.ndarray],
+    chans: Sequence[Channel],
+    edges: Mapping[str, Sequence[float]],
+    weight_columns: Mapping[str, str],
+) -> dict[tuple[str, str], hist.Hist]:
+    """Histograms of each channel for each (variation name -> weight column), one pass.
+
+    Returns:
+        {(channel, variation): histogram}.
+    """
+    result = {}
+    for channel in chans:
+        mask = passes(columns, channel)
+        values = columns[channel.observable][mask]
+        for variation, column in weight_columns.items():
+            histogram = _new_hist(edges[channel.name.removeprefix(SAME_SIGN)], channel.observable)
+            histogram.fill(values, weight=columns[column][mask])
+            result[(channel.name, variation)] = histogram
+    return result
+
+
+def sample_weight_variations(sample: Mapping[str, Any], weights: Mapping[str, Any]) -> dict:
+    """Variation name -> friend column of the weight variations a sample's nominal tree carries."""
+    if not is_simulation(sample) or "alternative" in sample:
+        return {}
+    return {column.removeprefix("weight_"): column for column in weight_variation_columns(weights)}
+
+
+def fill_sample(
+    sample: Mapping[str, Any],
+    files: Mapping[str, tuple[str, str, str]],
+    settings: Mapping[str, Any],
+    classes: Sequence[str],
+    edges: Mapping[str, Sequence[float]],
+    weights: Mapping[str, Any],
+) -> dict[str, hist.Hist]:
+    """All histograms of one sample, named ``{channel}/{process}/{variation}``.
+
+    Args:
+        sample: the sample's entry in the samples file.
+        files: variation -> (skim, weight friend, score friend).
+        settings: the ``histograms`` config section.
+        classes: the classifier classes.
+        edges: bin edges per channel (from :func:`derive_binning`).
+        weights: the ``weights`` config section (names the weight variations).
+    """
+    chans = channels(settings, classes)
+    process = sample.get("process", DATA) if is_simulation(sample) else DATA
+    alternative = sample.get("alternative")
+    result: dict[str, hist.Hist] = {}
+    for variation, (skim, friend, scores) in files.items():
+        weight_variations = {NOMINAL: "weight"}
+        if variation == NOMINAL:
+            weight_variations.update(sample_weight_variations(sample, weights))
+        needed = [*selection_columns(chans), *weight_variations.values()]
+        columns = read_with_friends(skim, [friend, scores], sorted(set(needed)))
+        _check_weights(columns, weight_variations.values(), skim)
+        regions = [*chans, *[same_sign(c) for c in chans]] if variation == NOMINAL else chans
+        for (channel, name), histogram in fill_columns(
+            columns, regions, edges, weight_variations
+        ).items():
+            if channel.startswith(SAME_SIGN) and name != NOMINAL:
+                continue
+            label = name if variation == NOMINAL else variation
+            if alternative:
+                label = f"{alternative['systematic']}_up"
+            result[f"{channel}/{process}/{label}"] = histogram
+    return result
+
+
+def _check_weights(columns: Mapping[str, np.ndarray], names, source: str) -> None:
+    for name in names:
+        bad = ~np.isfinite(columns[name])
+        if bad.any():
+            raise AnalysisError(
+                f"{source}: {int(bad.sum())} events with a non-finite '{name}'; "
+                "rerun the friends stage and check the weight inputs"
+            )
+
+
+# --- merging, QCD, blinding -------------------------------------------------------------------
+
+
+def write_histograms(path: str | os.PathLike[str], histograms: Mapping[str, hist.Hist]) -> None:
+    """Write histograms as TH1D (with sumw2) under their names, atomically, in sorted order."""
+    with atomic_path(path) as tmp:
+        with uproot.recreate(tmp) as output:
+            for name in sorted(histograms):
+                output[name] = histograms[name]
+
+
+def read_histograms(path: str | os.PathLike[str]) -> dict[str, hist.Hist]:
+    """All histograms of a file written by :func:`write_histograms`, by name."""
+    try:
+        source = uproot.open(path)
+    except FileNotFoundError:
+        raise AnalysisError(f"{path}: file not found; run the histograms stage") from None
+    return {
+        name.split(";")[0]: source[name].to_hist()
+        for name, classname in source.classnames(recursive=True).items()
+        if classname.startswith("TH1")
+    }
+
+
+def qcd_from_same_sign(
+    histograms: Mapping[str, hist.Hist],
+    chans: Sequence[Channel],
+    settings: Mapping[str, Any],
+) -> dict[str, hist.Hist]:
+    """QCD in each channel: (same-sign data - same-sign simulation) x OS/SS transfer factor.
+
+    Negative bins are set to zero with a warning. Also returns the shape variations
+    ``{channel}/QCD/qcd_shape_{up,down}``: a linear tilt across the bins of relative size
+    ``qcd.shape_tilt`` at the edges.
+    """
+    qcd = settings["qcd"]
+    result = {}
+    for channel in chans:
+        prefix = f"{SAME_SIGN}{channel.name}/"
+        data = histograms.get(f"{prefix}{DATA}/{NOMINAL}")
+        if data is None:
+            raise AnalysisError(
+                f"channel '{channel.name}': no same-sign data histogram for the QCD estimate; "
+                "add a data sample or set histograms.qcd.from_data: false"
+            )
+        values = data.values().copy()
+        variances = data.variances().copy()
+        for name, histogram in histograms.items():
+            if name.startswith(prefix) and name.endswith(f"/{NOMINAL}") and f"/{DATA}/" not in name:
+                values -= histogram.values()
+                variances += histogram.variances()
+        factor = qcd["os_ss_factor"]
+        values, variances = values * factor, variances * factor**2
+        negative = values < 0
+        if negative.any():
+            log.warning(
+                "channel %s: QCD estimate negative in bins %s, set to 0",
+                channel.name, np.flatnonzero(negative).tolist(),
+            )  # fmt: skip
+            values[negative] = 0.0
+        tilt = np.linspace(-1.0, 1.0, len(values)) * qcd["shape_tilt"]
+        for variation, scale in ((NOMINAL, 1.0), ("qcd_shape_up", 1 + tilt),
+                                 ("qcd_shape_down", 1 - tilt)):  # fmt: skip
+            histogram = data.copy()
+            histogram.view().value = values * scale
+            histogram.view().variance = variances * scale**2
+            result[f"{channel.name}/{qcd['process']}/{variation}"] = histogram
+    return result
+
+
+def blinded_bins(
+    histograms: Mapping[str, hist.Hist], channel: str, signals: Sequence[str], threshold: float
+) -> np.ndarray:
+    """Bins of a channel whose nominal signal-to-background ratio exceeds ``threshold``."""
+    signal = background = 0.0
+    for name, histogram in histograms.items():
+        parts = name.split("/")
+        if parts[0] != channel or parts[2] != NOMINAL or parts[1] == DATA:
+            continue
+        if parts[1] in signals:
+            signal = signal + histogram.values()
+        else:
+            background = background + histogram.values()
+    return blinding_mask(signal, background, threshold)
+
+
+def blinding_mask(signal: np.ndarray, background: np.ndarray, threshold: float) -> np.ndarray:
+    """Bins whose expected signal-to-background ratio exceeds ``threshold``; a bin with signal
+    and no background counts as infinitely sensitive, an empty bin as not sensitive."""
+    signal = np.asarray(signal, dtype=float)
+    background = np.asarray(background, dtype=float)
+    ratio = np.divide(
+        signal, background, out=np.where(signal > 0, np.inf, 0.0), where=background > 0
+    )
+    return np.asarray(ratio > threshold)
+
+
+def merge(
+    sample_histograms: Sequence[Mapping[str, hist.Hist]],
+    settings: Mapping[str, Any],
+    classes: Sequence[str],
+) -> tuple[dict[str, hist.Hist], dict[str, list[bool]]]:
+    """Sum the samples per process, add QCD from data, blind data; drop same-sign histograms.
+
+    Returns:
+        The final histograms and the blinded bins per channel (all False when not blinding).
+    """
+    summed: dict[str, hist.Hist] = {}
+    qcd = settings["qcd"]
+    for histograms in sample_histograms:
+        for name, histogram in histograms.items():
+            if qcd["from_data"] and name.split("/")[1] == qcd["process"]:
+                continue  # replaced by the estimate from same-sign data
+            summed[name] = summed[name] + histogram if name in summed else histogram.copy()
+    chans = channels(settings, classes)
+    if qcd["from_data"]:
+        summed.update(qcd_from_same_sign(summed, chans, settings))
+    final = {name: h for name, h in summed.items() if not name.startswith(SAME_SIGN)}
+    blinded = {}
+    for channel in chans:
+        mask = np.zeros(len(final[f"{channel.name}/{DATA}/{NOMINAL}"].values()), dtype=bool)
+        if settings["blind"]:
+            threshold = settings["blind_threshold"]
+            mask = blinded_bins(final, channel.name, settings["signals"], threshold)
+            view = final[f"{channel.name}/{DATA}/{NOMINAL}"].view()
+            view.value[mask] = 0.0
+            view.variance[mask] = 0.0
+        blinded[channel.name] = mask.tolist()
+    return final, blinded
+
+
+def check_processes(histograms: Mapping[str, hist.Hist]) -> None:
+    """A process with zero nominal yield in every channel cannot enter a fit: say which."""
+    totals: dict[str, float] = {}
+    for name, histogram in histograms.items():
+        channel, process, variation = name.split("/")
+        if variation == NOMINAL and process != DATA:
+            totals[process] = totals.get(process, 0.0) + float(histogram.values().sum())
+    for process, total in sorted(totals.items()):
+        if total <= 0:
+            raise AnalysisError(
+                f"process '{process}': zero yield in every channel; remove its samples or "
+                "loosen the selection"
+            )
+
+
+def yields_tables(
+    histograms: Mapping[str, hist.Hist], blinded: Mapping[str, Sequence[bool]]
+) -> tuple[str, str]:
+    """Nominal yields +- MC statistical uncertainty per channel, as markdown and LaTeX."""
+    markdown, latex = [], []
+    for channel in sorted({name.split("/")[0] for name in histograms}):
+        rows = []
+        for name in sorted(histograms):
+            chan, process, variation = name.split("/")
+            if chan == channel and variation == NOMINAL:
+                h = histograms[name]
+                rows.append((process, h.values().sum(), np.sqrt(h.variances().sum())))
+        data = [row for row in rows if row[0] == DATA]
+        simulated = [row for row in rows if row[0] != DATA]
+        total = (sum(r[1] for r in simulated), np.sqrt(sum(r[2] ** 2 for r in simulated)))
+        data_text = f"{data[0][1]:.0f}" if data else "-"
+        if data and any(blinded.get(channel, [])):
+            mask = blinded[channel]
+            data_text += f" ({sum(mask)} of {len(mask)} bins blinded)"
+        markdown += [f"### {channel}", "", "| process | yield |", "|---|---|"]
+        markdown += [f"| {p} | {v:.2f} ± {e:.2f} |" for p, v, e in simulated]
+        markdown += [f"| total | {total[0]:.2f} ± {total[1]:.2f} |", f"| data | {data_text} |", ""]
+        latex += [
+            f"% channel {channel}",
+            r"\begin{tabular}{lr}",
+            r"\hline",
+            r"Process & Yield \\",
+            r"\hline",
+            *[rf"{_latex(p)} & ${v:.2f} \pm {e:.2f}$ \\" for p, v, e in simulated],
+            r"\hline",
+            rf"Total & ${total[0]:.2f} \pm {total[1]:.2f}$ \\",
+            rf"Data & {data_text} \\",
+            r"\hline",
+            r"\end{tabular}",
+            "",
+        ]
+    return "\n".join(markdown), "\n".join(latex)
+
+
+def _latex(text: str) -> str:
+    return text.replace("_", r"\_")
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Histograms per channel x process x variation.")
+    parser.add_argument("step", choices=["binning", "fill", "merge"])
+    parser.add_argument("--settings", required=True, help="histograms, train classes, weights")
+    parser.add_argument("--processes", help="binning: process of each input, as JSON list")
+    parser.add_argument("--sample-spec", help="fill: the sample's entry, as JSON")
+    parser.add_argument("--variations", nargs="*", default=[], help="fill: variation per input")
+    parser.add_argument("--skims", nargs="*", default=[])
+    parser.add_argument("--friends", nargs="*", default=[])
+    parser.add_argument("--scores", nargs="*", default=[])
+    parser.add_argument("--binning", help="fill: binning.json")
+    parser.add_argument("--inputs", nargs="*", default=[], help="merge: per-sample files")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--blinding", help="merge: blinded bins (JSON)")
+    parser.add_argument("--yields", nargs=2, help="merge: markdown and LaTeX yields tables")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = json.loads(args.settings)
+    histograms_settings, classes = settings["histograms"], settings["classes"]
+    if args.step == "binning":
+        inputs = list(zip(json.loads(args.processes), args.skims, args.friends, args.scores,
+                          strict=True))  # fmt: skip
+        edges = derive_binning(inputs, histograms_settings, classes)
+        for channel, channel_edges in edges.items():
+            log.info("%s: %d bins %s", channel, len(channel_edges) - 1, channel_edges)
+        write_json(args.output, edges)
+    elif args.step == "fill":
+        files = dict(zip(args.variations, zip(args.skims, args.friends, args.scores, strict=True),
+                         strict=True))  # fmt: skip
+        histograms = fill_sample(
+            json.loads(args.sample_spec), files, histograms_settings, classes,
+            read_json(args.binning), settings["weights"],
+        )  # fmt: skip
+        write_histograms(args.output, histograms)
+    else:
+        final, blinded = merge([read_histograms(p) for p in args.inputs], histograms_settings,
+                               classes)  # fmt: skip
+        check_processes(final)
+        write_histograms(args.output, final)
+        write_json(args.blinding, blinded)
+        markdown, latex = yields_tables(final, blinded)
+        for path, text in zip(args.yields, (markdown, latex), strict=True):
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
+        log.info("%d histograms, blinded bins: %s", len(final),
+                 {c: int(sum(m)) for c, m in blinded.items()})  # fmt: skip
+
+
+main = cli_main(_main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""Training: fold isolation, class weights, determinism, and a real toy training beating chance."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.core.io import write_tree
+from analysis.ml.diagnostics import weighted_roc
+from analysis.ml.network import load_model
+from analysis.ml.train import (
+    fit_network,
+    load_training_data,
+    train,
+    training_split,
+    training_weights,
+)
+from analysis.selection.friends import make_friend
+from analysis.selection.preselect import run_preselection
+from tests.conftest import preselect_settings
+
+SMALL_NETWORK = {
+    "network": {"hidden": [16], "activation": "tanh", "dropout": 0.0},
+    "batch_size": 256,
+    "max_epochs": 15,
+    "patience": 3,
+}
+
+
+def small_settings(default_config, features, classes):
+    settings = copy.deepcopy(default_config["train"])
+    settings.update(SMALL_NETWORK, features=features, classes=classes)
+    return settings
+
+
+def write_gaussian_sample(directory: Path, name: str, mean: float, n: int, seed: int):
+    """A skim and friend with two Gaussian features around ``mean`` and a few negative weights."""
+    rng = np.random.default_rng(seed)
+    keys = {
+        "run": np.ones(n, np.uint32),
+        "luminosityBlock": np.ones(n, np.uint32),
+        "event": np.arange(seed * 100_000, seed * 100_000 + n, dtype=np.uint64),
+    }
+    skim = {**keys, "x1": rng.normal(mean, 1, n), "x2": rng.normal(-mean, 1, n)}
+    skim["is_os"] = np.ones(n, np.int32)
+    weights = rng.uniform(0.5, 1.5, n) * np.where(rng.uniform(size=n) < 0.05, -1, 1)
+    friend = {**keys, "weight": weights, "fold": (keys["event"] % 3).astype(np.int32)}
+    write_tree(directory / f"{name}.root", skim)
+    write_tree(directory / f"{name}_friend.root", friend)
+    return str(directory / f"{name}.root"), str(directory / f"{name}_friend.root")
+
+
+@pytest.fixture(scope="module")
+def gaussian_inputs(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("gaussian")
+    signal = write_gaussian_sample(directory, "signal", 0.7, 3000, 1)
+    background = write_gaussian_sample(directory, "background", -0.7, 6000, 2)
+    return [("sig", *signal), ("bkg", *background)]
+
+
+@pytest.fixture()
+def gaussian_settings(default_config):
+    return small_settings(default_config, ["x1", "x2"], ["sig", "bkg"])
+
+
+def test_a_fold_model_never_sees_its_fold(gaussian_inputs, gaussian_settings):
+    data = load_training_data(gaussian_inputs, gaussian_settings)
+    for fold in range(3):
+        parts = training_split(data, fold, gaussian_settings)
+        used = np.concatenate([part.events for part in parts.values()])
+        assert not np.isin(used, data.events[data.folds == fold]).any()
+        # every other-fold event is used exactly once (train or validation)
+        assert np.array_equal(np.sort(used), np.sort(data.events[data.folds != fold]))
+        assert not np.isin(parts["train"].events, parts["validation"].events).any()
+
+
+def test_class_weights_are_balanced_and_follow_the_negative_policy():
+    labels = np.array([0, 0, 0, 1])
+    weights = np.array([1.0, -1.0, 2.0, 10.0])
+    balanced = training_weights(labels, weights, 2, "abs")
+    assert balanced[labels == 0].sum() == pytest.approx(balanced[labels == 1].sum())
+    assert balanced.mean() == pytest.approx(1.0)
+    assert balanced[0] == pytest.approx(balanced[1])  # |w| keeps the negative-weight event
+    assert training_weights(labels, weights, 2, "zero")[1] == 0
+    assert training_weights(labels, weights, 2, "keep")[1] < 0
+
+
+def test_training_is_deterministic_on_cpu(gaussian_inputs, gaussian_settings, tmp_path):
+    torch.use_deterministic_algorithms(True)
+    paths = []
+    for run in range(2):
+        # same file names: torch.save records the file's stem inside the archive
+        model, history = (
+            tmp_path / f"run{run}" / "model.pt",
+            tmp_path / f"run{run}" / "history.json",
+        )
+        model.parent.mkdir()
+        train(gaussian_inputs, 1, gaussian_settings, model, history)
+        paths.append((model, history))
+    assert paths[0][0].read_bytes() == paths[1][0].read_bytes()
+    assert paths[0][1].read_bytes() == paths[1][1].read_bytes()
+    model = load_model(paths[0][0])
+    assert (model.fold, model.classes, model.features) == (1, ["sig", "bkg"], ["x1", "x2"])
+
+
+def test_early_stopping_keeps_the_best_validation_model(gaussian_inputs, gaussian_settings):
+    settings = {**gaussian_settings, "max_epochs": 40, "patience": 2, "learning_rate": 0.05}
+    data = load_training_data(gaussian_inputs, settings)
+    _, history = fit_network(data, 0, settings, torch.device("cpu"))
+    best = history["best_epoch"]
+    assert history["val_loss"][best] == min(history["val_loss"])
+    assert history["epochs"] <= settings["max_epochs"]
+    if history["epochs"] < settings["max_epochs"]:
+        assert history["epochs"] - 1 - best == settings["patience"]
+
+
+@pytest.fixture(scope="module")
+def toy_training_inputs(tmp_path_factory, toy_files, default_config, default_samples):
+    """Nominal skims and friends of the small ZTT, TT and W toy samples."""
+    directory = tmp_path_factory.mktemp("toy_training")
+    settings = preselect_settings(default_config)
+    settings["variations"] = {}
+    friend_settings = {
+        "lumi": default_config["lumi"],
+        "weights": default_config["weights"],
+        "folds": 2,
+    }
+    friend_settings["weights"]["tau_id_sf"] = None
+    inputs = []
+    for sample, class_name in (("ZTT", "ztt"), ("TT", "tt"), ("W", "w")):
+        output = directory / sample
+        run_preselection(
+            sample, default_samples[sample], [str(toy_files[sample])], settings, output,
+            chunksize=4000, dask={"mode": "none"},
+        )  # fmt: skip
+        skim, friend = output / "nominal.root", output / "friend.root"
+        make_friend(
+            skim, output / "nominal.cutflow.json", friend, sample, default_samples[sample],
+            friend_settings,
+        )  # fmt: skip
+        inputs.append((class_name, str(skim), str(friend)))
+    return inputs
+
+
+def test_toy_training_beats_a_trivial_classifier(toy_training_inputs, default_config):
+    settings = small_settings(
+        default_config, default_config["train"]["features"], ["ztt", "tt", "w"]
+    )
+    settings.update(max_epochs=30, opposite_sign_only=False)
+    data = load_training_data(toy_training_inputs, settings)
+    model, _ = fit_network(data, 0, settings, torch.device("cpu"))
+    test = data.select(data.folds == 0)
+    scores = model.scores(test.inputs)
+    for index in range(3):
+        _, _, auc = weighted_roc(scores[:, index], test.labels == index, np.abs(test.weights))
+        # a trivial (constant) classifier has AUC 0.5
+        assert auc > 0.8, f"class {settings['classes'][index]}: AUC {auc:.3f}"

@@ -1,0 +1,132 @@
+"""Workspace: modifiers value by value on a hand-made case, pruning, blinding, bytes, closure."""
+
+from __future__ import annotations
+
+import json
+
+import hist
+import numpy as np
+import pyhf
+import pytest
+
+from analysis.stats.workspace import build_workspace, symmetrized
+
+SETTINGS = {
+    "poi": "combined",
+    "poi_bounds": [0.0, 10.0],
+    "lumi_uncertainty": 0.025,
+    "normalization": {"B": 0.1},
+    "symmetrize": "one_sided",
+    "smoothing": False,
+    "staterror_threshold": 0.01,
+    "pruning": {"norm": 0.001, "shape": 0.001},
+}
+HISTOGRAM_SETTINGS = {"signals": ["S"], "qcd": {"from_data": False, "process": "QCD"}}
+
+
+def make(values, variances=None):
+    h = hist.Hist(hist.axis.Regular(len(values), 0, 1), storage=hist.storage.Weight())
+    h.view().value = np.asarray(values, float)
+    h.view().variance = np.asarray(values if variances is None else variances, float)
+    return h
+
+
+def two_bin_case():
+    return {
+        "sr/data/nominal": make([40, 30]),
+        "sr/S/nominal": make([2, 8], [0.5, 1.0]),
+        "sr/B/nominal": make([10, 20], [1.0, 4.0]),
+        "sr/B/es_up": make([12, 21]),
+        "sr/B/es_down": make([9, 18]),
+        "sr/B/tune_up": make([11, 19]),  # one-sided: mirrored
+        "sr/B/tiny_up": make([10.0001, 20.0001]),
+        "sr/B/tiny_down": make([9.9999, 19.9999]),
+    }
+
+
+def modifiers(spec, sample):
+    channel = spec["channels"][0]
+    return {
+        (m["name"], m["type"]): m["data"]
+        for s in channel["samples"]
+        if s["name"] == sample
+        for m in s["modifiers"]
+    }
+
+
+def test_two_bin_modifiers_value_by_value():
+    spec, pruned = build_workspace(two_bin_case(), SETTINGS, HISTOGRAM_SETTINGS)
+    background = modifiers(spec, "B")
+    # es: norm 33/30 and 27/30, shapes are the templates scaled back to the nominal yield
+    assert background[("es", "normsys")] == pytest.approx({"hi": 1.1, "lo": 0.9})
+    histosys = background[("es", "histosys")]
+    assert histosys["hi_data"] == pytest.approx([12 / 1.1, 21 / 1.1])
+    assert histosys["lo_data"] == pytest.approx([9 / 0.9, 18 / 0.9])
+    # tune (one-sided) mirrored: down = 2 * nominal - up = [9, 21]; both sums are 30, so its
+    # normsys is pruned and only the histosys stays
+    assert ("tune", "normsys") not in background
+    assert background[("tune", "histosys")]["lo_data"] == pytest.approx([9, 21])
+    assert background[("xsec_B", "normsys")] == {"hi": 1.1, "lo": 0.9}
+    assert ("lumi", "lumi") in background
+    assert background[("staterror_sr", "staterror")] == pytest.approx([1.0, 2.0])
+    signal = modifiers(spec, "S")
+    assert ("mu", "normfactor") in signal and signal[
+        ("staterror_sr", "staterror")
+    ] == pytest.approx([np.sqrt(0.5), 1.0])
+    # listed: tiny entirely, and the normsys of tune
+    assert [(p["systematic"], p["dropped"]) for p in pruned if p["process"] == "B"] == [
+        ("tiny", ["histosys", "normsys"]), ("tune", ["normsys"])
+    ]  # fmt: skip
+    tiny = next(p for p in pruned if p["systematic"] == "tiny")
+    assert tiny["norm"] == pytest.approx(0.2 / 30 / 1000 * 1.0, rel=1e-3)
+    measurement = spec["measurements"][0]["config"]
+    assert measurement["poi"] == "mu"
+    lumi = next(p for p in measurement["parameters"] if p["name"] == "lumi")
+    assert lumi["sigmas"] == [0.025]
+    pyhf.Workspace(spec)  # valid against the schema
+
+
+def test_symmetrize_all_and_staterror_threshold():
+    up, down = symmetrized(np.array([10.0]), np.array([13.0]), np.array([9.0]), "all")
+    assert (up[0], down[0]) == (12.0, 8.0)
+    settings = {**SETTINGS, "staterror_threshold": 0.1}
+    spec, _ = build_workspace(two_bin_case(), settings, HISTOGRAM_SETTINGS)
+    # relative MC uncertainty: bin 0 sqrt(1.5)/12 = 0.10, bin 1 sqrt(5)/28 = 0.08 < 0.1
+    assert modifiers(spec, "B")[("staterror_sr", "staterror")] == pytest.approx([1.0, 0.0])
+
+
+def test_blinded_observations_hold_the_prediction_and_bytes_are_stable():
+    first, _ = build_workspace(two_bin_case(), SETTINGS, HISTOGRAM_SETTINGS, {"sr": [False, True]})
+    second, _ = build_workspace(two_bin_case(), SETTINGS, HISTOGRAM_SETTINGS, {"sr": [False, True]})
+    assert first["observations"][0]["data"] == [40.0, 28.0]
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_closure_recovers_mu_and_a_shifted_nuisance():
+    rng = np.random.default_rng(11)
+    edges = 8
+    x = np.linspace(0.05, 0.95, edges)
+    signal = 50 * np.exp(-((x - 0.8) ** 2) / 0.02)
+    background = 1000 * np.exp(-2 * x)
+    # the systematic moves background from low to high scores and changes its yield by +-5%
+    up, down = background * (1.05 + 0.3 * (x - 0.5)), background * (0.95 - 0.3 * (x - 0.5))
+    mu_true = 2.0
+    data = rng.poisson(mu_true * signal + up)  # nuisance at +1 sigma: exactly the up template
+    histograms = {
+        "sr/data/nominal": make(data),
+        "sr/S/nominal": make(signal, signal * 1e-4),
+        "sr/B/nominal": make(background, background * 1e-4),
+        "sr/B/syst_up": make(up),
+        "sr/B/syst_down": make(down),
+    }
+    settings = {**SETTINGS, "normalization": {}}
+    spec, _ = build_workspace(histograms, settings, HISTOGRAM_SETTINGS)
+    workspace = pyhf.Workspace(spec)
+    model = workspace.model()
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(verbose=0))
+    result = pyhf.infer.mle.fit(workspace.data(model), model, return_uncertainties=True)
+    mu, mu_error = result[model.config.poi_index]
+    syst, syst_error = result[model.config.par_slice("syst")][0]
+    assert abs(mu - mu_true) < 2 * mu_error, (mu, mu_error)
+    assert abs(syst - 1.0) < 2 * syst_error, (syst, syst_error)
+    assert syst_error < 0.8  # the data constrain the nuisance, so the test has power

@@ -1,0 +1,95 @@
+"""The `plots` target on a tiny toy run: restyling reruns only plot rules, and the Snakemake
+report renders in a real headless browser (Debian's chromium) with the figures listed.
+
+Without chromium the browser test is skipped with the reason; set REQUIRE_BROWSER=1 (CI) to make
+a missing browser a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.workflow.test_workflow import snakemake, tiny_toy_config
+
+pytestmark = pytest.mark.slow
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+@pytest.fixture(scope="module")
+def plots_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plots")
+    config = tiny_toy_config(tmp, tmp / "results")
+    snakemake("plots", "--configfile", str(config))
+    return tmp, config
+
+
+def planned_rules(output: str) -> set[str]:
+    """Rule names of the job tables (``job  count`` ... ``total``) that `snakemake -n` prints."""
+    rules, in_table = set(), False
+    for line in output.splitlines():
+        if re.match(r"^job\s+count$", line.strip()):
+            in_table = True
+        elif in_table and (row := re.match(r"^(\w+)\s+(\d+)$", line.strip())):
+            if row.group(1) == "total":
+                in_table = False
+            else:
+                rules.add(row.group(1))
+    return rules
+
+
+def test_restyle_reruns_only_plot_rules(plots_run):
+    tmp, config = plots_run
+    assert "Nothing to be done" in snakemake("-n", "plots", "--configfile", str(config)).stdout
+    restyle = tmp / "restyle.yaml"
+    restyle.write_text(yaml.safe_dump({"plots": {"label": "Preliminary", "dpi": 90}}))
+    result = snakemake("-n", "plots", "--configfile", str(config), str(restyle))
+    rules = planned_rules(result.stdout + result.stderr)
+    assert {"plot_features", "plot_diagnostics", "plot_history"} <= rules, result.stdout
+    assert all(rule.startswith(("plot_", "report_")) or rule == "plots" for rule in rules), rules
+
+
+def browser() -> str | None:
+    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
+def test_report_in_browser(plots_run):
+    executable = browser()
+    if executable is None:
+        message = "no chromium found (apt-get install -y chromium)"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(message + "; REQUIRE_BROWSER=1 makes it fatal")
+        pytest.skip(message)
+    tmp, config = plots_run
+    report = tmp / "report.html"
+    snakemake("plots", "--configfile", str(config), "--report", str(report))
+    html = report.read_text()
+    for name in ("roc.png", "cutflow.png", "confusion_efficiency.png", "versions.tsv"):
+        assert name in html, f"{name} is not in the report"
+    screenshot = tmp / "report.png"
+    flags = [
+        executable, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+        "--virtual-time-budget=15000", "--window-size=1400,1000",
+    ]  # fmt: skip
+    subprocess.run(
+        [*flags, f"--screenshot={screenshot}", report.as_uri()],
+        check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+    dom = subprocess.run(
+        [*flags, "--dump-dom", report.as_uri()],
+        check=True, capture_output=True, text=True, timeout=180,
+    ).stdout  # fmt: skip
+    from matplotlib.image import imread
+
+    image = imread(screenshot)
+    assert np.ptp(image[..., :3]) > 0.5 and image[..., :3].std() > 0.02, "blank screenshot"
+    # the report's JavaScript rendered the navigation: its categories are in the live DOM
+    for category in ("Inputs", "Training", "Provenance"):
+        assert category in dom, f"category {category!r} not rendered"
