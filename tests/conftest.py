@@ -96,14 +96,31 @@ def ztt_skims(tmp_path_factory, toy_files, default_config, default_samples) -> P
     return output
 
 
+#: Why the Slurm tests skipped, and how to run them.
+SLURM_OPT_IN = (
+    "Slurm tests are opt-in: HTT_TEST_SLURM=1 installs (Debian, root) and starts a local "
+    "single-node Slurm, or uses the one that answers, and submits the test workflow to it"
+)
+
+
+def slurm_opted_in() -> bool:
+    """Whether this test run may install, configure, start or submit to Slurm."""
+    return "1" in (os.environ.get("HTT_TEST_SLURM"), os.environ.get("REQUIRE_SLURM"))
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[str]:
     """A running local Slurm (tests/slurm/setup.sh), stopped at the end if the fixture started it.
 
-    Skips with the setup script's reason where Slurm cannot be set up (not Debian, not root, no
-    package index), unless REQUIRE_SLURM=1 (CI), where that is a failure. Returns the setup's
-    last line (which partition and node are up).
+    Opt-in: setting up Slurm may install packages, write /etc/slurm and start daemons, and a Slurm
+    that already answers (a cluster's login node) would receive the test jobs. So nothing is
+    touched unless HTT_TEST_SLURM=1 (or REQUIRE_SLURM=1, which .ci/run sets); otherwise the Slurm
+    tests skip with a line saying how to enable them. Where Slurm cannot be set up (not Debian, not
+    root, no package index) the tests skip with the setup script's reason, unless REQUIRE_SLURM=1,
+    where that is a failure. Returns the setup's last line (which partition and node are up).
     """
+    if not slurm_opted_in():
+        pytest.skip(SLURM_OPT_IN)
     setup = REPO / "tests" / "slurm" / "setup.sh"
     try:
         result = subprocess.run(

@@ -5,7 +5,7 @@ repository (so both write `results/` with the same relative paths). The cluster 
 mid-way (Snakemake killed, its Slurm jobs cancelled) and resumed. Every output must agree with the
 local run, every output must come from a Slurm job that Slurm recorded as completed, and the resumed
 run must not redo a job whose outputs were complete. Needs a local Slurm (tests/slurm/setup.sh, the
-`slurm_cluster` fixture); skipped with the reason where there is none.
+`slurm_cluster` fixture), and opt-in (HTT_TEST_SLURM=1): skipped with the reason otherwise.
 """
 
 from __future__ import annotations
@@ -28,9 +28,14 @@ import pytest
 import uproot
 import yaml
 
-from tests.conftest import REPO, TINY_TOY_CONFIG
+from tests.conftest import REPO, SLURM_OPT_IN, TINY_TOY_CONFIG, slurm_opted_in
 
-pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.slurm,
+    # skip before any fixture runs (the local reference run alone takes minutes)
+    pytest.mark.skipif(not slurm_opted_in(), reason=SLURM_OPT_IN),
+]
 
 #: What a run needs from the repository (the workflow, the package its jobs import, the config
 #: and the cluster profile).
