@@ -29,14 +29,12 @@ import pyhf  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.stats import fit as fit_module  # noqa: E402
 from analysis.stats import limits  # noqa: E402
 from analysis.stats import model as model_utils  # noqa: E402
+from analysis.stats.minimizer import FitSettings  # noqa: E402
 
 
-def our_limits(
-    setup: model_utils.Setup, settings: fit_module.FitSettings
-) -> tuple[float, list, int]:
+def our_limits(setup: model_utils.Setup, settings: FitSettings) -> tuple[float, list, int]:
     """Wall time, limits (observed, then expected from -2 to +2 sigma) and number of fits."""
     fits = 0
     minimize = limits.minimize
@@ -53,7 +51,7 @@ def our_limits(
         elapsed = time.perf_counter() - start
     finally:
         limits.minimize = minimize
-    return elapsed, [result.observed, *result.expected], fits
+    return elapsed, [result.observed, *result.expected_band], fits
 
 
 def pyhf_limits(setup: model_utils.Setup, tolerance: float) -> tuple[float, list]:
@@ -75,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", default=str(REPO / "tests/data/workspaces/large.json"))
     args = parser.parse_args()
-    settings = fit_module.FitSettings()
+    settings = FitSettings()
     setup = model_utils.setup_from_files(Path(args.workspace), {"fit": settings._asdict()})
     print(f"workspace {Path(args.workspace).name}: {setup.model.config.npars} parameters")
     ours_time, ours, fits = our_limits(setup, settings)

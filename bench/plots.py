@@ -15,7 +15,7 @@ import hist
 import numpy as np
 import uproot
 
-from analysis.plots import fit as plot_fit
+from analysis.plots import stacks as plot_stacks
 from analysis.plots.style import style_from_settings
 
 
@@ -42,7 +42,9 @@ def main() -> None:
         seconds = {}
         for workers in (1, 2):
             start = time.perf_counter()
-            paths = plot_fit.plot_templates(str(source), Path(tmp) / f"w{workers}", style, workers)
+            paths = plot_stacks.plot_templates(
+                str(source), Path(tmp) / f"w{workers}", style, workers
+            )
             seconds[workers] = time.perf_counter() - start
             figures = len(paths) // len(style.formats)
             print(

@@ -38,20 +38,22 @@ import pyhf  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.core.io import write_json  # noqa: E402
 from analysis.stats import fit as fit_module  # noqa: E402
 from analysis.stats import model as model_utils  # noqa: E402
 from analysis.stats import ranking  # noqa: E402
+from analysis.stats.minimizer import FitSettings, fit_settings  # noqa: E402
+from analysis.stats.results import FitResults, Impact, RankingResults  # noqa: E402
 
 
-def our_ranking(workspace: Path, settings: dict, jobs: int, tmp: Path) -> tuple[float, list]:
+def our_ranking(
+    workspace: Path, settings: dict, jobs: int, tmp: Path
+) -> tuple[float, tuple[Impact, ...]]:
     """Wall time of the nominal fit and its ranking as the workflow runs them, and the ranking."""
     start = time.perf_counter()
     setup = model_utils.setup_from_files(workspace, settings)
     fit_json = tmp / "fit.json"
-    result = fit_module.fit(setup, fit_module.fit_settings(settings))
-    write_json(fit_json, fit_module.fit_record(setup, result))
-    n_ranked = len(ranking.ranked_labels(json.loads(fit_json.read_text())))
+    fit_module.fit(setup, fit_settings(settings)).write(fit_json)
+    n_ranked = len(ranking.ranked_labels(FitResults.read(fit_json)))
     chunk_size = math.ceil(n_ranked / jobs)
     n_chunks = ranking.chunk_count_for(n_ranked, chunk_size)
     common = ["--workspace", str(workspace), "--settings", json.dumps(settings)]
@@ -79,7 +81,7 @@ def our_ranking(workspace: Path, settings: dict, jobs: int, tmp: Path) -> tuple[
         cwd=REPO,
         check=True,
     )
-    return time.perf_counter() - start, json.loads(merged.read_text())
+    return time.perf_counter() - start, RankingResults.read(merged).impacts
 
 
 def cabinetry_ranking(setup: model_utils.Setup, tolerance: float) -> tuple[float, object]:
@@ -93,9 +95,9 @@ def cabinetry_ranking(setup: model_utils.Setup, tolerance: float) -> tuple[float
     return time.perf_counter() - start, result
 
 
-def largest_difference(ours: list, reference) -> float:
+def largest_difference(ours: tuple[Impact, ...], reference) -> float:
     """Largest absolute difference between the two rankings' impacts on the POI."""
-    by_name = {entry["parameter"]: entry for entry in ours}
+    by_name = {entry.parameter: entry for entry in ours}
     worst = 0.0
     for i, label in enumerate(reference.labels):
         for key, values in (
@@ -104,11 +106,11 @@ def largest_difference(ours: list, reference) -> float:
             ("impact_postfit_up", reference.postfit_up),
             ("impact_postfit_down", reference.postfit_down),
         ):
-            worst = max(worst, abs(by_name[label][key] - values[i]))
+            worst = max(worst, abs(getattr(by_name[label], key) - values[i]))
     return worst
 
 
-def fits_per_second(setup: model_utils.Setup, settings: fit_module.FitSettings, repeat: int):
+def fits_per_second(setup: model_utils.Setup, settings: FitSettings, repeat: int):
     """(ours, pyhf) fits per second of one MLE fit with uncertainties."""
     start = time.perf_counter()
     for _ in range(repeat):
@@ -131,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     workspace = Path(args.workspace).resolve()
-    settings = {"fit": fit_module.FitSettings()._asdict()}
+    settings = {"fit": FitSettings()._asdict()}
     tolerance = settings["fit"]["tolerance"]
     setup = model_utils.setup_from_files(workspace, settings)
     print(f"workspace {workspace.name}: {setup.model.config.npars} parameters")
@@ -145,7 +147,7 @@ def main() -> None:
         f"{reference_time / ours_time:.1f}; largest impact difference "
         f"{largest_difference(ours, reference):.1e}"
     )
-    ours_rate, pyhf_rate, difference = fits_per_second(setup, fit_module.FitSettings(), args.repeat)
+    ours_rate, pyhf_rate, difference = fits_per_second(setup, FitSettings(), args.repeat)
     print(
         f"one MLE fit with uncertainties: ours {ours_rate:.2f} fits/s, pyhf.infer.mle.fit "
         f"{pyhf_rate:.2f} fits/s; ratio ours/pyhf {ours_rate / pyhf_rate:.2f}; largest "

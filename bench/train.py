@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO))
 
 from analysis.core.config import class_names, load_yaml  # noqa: E402
 from analysis.ml.network import build_network, select_device  # noqa: E402
-from analysis.ml.train import TrainingData, fit_network  # noqa: E402
+from analysis.ml.train import fit_network  # noqa: E402
+from analysis.ml.training_data import TrainingData  # noqa: E402
 
 
 def synthetic_data(events: int, features: int, classes: int) -> TrainingData:

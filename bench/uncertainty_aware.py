@@ -40,18 +40,15 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.ml.uncertainty_aware import (  # noqa: E402
-    Binning,
-    EventSet,
-    LoopSettings,
+from analysis.ml.asimov_likelihood import (  # noqa: E402
     asimov_fisher,
-    interval_68,
     poi_nuisance_correlation,
     poi_variance,
-    profile_scan,
-    train_with_early_stopping,
-    uncertainty_aware_loss,
 )
+from analysis.ml.differentiable_histogram import Binning, EventSet  # noqa: E402
+from analysis.ml.early_stopping import LoopSettings, train_with_early_stopping  # noqa: E402
+from analysis.ml.profile_scan import interval_68, profile_scan  # noqa: E402
+from analysis.ml.uncertainty_aware import uncertainty_aware_loss  # noqa: E402
 
 SIGNAL_MEAN = (0.0, 0.0)
 BACKGROUND_MEAN = (1.0, 1.0)
@@ -303,15 +300,25 @@ def _fixed_poi_twice_nll(
     return min(min(float(side.fun) for side in sides), twice_nll(0.0))
 
 
+def stacked_templates(
+    templates: dict[str, np.ndarray], systematic: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nominal ``(2, B)`` and up/down ``(S, 2, B)`` arrays (signal, background) of the likelihood.
+
+    The systematic moves the background only; without it, ``S = 0``.
+    """
+    nominal = np.stack([templates["signal"], templates["background"]])
+    if not systematic:
+        empty = np.zeros((0, *nominal.shape))
+        return nominal, empty, empty
+    up = np.stack([[templates["signal"], templates["up"]]])
+    down = np.stack([[templates["signal"], templates["down"]]])
+    return nominal, up, down
+
+
 def fisher_summary(templates: dict[str, np.ndarray], systematic: bool) -> dict[str, float]:
     """sqrt((F^-1)_{mu,mu}) and the mu-nuisance correlation from the one-sided Asimov Fishers."""
-    nominal = torch.tensor(np.stack([templates["signal"], templates["background"]]))
-    zero = torch.zeros_like(nominal[0])
-    if systematic:
-        up = torch.stack([torch.stack([nominal[0], torch.tensor(templates["up"])])])
-        down = torch.stack([torch.stack([nominal[0], torch.tensor(templates["down"])])])
-    else:
-        up = down = nominal.new_zeros((0, 2, len(zero)))
+    nominal, up, down = map(torch.tensor, stacked_templates(templates, systematic))
     signal = torch.tensor([True, False])
     result = {}
     for side in ("up", "down"):
@@ -323,10 +330,7 @@ def fisher_summary(templates: dict[str, np.ndarray], systematic: bool) -> dict[s
 
 def own_interval(templates: dict[str, np.ndarray]) -> tuple[float, float]:
     """The interval with the systematic from the module's own likelihood (cross-check of pyhf)."""
-    nominal = np.stack([templates["signal"], templates["background"]])
-    up = np.stack([[templates["signal"], templates["up"]]])
-    down = np.stack([[templates["signal"], templates["down"]]])
-    curve = profile_scan(SCAN, nominal, up, down, np.array([True, False]))
+    curve = profile_scan(SCAN, *stacked_templates(templates), np.array([True, False]))
     return interval_68(SCAN, curve)
 
 
@@ -348,6 +352,22 @@ def step_time_ratio(sample: dict[str, torch.Tensor], repeats: int = 5) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the demonstration and print the table; returns the numbers."""
+    args = _parse_args(argv)
+    torch.set_num_threads(args.threads)
+    generator = torch.Generator().manual_seed(args.seed)
+    samples = {split: make_sample(args.events, generator) for split in ("train", "val", "test")}
+    settings = LoopSettings(args.pretrain_steps, args.max_steps, args.patience, args.learning_rate)
+    networks = train_all(samples["train"], samples["val"], settings, args.seed)
+    rows = result_rows(networks, samples["test"])
+    ratio = step_time_ratio(samples["train"])
+    print_results(rows, ratio)
+    result = {"rows": rows, "step_time_ratio": ratio, "settings": vars(args)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="events per process and split")
     parser.add_argument("--patience", type=int, default=100)
@@ -357,31 +377,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return parser.parse_args(argv)
 
-    generator = torch.Generator().manual_seed(args.seed)
-    samples = {split: make_sample(args.events, generator) for split in ("train", "val", "test")}
-    settings = LoopSettings(args.pretrain_steps, args.max_steps, args.patience, args.learning_rate)
 
-    rows: dict[str, dict[str, Any]] = {}
-    reference = reference_templates()
-    rows["reference"] = {
-        "stat": pyhf_result(reference, False),
-        "syst": {**pyhf_result(reference, True), "fisher": fisher_summary(reference, True)},
-    }
+def train_all(
+    train_sample: dict, val_sample: dict, settings: LoopSettings, seed: int
+) -> dict[str, nn.Module]:
+    """The cross-entropy, statistical-only and with-systematic uncertainty-aware networks."""
     networks = {}
     for kind in ("cross_entropy", "ua_stat", "ua_syst"):
         start = time.perf_counter()
-        network, history = train(kind, samples["train"], samples["val"], settings, args.seed)
+        network, history = train(kind, train_sample, val_sample, settings, seed)
         networks[kind] = network
         print(
             f"trained {kind}: {len(history.train)} steps, best full-loss step {history.best_step}, "
             f"{time.perf_counter() - start:.0f} s",
             flush=True,
         )
+    return networks
+
+
+def result_rows(networks: dict[str, nn.Module], test_sample: dict) -> dict[str, dict[str, Any]]:
+    """pyhf intervals and Fisher summaries of the reference and of each network's templates."""
+    reference = reference_templates()
+    rows: dict[str, dict[str, Any]] = {
+        "reference": {
+            "stat": pyhf_result(reference, False),
+            "syst": {**pyhf_result(reference, True), "fisher": fisher_summary(reference, True)},
+        }
+    }
     for kind, network in networks.items():
-        templates = network_templates(network, samples["test"])
+        templates = network_templates(network, test_sample)
         row = {}
         for label, systematic in (("stat", False), ("syst", True)):
             row[label] = pyhf_result(templates, systematic)
@@ -389,6 +415,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows[kind] = row
         if kind == "ua_syst":
             rows[kind]["syst"]["own_interval"] = list(own_interval(templates))
+    return rows
+
+
+def print_results(rows: dict[str, dict[str, Any]], ratio: float) -> None:
+    """The table of intervals and correlations, the width ratios and the step-time ratio."""
     # The uncertainty-aware row: trained with the systematic for the column with the systematic,
     # and on the statistical part only for the statistical-only column.
     table = {
@@ -413,7 +444,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ce, ua, ref = (table[name][1]["width"] for name in table)
     ce_stat, ua_stat = table["cross-entropy"][0]["width"], table["uncertainty-aware"][0]["width"]
     own = rows["ua_syst"]["syst"]["own_interval"]
-    ratio = step_time_ratio(samples["train"])
     print()
     print(f"with systematic: uncertainty-aware / cross-entropy width = {ua / ce:.3f}")
     print(f"with systematic: uncertainty-aware / reference width = {ua / ref:.3f}")
@@ -425,10 +455,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"[{own[0]:.4f}, {own[1]:.4f}]"
     )
     print(f"time of one uncertainty-aware step / one cross-entropy step: {ratio:.2f}")
-    result = {"rows": rows, "step_time_ratio": ratio, "settings": vars(args)}
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    return result
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ import jsonschema
 import yaml
 
 from analysis.core.errors import AnalysisError
+from analysis.core.variations import NOMINAL, both, names, sources
 
-NOMINAL = "nominal"
+#: Source of each object-level shape variation -> the ``variations`` key that switches it on.
+SHAPE_SOURCES = {"tau_es": "tau_es", "jet_es": "jet_es", "met_uncl": "met_unclustered"}
 
 
 def load_yaml(path: str | os.PathLike[str]) -> Any:
@@ -51,19 +53,13 @@ def validate(document: Any, schema_path: str | os.PathLike[str], source: str) ->
 
 def shape_variations(variations: Mapping[str, Any]) -> list[str]:
     """Names of the skims the preselection writes for a nominal MC sample, nominal first."""
-    names = [NOMINAL]
-    if variations.get("tau_es"):
-        names += ["tau_es_up", "tau_es_down"]
-    if variations.get("jet_es"):
-        names += ["jet_es_up", "jet_es_down"]
-    if variations.get("met_unclustered"):
-        names += ["met_uncl_up", "met_uncl_down"]
-    return names
+    enabled = [source for source, key in SHAPE_SOURCES.items() if variations[key]]
+    return [NOMINAL] + [name for source in enabled for name in names(source)]
 
 
 def active_weight_variations(weights: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """The weight variations in use; a variation set to null in the config is switched off."""
-    return {name: spec for name, spec in (weights.get("variations") or {}).items() if spec}
+    return {name: spec for name, spec in weights["variations"].items() if spec}
 
 
 def weight_columns(weights: Mapping[str, Any]) -> dict[str, str | tuple[str, int]]:
@@ -178,42 +174,46 @@ def check_train_classes(
 
 
 def uncertainty_aware_inputs(
-    training: list[tuple[str, str]],
-    train: Mapping[str, Any],
-    config: Mapping[str, Any],
-    results: str,
+    training: list[tuple[str, str]], config: Mapping[str, Any], skim: str, friend: str
 ) -> list[dict[str, Any]]:
     """The event sets of the systematics in the uncertainty-aware loss, per training sample.
 
     A shape variation (``variations``) comes from the variation skims and their friends; a weight
     variation (``weights.variations``, ``tau_id``) from the nominal files with its weight column.
+
+    Args:
+        training: (sample, class) of every training sample.
+        config: the validated config.
+        skim, friend: path patterns of a skim and its friend tree, with ``{sample}`` and
+            ``{variation}`` (the workflow's results layout).
     """
-    if train.get("loss", "cross_entropy") != "uncertainty_aware":
+    train = config["train"]
+    if train["loss"] != "uncertainty_aware":
         return []
     shapes = shape_variations(config["variations"])
     weight_columns = weight_variation_columns(config["weights"])
     entries = []
     for systematic in train["uncertainty_aware"]["systematics"]:
-        for direction in ("up", "down"):
-            variation = f"{systematic}_{direction}"
-            if variation in shapes:
-                file_variation, weight = variation, "weight"
-            elif f"weight_{variation}" in weight_columns:
-                file_variation, weight = NOMINAL, f"weight_{variation}"
+        for variation in both(systematic):
+            if variation.name in shapes:
+                file_variation, weight = variation.name, "weight"
+            elif f"weight_{variation.name}" in weight_columns:
+                file_variation, weight = NOMINAL, f"weight_{variation.name}"
             else:
                 raise AnalysisError(
                     f"config: key 'train.uncertainty_aware.systematics': '{systematic}' is neither "
-                    f"a shape variation ({sorted({v.rsplit('_', 1)[0] for v in shapes[1:]})}) nor "
-                    "a weight variation; use one of those names"
+                    f"a shape variation ({sorted(sources(shapes))}) nor a weight variation; use "
+                    "one of those names"
                 )
             for index, (sample, _) in enumerate(training):
+                files = {"sample": sample, "variation": file_variation}
                 entries.append(
                     {
                         "systematic": systematic,
-                        "direction": direction,
+                        "direction": variation.direction,
                         "sample": index,
-                        "skim": f"{results}/preselect/{sample}/{file_variation}.root",
-                        "friend": f"{results}/friends/{sample}/{file_variation}.root",
+                        "skim": skim.format(**files),
+                        "friend": friend.format(**files),
                         "weight": weight,
                     }
                 )

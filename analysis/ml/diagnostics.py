@@ -26,7 +26,8 @@ from analysis.core.errors import cli_main
 from analysis.core.io import write_json
 from analysis.ml.network import TrainedModel, load_fold_models
 from analysis.ml.taylor import ranked_terms, taylor_coefficients
-from analysis.ml.train import TrainingData, load_training_data, training_weights
+from analysis.ml.train import load_training_data, training_weights
+from analysis.ml.training_data import TrainingData
 
 log = logging.getLogger(__name__)
 

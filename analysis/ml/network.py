@@ -125,13 +125,7 @@ def load_model(path: str | os.PathLike[str]) -> TrainedModel:
             f"{path}: not a readable model ({err}); rerun the train stage"
         ) from None
     architecture = payload["architecture"]
-    network = build_network(
-        len(payload["features"]),
-        len(payload["classes"]),
-        architecture["hidden"],
-        architecture["activation"],
-        architecture["dropout"],
-    )
+    network = build_network(len(payload["features"]), len(payload["classes"]), **architecture)
     network.load_state_dict(payload["state_dict"])
     return TrainedModel(
         network=network.eval(),
@@ -181,7 +175,7 @@ def select_device(preference: str) -> torch.device:
 
 
 def architecture_of(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The architecture entries of ``train.network``."""
+    """The ``train.network`` architecture: the keyword arguments of :func:`build_network`."""
     network = settings["network"]
     return {
         "hidden": list(network["hidden"]),

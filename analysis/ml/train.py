@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import write_json
+from analysis.ml.early_stopping import EarlyStopping
 from analysis.ml.network import (
     Standardization,
     TrainedModel,
@@ -42,12 +43,15 @@ from analysis.ml.network import (
     select_device,
 )
 from analysis.ml.train_uncertainty_aware import VariationInput, fine_tune
-from analysis.ml.training_data import TrainingData, read_sample
+from analysis.ml.training_data import DeviceData, TrainingData, read_samples
 
 log = logging.getLogger(__name__)
 
 #: Events per batch when evaluating losses over a whole dataset (no gradients).
 EVALUATION_BATCH = 65536
+
+#: Per-epoch entries of the training history.
+_HISTORY_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy")
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:
@@ -65,12 +69,7 @@ def load_training_data(
         settings: the ``train`` config section.
     """
     classes = list(settings["classes"])
-    data = TrainingData.concatenate(
-        [
-            read_sample(skim, friend, "weight", classes.index(name), settings)
-            for name, skim, friend in inputs
-        ]  # fmt: skip
-    )
+    data = read_samples(inputs, classes, settings)
     for index, name in enumerate(classes):
         if not np.any(data.labels == index):
             raise AnalysisError(
@@ -109,20 +108,8 @@ def validation_mask(n_events: int, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
-class _DeviceData:
-    """Standardised inputs, labels and training weights as tensors on the training device."""
-
-    def __init__(self, inputs: np.ndarray, labels: np.ndarray, weights: np.ndarray, device):
-        self.inputs = torch.from_numpy(inputs).to(device)
-        self.labels = torch.from_numpy(labels).to(device)
-        self.weights = torch.from_numpy(weights).to(device)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
 def _batch_order(
-    data: _DeviceData, n_classes: int, balanced: bool, generator: torch.Generator
+    data: DeviceData, n_classes: int, balanced: bool, generator: torch.Generator
 ) -> torch.Tensor:
     """Indices of one epoch: a permutation, or equal numbers per class drawn with replacement."""
     device = data.labels.device
@@ -138,7 +125,7 @@ def _batch_order(
     return order[torch.randperm(len(order), device=device, generator=generator)]
 
 
-def _evaluate(network: torch.nn.Module, data: _DeviceData, amp: bool) -> tuple[float, float]:
+def _evaluate(network: torch.nn.Module, data: DeviceData, amp: bool) -> tuple[float, float]:
     """Weighted mean cross-entropy and weighted accuracy over a whole dataset."""
     network.eval()
     loss_sum = correct = total = 0.0
@@ -198,14 +185,11 @@ def fit_network(
     # class-balanced weights, so the largest process does not set the input scales alone
     standardization = Standardization.fit(parts["train"].inputs, weights["train"])
     split = {
-        name: _DeviceData(standardization.apply(part.inputs), part.labels, weights[name], device)
+        name: DeviceData(part, standardization, weights[name], device)
         for name, part in parts.items()
     }
     architecture = architecture_of(settings)
-    network = build_network(
-        len(settings["features"]), n_classes, architecture["hidden"], architecture["activation"],
-        architecture["dropout"],
-    ).to(device)  # fmt: skip
+    network = build_network(len(settings["features"]), n_classes, **architecture).to(device)
     history = _run_epochs(network, split, settings, device, seed, fold)
     model = TrainedModel(
         network=network.cpu().eval(),
@@ -226,7 +210,7 @@ def fit_network(
 
 def _run_epochs(
     network: torch.nn.Module,
-    split: Mapping[str, _DeviceData],
+    split: Mapping[str, DeviceData],
     settings: Mapping[str, Any],
     device: torch.device,
     seed: int,
@@ -239,53 +223,68 @@ def _run_epochs(
     amp = device.type == "cuda" and settings["mixed_precision"]
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     generator = torch.Generator(device=device).manual_seed(seed)
-    train, batch_size, n_classes = split["train"], settings["batch_size"], len(settings["classes"])
+    train, n_classes = split["train"], len(settings["classes"])
     history: dict[str, Any] = {key: [] for key in _HISTORY_KEYS}
-    best_loss, best_state, waited, started = float("inf"), None, 0, time.perf_counter()
+    stopping, started = EarlyStopping(settings["patience"]), time.perf_counter()
     epochs = tqdm(
         range(settings["max_epochs"]), desc=f"fold {fold}", unit="epoch",
         disable=not sys.stderr.isatty(),
     )  # fmt: skip
     for epoch in epochs:
-        network.train()
         order = _batch_order(train, n_classes, settings["balanced_batches"], generator)
-        for batch in torch.split(order, batch_size):
-            with _autocast(device, amp):
-                logits = network(train.inputs[batch])
-            weights = train.weights[batch]
-            loss = (F.cross_entropy(logits.float(), train.labels[batch], reduction="none")
-                    * weights).sum() / weights.sum()  # fmt: skip
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        train_loss, train_acc = _evaluate(network, train, amp)
-        val_loss, val_acc = _evaluate(network, split["validation"], amp)
-        epoch_values = (train_loss, val_loss, train_acc, val_acc)
-        for key, value in zip(_HISTORY_KEYS, epoch_values, strict=True):
+        _train_epoch(
+            network, train, torch.split(order, settings["batch_size"]), optimizer, scaler, amp
+        )
+        values = dict(zip(_HISTORY_KEYS, _evaluate_epoch(network, split, amp), strict=True))
+        for key, value in values.items():
             history[key].append(value)
         log.info(
             "fold %d epoch %d: loss %.5f / val %.5f, accuracy %.4f / val %.4f",
-            fold, epoch, train_loss, val_loss, train_acc, val_acc,
+            fold, epoch, *values.values(),
         )  # fmt: skip
-        epochs.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}")
-        if val_loss < best_loss:
-            best_loss, waited = val_loss, 0
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-            history["best_epoch"] = epoch
-        else:
-            waited += 1
-            if waited >= settings["patience"]:
-                log.info("fold %d: early stop after %d epochs without improvement", fold, waited)
-                break
-    network.load_state_dict(best_state)
+        epochs.set_postfix(loss=f"{values['loss']:.4f}", val_loss=f"{values['val_loss']:.4f}")
+        if stopping.update(values["val_loss"], epoch, network):
+            log.info(
+                "fold %d: early stop after %d epochs without improvement", fold, stopping.waited
+            )
+            break
+    stopping.restore(network)
     seconds = time.perf_counter() - started
+    history["best_epoch"] = stopping.best_step
     history["epochs"] = len(history["loss"])
     history["events_per_second"] = len(train) * history["epochs"] / seconds
     return history
 
 
-_HISTORY_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy")
+def _train_epoch(
+    network: torch.nn.Module,
+    data: DeviceData,
+    batches: Sequence[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    amp: bool,
+) -> None:
+    """One pass over ``batches`` (event indices) minimising the weighted cross entropy."""
+    network.train()
+    for batch in batches:
+        with _autocast(data.inputs.device, amp):
+            logits = network(data.inputs[batch])
+        weights = data.weights[batch]
+        loss = (F.cross_entropy(logits.float(), data.labels[batch], reduction="none")
+                * weights).sum() / weights.sum()  # fmt: skip
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
+def _evaluate_epoch(
+    network: torch.nn.Module, split: Mapping[str, DeviceData], amp: bool
+) -> tuple[float, float, float, float]:
+    """Loss and accuracy on the training and validation events, in :data:`_HISTORY_KEYS` order."""
+    train_loss, train_acc = _evaluate(network, split["train"], amp)
+    val_loss, val_acc = _evaluate(network, split["validation"], amp)
+    return train_loss, val_loss, train_acc, val_acc
 
 
 def train(
@@ -324,7 +323,7 @@ def train(
         fold, len(data.labels), settings["classes"], device,
     )  # fmt: skip
     model, history = fit_network(data, fold, settings, device)
-    if settings.get("loss", "cross_entropy") == "uncertainty_aware":
+    if settings["loss"] == "uncertainty_aware":
         nominal = [(process, skim, friend) for process, (_, skim, friend)
                    in zip(processes, inputs, strict=True)]  # fmt: skip
         network = model.network.to(device)

@@ -17,7 +17,7 @@ fraction), because the loss depends on absolute event counts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,20 +25,19 @@ import numpy as np
 import torch
 
 from analysis.core.errors import AnalysisError
+from analysis.ml.differentiable_histogram import Binning, EventSet
+from analysis.ml.early_stopping import LoopSettings, train_with_early_stopping
 from analysis.ml.network import Standardization
-from analysis.ml.training_data import TrainingData, read_sample
-from analysis.ml.uncertainty_aware import (
-    Binning,
-    EventSet,
-    LoopSettings,
-    train_with_early_stopping,
-    uncertainty_aware_loss,
-)
+from analysis.ml.training_data import DeviceData, TrainingData, read_sample, read_samples
+from analysis.ml.uncertainty_aware import uncertainty_aware_loss
 
 log = logging.getLogger(__name__)
 
 #: Multiplier of the event-number hash deciding the validation split (Knuth's golden ratio).
 _HASH = np.uint64(2654435761)
+
+#: Each systematic's event sets by direction (``up``, ``down``).
+Variations = Mapping[str, Mapping[str, TrainingData]]
 
 
 @dataclass(frozen=True)
@@ -82,42 +81,20 @@ def fine_tune(
     """
     options = settings["uncertainty_aware"]
     processes = sorted({process for process, _, _ in nominal_inputs})
-    signal = [processes.index(p) for p in settings["signals"] if p in processes]
-    if not signal:
-        raise AnalysisError(
-            "config: key 'histograms.signals': none of these processes is trained on; "
-            "the uncertainty-aware loss needs the signal among train.classes"
-        )
-    nominal = TrainingData.concatenate(
-        [
-            read_sample(skim, friend, "weight", processes.index(process), settings)
-            for process, skim, friend in nominal_inputs
-        ]
-    )
-    shifted: dict[str, dict[str, list[TrainingData]]] = {}
-    for entry in variation_inputs:
-        process = processes.index(nominal_inputs[entry.sample][0])
-        events = read_sample(entry.skim, entry.friend, entry.weight, process, settings)
-        shifted.setdefault(entry.systematic, {}).setdefault(entry.direction, []).append(events)
-    sets = {"nominal": {"": nominal}} | {
-        name: {direction: TrainingData.concatenate(parts) for direction, parts in sides.items()}
-        for name, sides in shifted.items()
-    }
+    signal = _signal_indices(processes, settings["signals"])
+    nominal = read_samples(nominal_inputs, processes, settings)
+    variations = _read_variations(nominal_inputs, variation_inputs, processes, settings)
     binning = Binning(n_bins=options["bins"], n_classes=len(settings["classes"]))
-    folds, fraction = settings["folds"], settings["validation_fraction"]
-    losses = {}
-    for role, share in (("train", 1 - fraction), ("validation", fraction)):
-        scale = folds / (folds - 1) / share
-        selected = {
-            name: {
-                direction: _on_device(
-                    events, fold, role, fraction, folds, scale, standardization, device
-                )  # fmt: skip
-                for direction, events in sides.items()
-            }
-            for name, sides in sets.items()
-        }
-        losses[role] = _loss_function(network, selected, signal, len(processes), binning)
+    losses = {
+        role: _loss_function(
+            network,
+            *_on_device(nominal, variations, role, fold, settings, standardization, device),
+            signal,
+            len(processes),
+            binning,
+        )
+        for role in ("train", "validation")
+    }
     loop = LoopSettings(
         pretrain_steps=0,
         max_steps=options["max_steps"],
@@ -136,46 +113,95 @@ def fine_tune(
         "loss": history.train,
         "val_loss": history.validation,
         "best_step": history.best_step,
-        "systematics": sorted(shifted),
+        "systematics": sorted(variations),
+    }
+
+
+def _signal_indices(processes: Sequence[str], signals: Sequence[str]) -> list[int]:
+    """Indices of the signal processes among the trained ones; at least one is needed."""
+    signal = [processes.index(p) for p in signals if p in processes]
+    if not signal:
+        raise AnalysisError(
+            "config: key 'histograms.signals': none of these processes is trained on; "
+            "the uncertainty-aware loss needs the signal among train.classes"
+        )
+    return signal
+
+
+def _read_variations(
+    nominal_inputs: Sequence[tuple[str, str, str]],
+    variation_inputs: Sequence[VariationInput],
+    processes: Sequence[str],
+    settings: Mapping[str, Any],
+) -> dict[str, dict[str, TrainingData]]:
+    """The events of each systematic and direction, all samples concatenated in input order."""
+    shifted: dict[str, dict[str, list[TrainingData]]] = {}
+    for entry in variation_inputs:
+        process = processes.index(nominal_inputs[entry.sample][0])
+        events = read_sample(entry.skim, entry.friend, entry.weight, process, settings)
+        shifted.setdefault(entry.systematic, {}).setdefault(entry.direction, []).append(events)
+    return {
+        name: {direction: TrainingData.concatenate(parts) for direction, parts in sides.items()}
+        for name, sides in shifted.items()
     }
 
 
 def _on_device(
-    events: TrainingData,
-    fold: int,
+    nominal: TrainingData,
+    variations: Variations,
     role: str,
-    fraction: float,
-    folds: int,
-    scale: float,
+    fold: int,
+    settings: Mapping[str, Any],
     standardization: Standardization,
     device: torch.device,
-) -> dict[str, torch.Tensor]:
-    """Standardised inputs, scaled weights and processes of one role's events, on the device."""
+) -> tuple[DeviceData, dict[str, tuple[DeviceData, DeviceData]]]:
+    """The nominal and the (up, down) event sets of one role (``train``, ``validation``)."""
+
+    def select(events: TrainingData) -> DeviceData:
+        return _role_events(events, role, fold, settings, standardization, device)
+
+    shifted = {
+        name: (select(sides["up"]), select(sides["down"])) for name, sides in variations.items()
+    }
+    return select(nominal), shifted
+
+
+def _role_events(
+    events: TrainingData,
+    role: str,
+    fold: int,
+    settings: Mapping[str, Any],
+    standardization: Standardization,
+    device: torch.device,
+) -> DeviceData:
+    """Standardised inputs, scaled weights and processes of one role's events, on the device.
+
+    Only other folds' events; the weights are scaled to the expected yield of the full dataset.
+    """
+    folds, fraction = settings["folds"], settings["validation_fraction"]
     usable = events.select(events.folds != fold)
     validation = is_validation(usable.events, fraction, folds)
     part = usable.select(validation if role == "validation" else ~validation)
-    return {
-        "inputs": torch.from_numpy(standardization.apply(part.inputs)).to(device),
-        "weights": torch.from_numpy(part.weights * scale).to(device),
-        "process": torch.from_numpy(part.labels).to(device),
-    }
+    share = fraction if role == "validation" else 1 - fraction
+    return DeviceData(part, standardization, part.weights * (folds / (folds - 1) / share), device)
 
 
-def _loss_function(network, sets, signal, n_processes, binning):
+def _loss_function(
+    network: torch.nn.Module,
+    nominal: DeviceData,
+    variations: Mapping[str, tuple[DeviceData, DeviceData]],
+    signal: Sequence[int],
+    n_processes: int,
+    binning: Binning,
+) -> Callable[[], torch.Tensor]:
     """A closure evaluating the loss of the current network on fixed, full-batch event sets."""
 
-    def evaluate(data: Mapping[str, torch.Tensor]) -> EventSet:
-        scores = torch.softmax(network(data["inputs"]).double(), dim=1)
-        return EventSet(scores, data["weights"], data["process"])
+    def evaluate(data: DeviceData) -> EventSet:
+        scores = torch.softmax(network(data.inputs).double(), dim=1)
+        return EventSet(scores, data.weights, data.labels)
 
     def loss() -> torch.Tensor:
-        variations = {
-            name: (evaluate(sides["up"]), evaluate(sides["down"]))
-            for name, sides in sets.items()
-            if name != "nominal"
-        }
-        return uncertainty_aware_loss(
-            evaluate(sets["nominal"][""]), variations, signal, n_processes, binning
-        )
+        shifted = {name: (evaluate(up), evaluate(down)) for name, (up, down) in variations.items()}
+        return uncertainty_aware_loss(evaluate(nominal), shifted, signal, n_processes, binning)
 
     return loss

@@ -1,7 +1,8 @@
 """The events a classifier trains on: inputs, labels, weights, folds and event numbers.
 
 Shared by the cross-entropy training (:mod:`analysis.ml.train`, labels are classes) and the
-uncertainty-aware fine-tuning (:mod:`analysis.ml.train_uncertainty_aware`, labels are processes).
+uncertainty-aware fine-tuning (:mod:`analysis.ml.train_uncertainty_aware`, labels are processes),
+read from the skims as :class:`TrainingData` and moved to the device as :class:`DeviceData`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from analysis.core.io import read_with_friends
+from analysis.ml.network import Standardization
 
 
 @dataclass
@@ -59,3 +62,36 @@ def read_sample(
         columns["fold"][keep].astype(np.int64),
         columns["event"][keep].astype(np.uint64),
     )
+
+
+def read_samples(
+    inputs: Sequence[tuple[str, str, str]], labels: Sequence[str], settings: Mapping[str, Any]
+) -> TrainingData:
+    """Events of all (name, skim, friend) inputs, labelled by the name's index in ``labels``.
+
+    The weight is the physics weight (friend column ``weight``).
+    """
+    return TrainingData.concatenate(
+        [
+            read_sample(skim, friend, "weight", labels.index(name), settings)
+            for name, skim, friend in inputs
+        ]
+    )
+
+
+class DeviceData:
+    """Standardised inputs, labels and per-event weights as tensors on the training device."""
+
+    def __init__(
+        self,
+        data: TrainingData,
+        standardization: Standardization,
+        weights: np.ndarray,
+        device: torch.device,
+    ) -> None:
+        self.inputs = torch.from_numpy(standardization.apply(data.inputs)).to(device)
+        self.labels = torch.from_numpy(data.labels).to(device)
+        self.weights = torch.from_numpy(weights).to(device)
+
+    def __len__(self) -> int:
+        return len(self.labels)

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from analysis.core.errors import AnalysisError, cli_main
-from analysis.core.io import atomic_path, read_json, read_with_friends
+from analysis.core.errors import AnalysisError
+from analysis.core.io import read_json, read_with_friends
+from analysis.core.tables import latex_row, markdown_table, tex, write_text
+from analysis.plots.cli import REQUIRED, REQUIRED_LIST, Subcommand, command_line
 from analysis.plots.style import (
     PlotStyle,
     add_label,
@@ -28,9 +30,9 @@ from analysis.plots.style import (
     ratio_with_errors,
     safe_name,
     save_figure,
-    style_from_settings,
 )
-from analysis.stats.histograms import blinding_mask, selection_mask
+from analysis.stats.channels import selection_mask
+from analysis.stats.histograms import blinding_mask
 
 #: Name of the process of collision data in the ``--processes`` list.
 DATA = "data"
@@ -69,27 +71,20 @@ def cutflow_tables(cutflows: Mapping[str, list[dict[str, Any]]]) -> tuple[str, s
             efficiency = 100.0 * entry["weighted"] / first["weighted"] if first["weighted"] else 0
             cells.append((f"{entry['events']:.0f}", f"{efficiency:.2f}"))
         rows.append((cut, cells))
-    markdown = ["| cut | " + " | ".join(samples) + " |", "|---" * (len(samples) + 1) + "|"]
-    markdown += [
-        f"| {cut} | " + " | ".join(f"{n} ({eff}%)" for n, eff in cells) + " |"
-        for cut, cells in rows
-    ]
+    markdown = markdown_table(
+        ["cut", *samples],
+        [[cut, *(f"{n} ({eff}%)" for n, eff in cells)] for cut, cells in rows],
+    )
     latex = [
         r"\begin{tabular}{l" + "r" * len(samples) + "}",
         r"\hline",
-        "Cut & " + " & ".join(_tex(sample) for sample in samples) + r" \\",
+        latex_row(["Cut", *map(tex, samples)]),
         r"\hline",
+        *[latex_row([tex(cut), *(f"{n} ({eff}\\%)" for n, eff in cells)]) for cut, cells in rows],
+        r"\hline",
+        r"\end{tabular}",
     ]
-    latex += [
-        f"{_tex(cut)} & " + " & ".join(f"{n} ({eff}\\%)" for n, eff in cells) + r" \\"
-        for cut, cells in rows
-    ]
-    latex += [r"\hline", r"\end{tabular}"]
     return "\n".join(markdown) + "\n", "\n".join(latex) + "\n"
-
-
-def _tex(text: str) -> str:
-    return text.replace("_", r"\_")
 
 
 def plot_cutflow(
@@ -111,12 +106,6 @@ def plot_cutflow(
     ax.legend(ncol=2, fontsize="small")
     add_label(ax, style, data=DATA in cutflows, lumi=False)
     return save_figure(fig, prefix, style)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write a table atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def load_events(
@@ -201,41 +190,79 @@ def plot_stack(
         blinded: bins whose data are hidden (shaded and labelled); their data entries are ignored.
     """
     order = sorted(stack, key=lambda name: float(np.sum(stack[name][0])))
-    colors = process_colors(sorted(stack), style)
     total = (
         np.sum([stack[name][0] for name in order], axis=0) if order else np.zeros(len(edges) - 1)
     )
     if band is None:
         band = np.sqrt(np.sum([stack[name][1] for name in order], axis=0))
     fig, (ax, rax) = new_figure(style, ratio=True)
-    if order:
-        ax.stackplot(
-            edges, *[np.append(stack[name][0], stack[name][0][-1]) for name in order],
-            step="post", labels=order, colors=[colors[name] for name in order],
-        )  # fmt: skip
-        ax.stairs(total, edges, color="black", linewidth=1)
+    _draw_stack(ax, edges, stack, order, total, style)
     draw_band(ax, edges, total - band, total + band, band_label)
-    centres = 0.5 * (edges[1:] + edges[:-1])
     if blinded is not None and np.any(blinded):
-        for i, k in enumerate(np.flatnonzero(blinded)):
-            label = "Blinded" if i == 0 else None  # one legend entry for all blinded bins
-            ax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0, label=label)
-            rax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0)
+        _shade_blinded(ax, rax, edges, blinded)
         if data is not None:
             data = np.where(blinded, np.nan, np.asarray(data, dtype=float))
     if data is not None:
-        data = np.asarray(data, dtype=float)
-        ax.errorbar(
-            centres, data, yerr=np.sqrt(data), fmt="o", color="black", label="Data", markersize=5
-        )
-        ratio, ratio_err = ratio_with_errors(data, total, np.sqrt(data))
-        rax.errorbar(centres, ratio, yerr=ratio_err, fmt="o", color="black", markersize=5)
+        _draw_data(ax, rax, edges, np.asarray(data, dtype=float), total)
+    _draw_ratio_panel(rax, edges, total, band, xlabel, data is not None)
+    _finish_main_panel(ax, edges, total, log, title)
+    add_label(ax, style, data=data is not None)
+    return save_figure(fig, prefix, style)
+
+
+def _draw_stack(
+    ax: Any,
+    edges: np.ndarray,
+    stack: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    order: Sequence[str],
+    total: np.ndarray,
+    style: PlotStyle,
+) -> None:
+    """The processes stacked in ``order`` (bottom first) and their total as a line."""
+    if not order:
+        return
+    colors = process_colors(sorted(stack), style)
+    ax.stackplot(
+        edges, *[np.append(stack[name][0], stack[name][0][-1]) for name in order],
+        step="post", labels=order, colors=[colors[name] for name in order],
+    )  # fmt: skip
+    ax.stairs(total, edges, color="black", linewidth=1)
+
+
+def _shade_blinded(ax: Any, rax: Any, edges: np.ndarray, blinded: np.ndarray) -> None:
+    """Shade the blinded bins in both panels."""
+    for i, k in enumerate(np.flatnonzero(blinded)):
+        label = "Blinded" if i == 0 else None  # one legend entry for all blinded bins
+        ax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0, label=label)
+        rax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0)
+
+
+def _draw_data(ax: Any, rax: Any, edges: np.ndarray, data: np.ndarray, total: np.ndarray) -> None:
+    """Data points with Poisson errors, and their ratio to the prediction in the lower panel."""
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ax.errorbar(
+        centres, data, yerr=np.sqrt(data), fmt="o", color="black", label="Data", markersize=5
+    )
+    ratio, ratio_err = ratio_with_errors(data, total, np.sqrt(data))
+    rax.errorbar(centres, ratio, yerr=ratio_err, fmt="o", color="black", markersize=5)
+
+
+def _draw_ratio_panel(
+    rax: Any, edges: np.ndarray, total: np.ndarray, band: np.ndarray, xlabel: str, data: bool
+) -> None:
+    """The prediction's relative uncertainty around one in the lower panel, and its titles."""
     one, band_rel = ratio_with_errors(total, total, band)
     draw_band(rax, edges, one - band_rel, one + band_rel, None)
     rax.axhline(1.0, color="gray", linestyle="--")
     rax.set_ylim(0.5, 1.5)
-    rax.set_ylabel("Data / Pred." if data is not None else "Rel. unc.")
+    rax.set_ylabel("Data / Pred." if data else "Rel. unc.")
     rax.set_xlabel(xlabel)
+
+
+def _finish_main_panel(
+    ax: Any, edges: np.ndarray, total: np.ndarray, log: bool, title: str | None
+) -> None:
+    """Ranges of the upper panel, with room above the stack for the legend, and the legend."""
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylabel("Events / bin")
     if log:
@@ -243,11 +270,9 @@ def plot_stack(
         ax.set_ylim(bottom=max(0.1, 0.5 * float(np.min(total[total > 0], initial=1.0))))
         ax.set_ylim(top=ax.get_ylim()[1] * 100)
     else:
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # room for the legend
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.4)
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], labels[::-1], ncol=2, fontsize="small", title=title)
-    add_label(ax, style, data=data is not None)
-    return save_figure(fig, prefix, style)
 
 
 def plot_features(
@@ -314,36 +339,15 @@ def _blinded(
     return blinding_mask(signal, background, float(blinding["threshold"]))
 
 
-@cli_main
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``cutflow`` or ``features`` (see ``--help``)."""
-    parser = argparse.ArgumentParser(description="Cutflow and input-feature figures.")
-    parser.add_argument("--settings", required=True, help="the plots config section as JSON")
-    commands = parser.add_subparsers(dest="figure", required=True)
-    cutflow = commands.add_parser("cutflow")
-    cutflow.add_argument("--cutflows", nargs="+", required=True)
-    cutflow.add_argument("--prefix", required=True)
-    cutflow.add_argument("--markdown", required=True)
-    cutflow.add_argument("--latex", required=True)
-    features = commands.add_parser("features")
-    features.add_argument("--skims", nargs="+", required=True)
-    features.add_argument("--friends", nargs="+", required=True)
-    features.add_argument("--processes", nargs="+", required=True)
-    features.add_argument("--features", nargs="+", required=True)
-    features.add_argument("--output-dir", required=True)
-    features.add_argument(
-        "--blinding", default="null", help='JSON {"signals": [...], "threshold": x}, or null'
-    )
-    args = parser.parse_args(argv)
-    settings = json.loads(args.settings)
-    style = style_from_settings(settings)
-    if args.figure == "cutflow":
-        cutflows = read_cutflows(args.cutflows)
-        markdown, latex = cutflow_tables(cutflows)
-        write_text(args.markdown, markdown)
-        write_text(args.latex, latex)
-        plot_cutflow(cutflows, args.prefix, style)
-        return
+def _cutflow(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
+    cutflows = read_cutflows(args.cutflows)
+    markdown, latex = cutflow_tables(cutflows)
+    write_text(args.markdown, markdown)
+    write_text(args.latex, latex)
+    plot_cutflow(cutflows, args.prefix, style)
+
+
+def _features(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
     regions = settings["regions"]
     selection_columns = sorted({name for cuts in regions.values() for name in cuts})
     columns = list(dict.fromkeys([*args.features, *selection_columns]))
@@ -353,6 +357,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         events, args.features, regions, int(settings["feature_bins"]), args.output_dir, style,
         json.loads(args.blinding),
     )  # fmt: skip
+
+
+SUBCOMMANDS = {
+    "cutflow": Subcommand(
+        _cutflow,
+        {"--cutflows": REQUIRED_LIST, "--prefix": REQUIRED, "--markdown": REQUIRED,
+         "--latex": REQUIRED},
+    ),
+    "features": Subcommand(
+        _features,
+        {"--skims": REQUIRED_LIST, "--friends": REQUIRED_LIST, "--processes": REQUIRED_LIST,
+         "--features": REQUIRED_LIST, "--output-dir": REQUIRED,
+         "--blinding": {"default": "null",
+                        "help": 'JSON {"signals": [...], "threshold": x}, or null'}},
+    ),
+}  # fmt: skip
+
+
+main = command_line("Cutflow and input-feature figures.", SUBCOMMANDS)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 import yaml
 
 from analysis.core.errors import AnalysisError, cli_main
-from analysis.core.io import atomic_path, read_json
+from analysis.core.io import read_json
+from analysis.core.tables import write_text
 
 
 def versions_table(versions: Mapping[str, object]) -> str:
@@ -42,10 +43,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     versions = read_json(args.versions)
     if not isinstance(versions, Mapping):
         raise AnalysisError(f"{args.versions}: expected a mapping of versions; rerun `versions`")
-    with atomic_path(args.versions_table) as tmp:
-        tmp.write_text(versions_table(versions))
-    with atomic_path(args.config_copy) as tmp:
-        tmp.write_text(yaml.safe_dump(json.loads(args.config), sort_keys=False))
+    write_text(args.versions_table, versions_table(versions))
+    write_text(args.config_copy, yaml.safe_dump(json.loads(args.config), sort_keys=False))
 
 
 if __name__ == "__main__":

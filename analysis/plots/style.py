@@ -1,6 +1,6 @@
 """Shared style of every figure: mplhep experiment style, labels, colours and saving.
 
-All figure modules (``plot_training``, ``plot_distributions``, ``plot_fit``) take a
+All figure modules (``training``, ``distributions``, ``stacks``, ``fit``, ``scans``) take a
 :class:`PlotStyle` built from the config's ``plots`` section, so restyling (label, luminosity text,
 formats, resolution) is a config edit that reruns only the plot rules.
 """
@@ -188,3 +188,13 @@ def draw_band(ax: Any, edges: np.ndarray, low: np.ndarray, high: np.ndarray, lab
 def safe_name(text: str) -> str:
     """A file-name friendly version of ``text`` (channel, process or parameter names)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def math_name(name: str) -> str:
+    """A parameter name for mathtext: ``mu`` and ``mu_X`` become a Greek mu (with subscript),
+    other names keep their letters with underscores escaped."""
+    if name == "mu":
+        return r"\mu"
+    if name.startswith("mu_"):
+        return r"\mu_{\mathrm{" + name[3:].replace("_", r"\_") + "}}"
+    return r"\mathrm{" + name.replace("_", r"\_") + "}"

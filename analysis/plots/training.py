@@ -8,7 +8,6 @@ restyling a figure never retrains or re-evaluates anything.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,10 @@ from typing import Any
 import numpy as np
 from matplotlib.patches import Patch
 
-from analysis.core.errors import AnalysisError, cli_main
+from analysis.core.errors import AnalysisError
 from analysis.core.io import read_json
-from analysis.plots.style import (
-    PlotStyle,
-    add_label,
-    new_figure,
-    process_colors,
-    save_figure,
-    style_from_settings,
-)
+from analysis.plots.cli import REQUIRED, REQUIRED_LIST, Subcommand, command_line
+from analysis.plots.style import PlotStyle, add_label, new_figure, process_colors, save_figure
 
 
 def _require(data: Mapping[str, Any], keys: Sequence[str], path: str) -> None:
@@ -87,12 +80,9 @@ def plot_confusion(diagnostics_path: str, kind: str, prefix: str, style: PlotSty
     ticks = np.arange(len(classes))
     ax.set_xticks(ticks, classes)
     ax.set_yticks(ticks, classes)
-    ax.minorticks_off()
-    ax.set_xlabel("Predicted class")
-    ax.set_ylabel("True class")
-    fig.colorbar(image, ax=ax, label=f"Weighted {kind}")
-    add_label(ax, style, data=False, lumi=False)
-    return save_figure(fig, prefix, style)
+    return _save_matrix(
+        fig, ax, image, ("Predicted class", "True class"), f"Weighted {kind}", prefix, style
+    )
 
 
 def plot_roc(diagnostics_path: str, prefix: str, style: PlotStyle) -> list[Path]:
@@ -170,10 +160,26 @@ def plot_taylor_matrix(taylor_path: str, prefix: str, style: PlotStyle) -> list[
     image = ax.imshow(normalised, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(np.arange(len(features)), features, rotation=90)
     ax.set_yticks(np.arange(len(classes)), classes)
+    return _save_matrix(
+        fig, ax, image, ("Input feature", "Output class"),
+        r"$\langle|t_i|\rangle$ / max per class", prefix, style,
+    )  # fmt: skip
+
+
+def _save_matrix(
+    fig: Any,
+    ax: Any,
+    image: Any,
+    axis_titles: tuple[str, str],
+    colorbar_title: str,
+    prefix: str | Path,
+    style: PlotStyle,
+) -> list[Path]:
+    """Finish a matrix figure (titles of both axes, a colour bar, the label) and save it."""
     ax.minorticks_off()
-    ax.set_xlabel("Input feature")
-    ax.set_ylabel("Output class")
-    fig.colorbar(image, ax=ax, label=r"$\langle|t_i|\rangle$ / max per class")
+    ax.set_xlabel(axis_titles[0])
+    ax.set_ylabel(axis_titles[1])
+    fig.colorbar(image, ax=ax, label=colorbar_title)
     add_label(ax, style, data=False, lumi=False)
     return save_figure(fig, prefix, style)
 
@@ -213,42 +219,42 @@ def plot_taylor_ranking(
     return save_figure(fig, prefix, style)
 
 
-@cli_main
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: one subcommand per figure family (see ``--help``)."""
-    parser = argparse.ArgumentParser(description="Classifier figures from the train outputs.")
-    parser.add_argument("--settings", required=True, help="the plots config section as JSON")
-    commands = parser.add_subparsers(dest="figure", required=True)
-    history = commands.add_parser("history")
-    history.add_argument("--history", required=True)
-    history.add_argument("--prefix", required=True)
-    diagnostics = commands.add_parser("diagnostics", help="confusion matrices, ROC, scores")
-    diagnostics.add_argument("--diagnostics", required=True)
-    diagnostics.add_argument("--classes", nargs="+", required=True)
-    diagnostics.add_argument("--output-dir", required=True)
-    taylor = commands.add_parser("taylor")
-    taylor.add_argument("--taylor", required=True)
-    taylor.add_argument("--classes", nargs="+", required=True)
-    taylor.add_argument("--output-dir", required=True)
-    args = parser.parse_args(argv)
-    settings = json.loads(args.settings)
-    style = style_from_settings(settings)
-    if args.figure == "history":
-        plot_history(args.history, args.prefix, style)
-    elif args.figure == "diagnostics":
-        out = Path(args.output_dir)
-        for kind in ("efficiency", "purity"):
-            plot_confusion(args.diagnostics, kind, out / f"confusion_{kind}", style)
-        plot_roc(args.diagnostics, out / "roc", style)
-        for name in args.classes:
-            plot_scores(args.diagnostics, name, out / f"scores_{name}", style)
-    else:
-        out = Path(args.output_dir)
-        plot_taylor_matrix(args.taylor, out / "taylor_first_order", style)
-        for name in args.classes:
-            plot_taylor_ranking(
-                args.taylor, name, int(settings["taylor_top"]), out / f"taylor_{name}", style
-            )
+def _history(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
+    plot_history(args.history, args.prefix, style)
+
+
+def _diagnostics(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
+    out = Path(args.output_dir)
+    for kind in ("efficiency", "purity"):
+        plot_confusion(args.diagnostics, kind, out / f"confusion_{kind}", style)
+    plot_roc(args.diagnostics, out / "roc", style)
+    for name in args.classes:
+        plot_scores(args.diagnostics, name, out / f"scores_{name}", style)
+
+
+def _taylor(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
+    out = Path(args.output_dir)
+    plot_taylor_matrix(args.taylor, out / "taylor_first_order", style)
+    for name in args.classes:
+        plot_taylor_ranking(
+            args.taylor, name, int(settings["taylor_top"]), out / f"taylor_{name}", style
+        )
+
+
+SUBCOMMANDS = {
+    "history": Subcommand(_history, {"--history": REQUIRED, "--prefix": REQUIRED}),
+    "diagnostics": Subcommand(
+        _diagnostics,
+        {"--diagnostics": REQUIRED, "--classes": REQUIRED_LIST, "--output-dir": REQUIRED},
+        help="confusion matrices, ROC, scores",
+    ),
+    "taylor": Subcommand(
+        _taylor, {"--taylor": REQUIRED, "--classes": REQUIRED_LIST, "--output-dir": REQUIRED}
+    ),
+}
+
+
+main = command_line("Classifier figures from the train outputs.", SUBCOMMANDS)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,15 @@
 
 Three steps, each a workflow rule:
 
-1. :func:`derive_binning` - bin edges per channel from the nominal simulation (written to
-   ``binning.json``), so that every variation of every sample shares them;
+1. :func:`~analysis.stats.binning.derive_binning` - bin edges per channel from the nominal
+   simulation (written to ``binning.json``), so that every variation of every sample shares them;
 2. :func:`fill_sample` - one sample's histograms, all its variations in one pass over its columns
    (weight variations re-use the same bin indices with other weights);
 3. :func:`merge` - sums samples per process, estimates QCD multijet from same-sign data, blinds
    sensitive data bins, and writes one ROOT file named ``{channel}/{process}/{variation}``
    (TH1D with sum of squared weights) plus yields tables.
 
-Channels: one per classifier class (events whose argmax class it is, observable ``max_score``)
-and the configured control regions (any observable, fixed edges). Same-sign copies of every
-channel (``ss_{channel}``) feed the QCD estimate.
+The channels and their selections are in :mod:`analysis.stats.channels`.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import hist
@@ -32,167 +29,22 @@ import uproot
 from analysis.core.config import NOMINAL, is_simulation, weight_variation_columns
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_path, read_json, read_with_friends, write_json
+from analysis.core.tables import latex_row, markdown_section, tex, value_error, write_text
+from analysis.core.variations import Variation, names
+from analysis.stats.binning import derive_binning
+from analysis.stats.channels import (
+    SAME_SIGN,
+    Channel,
+    channels,
+    passes,
+    same_sign,
+    selection_columns,
+)
 
 log = logging.getLogger(__name__)
 
 #: Process name of the observed data.
 DATA = "data"
-
-#: Prefix of the same-sign copies of the channels (QCD estimate).
-SAME_SIGN = "ss_"
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A histogrammed region: a selection, an observable, and for NN channels a category index."""
-
-    name: str
-    selection: Mapping[str, Any]
-    observable: str
-    category: int | None = None
-
-
-def channels(settings: Mapping[str, Any], classes: Sequence[str]) -> list[Channel]:
-    """NN categories (one per class, in the signal region) and the control regions."""
-    region = settings["signal_region"]
-    result = [Channel(name, region, "max_score", index) for index, name in enumerate(classes)]
-    for name, spec in (settings.get("control_regions") or {}).items():
-        result.append(Channel(name, spec["selection"], spec["observable"]))
-    return result
-
-
-def same_sign(channel: Channel) -> Channel:
-    """The same-sign copy of a channel: identical cuts with ``is_os`` = 0."""
-    return Channel(
-        SAME_SIGN + channel.name, {**channel.selection, "is_os": 0}, channel.observable,
-        channel.category,
-    )  # fmt: skip
-
-
-def selection_columns(chans: Sequence[Channel]) -> list[str]:
-    """Columns the channel selections and observables read."""
-    names = {"event", "is_os", "category"}
-    for channel in chans:
-        names.update(channel.selection)
-        names.add(channel.observable)
-    return sorted(names)
-
-
-def selection_mask(columns: Mapping[str, np.ndarray], selection: Mapping[str, Any]) -> np.ndarray:
-    """Events passing every cut: a column equal to a value, or in ``[low, high)`` for a
-    ``[low, high]`` pair (``None``/null for an open end)."""
-    mask = np.ones(len(next(iter(columns.values()))), dtype=bool)
-    for name, cut in selection.items():
-        values = columns[name]
-        if isinstance(cut, list):
-            low, high = cut
-            if low is not None:
-                mask &= values >= low
-            if high is not None:
-                mask &= values < high
-        else:
-            mask &= values == cut
-    return mask
-
-
-def passes(columns: Mapping[str, np.ndarray], channel: Channel) -> np.ndarray:
-    """Events in ``channel``: its selection and, for an NN channel, its category."""
-    mask = selection_mask(columns, channel.selection)
-    if channel.category is not None:
-        mask &= columns["category"] == channel.category
-    return mask
-
-
-# --- binning ----------------------------------------------------------------------------------
-
-
-def merge_from_right(
-    edges: np.ndarray,
-    background: np.ndarray,
-    background_sumw2: np.ndarray,
-    min_background: float,
-    max_relative_uncertainty: float,
-) -> list[float]:
-    """Merge fine bins from the right until each has enough background yield and MC statistics.
-
-    Starting at the most signal-like (rightmost) bin, fine bins are added to the current bin until
-    its background yield is at least ``min_background`` and its relative MC uncertainty at most
-    ``max_relative_uncertainty``; a remainder on the left that never qualifies joins its right
-    neighbour.
-    """
-    kept = [float(edges[-1])]
-    total = total_sumw2 = 0.0
-    for index in range(len(background) - 1, -1, -1):
-        total += background[index]
-        total_sumw2 += background_sumw2[index]
-        if total >= min_background and np.sqrt(total_sumw2) <= max_relative_uncertainty * total:
-            kept.append(float(edges[index]))
-            total = total_sumw2 = 0.0
-    if kept[-1] != float(edges[0]):
-        if len(kept) > 1:
-            kept[-1] = float(edges[0])  # the remainder joins its right neighbour
-        else:
-            kept.append(float(edges[0]))
-    return kept[::-1]
-
-
-def signal_quantile_edges(
-    values: np.ndarray, weights: np.ndarray, n_bins: int, low: float, high: float
-) -> list[float]:
-    """Edges giving each bin the same signal yield (weighted quantiles), within [low, high]."""
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order]) / np.sum(weights)
-    inner = np.interp(np.arange(1, n_bins) / n_bins, cumulative, values[order])
-    return [low, *sorted(set(np.round(inner, 6).tolist()) - {low, high}), high]
-
-
-def derive_binning(
-    inputs: Sequence[tuple[str, str, str, str]],
-    settings: Mapping[str, Any],
-    classes: Sequence[str],
-) -> dict[str, list[float]]:
-    """Bin edges per channel from nominal simulation in the signal region.
-
-    Args:
-        inputs: (process, skim, friend, scores) of every nominal simulated sample to consider.
-        settings: the ``histograms`` config section.
-        classes: the classifier classes (channel names).
-    """
-    binning = settings["binning"]
-    chans = channels(settings, classes)
-    fine = np.round(np.linspace(0.0, 1.0, binning["fine_bins"] + 1), 10)
-    empty = np.zeros(len(fine) - 1)
-    sums = {c.name: {"bkg": empty.copy(), "bkg2": empty.copy()} for c in chans}
-    signal_values: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {c.name: [] for c in chans}
-    for process, skim, friend, scores in inputs:
-        columns = read_with_friends(skim, [friend, scores], [*selection_columns(chans), "weight"])
-        for channel in chans:
-            if channel.category is None:
-                continue
-            mask = passes(columns, channel)
-            values, weights = columns[channel.observable][mask], columns["weight"][mask]
-            if process in settings["signals"]:
-                signal_values[channel.name].append((values, weights))
-            else:
-                sums[channel.name]["bkg"] += np.histogram(values, fine, weights=weights)[0]
-                sums[channel.name]["bkg2"] += np.histogram(values, fine, weights=weights**2)[0]
-    edges = {}
-    for channel in chans:
-        fixed = (binning.get("edges") or {}).get(channel.name)
-        if channel.category is None:
-            edges[channel.name] = list(settings["control_regions"][channel.name]["edges"])
-        elif fixed:
-            edges[channel.name] = list(fixed)
-        elif binning["mode"] == "signal_quantiles" and signal_values[channel.name]:
-            values, weights = map(np.concatenate, zip(*signal_values[channel.name], strict=True))
-            edges[channel.name] = signal_quantile_edges(values, weights, binning["bins"], 0.0, 1.0)
-        else:
-            edges[channel.name] = merge_from_right(
-                fine, sums[channel.name]["bkg"], sums[channel.name]["bkg2"],
-                binning["min_background"], binning["max_relative_uncertainty"],
-            )  # fmt: skip
-    return edges
-
 
 # --- filling ----------------------------------------------------------------------------------
 
@@ -267,7 +119,7 @@ def fill_sample(
                 continue
             label = name if variation == NOMINAL else variation
             if alternative:
-                label = f"{alternative['systematic']}_up"
+                label = Variation(alternative["systematic"], "up").name
             result[f"{channel}/{process}/{label}"] = histogram
     return result
 
@@ -343,8 +195,8 @@ def qcd_from_same_sign(
             )  # fmt: skip
             values[negative] = 0.0
         tilt = np.linspace(-1.0, 1.0, len(values)) * qcd["shape_tilt"]
-        for variation, scale in ((NOMINAL, 1.0), ("qcd_shape_up", 1 + tilt),
-                                 ("qcd_shape_down", 1 - tilt)):  # fmt: skip
+        up, down = names("qcd_shape")
+        for variation, scale in ((NOMINAL, 1.0), (up, 1 + tilt), (down, 1 - tilt)):
             histogram = data.copy()
             histogram.view().value = values * scale
             histogram.view().variance = variances * scale**2
@@ -447,28 +299,24 @@ def yields_tables(
         if data and any(blinded.get(channel, [])):
             mask = blinded[channel]
             data_text += f" ({sum(mask)} of {len(mask)} bins blinded)"
-        markdown += [f"### {channel}", "", "| process | yield |", "|---|---|"]
-        markdown += [f"| {p} | {v:.2f} ± {e:.2f} |" for p, v, e in simulated]
-        markdown += [f"| total | {total[0]:.2f} ± {total[1]:.2f} |", f"| data | {data_text} |", ""]
+        cells = [[p, value_error(v, e)] for p, v, e in simulated]
+        cells += [["total", value_error(*total)], ["data", data_text]]
+        markdown += markdown_section(channel, ["process", "yield"], cells)
         latex += [
             f"% channel {channel}",
             r"\begin{tabular}{lr}",
             r"\hline",
             r"Process & Yield \\",
             r"\hline",
-            *[rf"{_latex(p)} & ${v:.2f} \pm {e:.2f}$ \\" for p, v, e in simulated],
+            *[latex_row([tex(p), value_error(v, e, latex=True)]) for p, v, e in simulated],
             r"\hline",
-            rf"Total & ${total[0]:.2f} \pm {total[1]:.2f}$ \\",
-            rf"Data & {data_text} \\",
+            latex_row(["Total", value_error(*total, latex=True)]),
+            latex_row(["Data", data_text]),
             r"\hline",
             r"\end{tabular}",
             "",
         ]
     return "\n".join(markdown), "\n".join(latex)
-
-
-def _latex(text: str) -> str:
-    return text.replace("_", r"\_")
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -516,8 +364,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         write_json(args.blinding, blinded)
         markdown, latex = yields_tables(final, blinded)
         for path, text in zip(args.yields, (markdown, latex), strict=True):
-            with atomic_path(path) as tmp:
-                tmp.write_text(text)
+            write_text(path, text)
         log.info("%d histograms, blinded bins: %s", len(final),
                  {c: int(sum(m)) for c, m in blinded.items()})  # fmt: skip
 

@@ -25,30 +25,22 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import scipy.optimize
 import scipy.stats
 
 from analysis.core.errors import AnalysisError, cli_main
-from analysis.core.io import write_json
 from analysis.stats import model as model_utils
-from analysis.stats.fit import (
-    FitSettings,
-    Minimum,
-    add_workspace_arguments,
-    configure_logging,
-    curvature,
-    fit_settings,
-    minimize,
-    parse_settings,
-)
+from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.minimizer import FitSettings, Minimum, curvature, fit_settings, minimize
+from analysis.stats.results import Limit, LimitResults, Significance, SignificanceResults
 
 log = logging.getLogger(__name__)
 
-#: Expected-limit band names, from -2 sigma to +2 sigma, and the n of each in the CLs formula
-#: (a downward fluctuation of the background-only test statistic gives a lower limit).
+#: The n of each expected limit in the CLs formula, from -2 sigma to +2 sigma (a downward
+#: fluctuation of the background-only test statistic gives a lower limit).
 BANDS = {
     "expected_minus2sigma": 2.0,
     "expected_minus1sigma": 1.0,
@@ -59,25 +51,6 @@ BANDS = {
 
 #: Absolute precision of the limits' root finding, in units of the POI.
 LIMIT_XTOL = 1e-6
-
-
-class Significance(NamedTuple):
-    """Observed and expected discovery p-values and significances of one POI."""
-
-    poi: str
-    observed_p_value: float
-    observed_significance: float
-    expected_p_value: float
-    expected_significance: float
-
-
-class Limit(NamedTuple):
-    """Observed and expected (median and bands, -2 to +2 sigma) CLs upper limits of one POI."""
-
-    poi: str
-    observed: float
-    expected: tuple[float, float, float, float, float]
-    confidence_level: float
 
 
 class _Profile:
@@ -107,33 +80,37 @@ class _Profile:
             self.failed.append(float("nan"))
         covariance = self.unconditional.covariance
         # seeds MIGRAD's second derivatives in the conditional fits
-        # (see analysis.stats.fit.minimize)
+        # (see analysis.stats.minimizer.minimize)
         self.curvature = curvature(covariance) if covariance is not None else None
 
     def twice_nll(self, value: float) -> float:
         """-2 log L at POI = ``value``, the other parameters profiled."""
         value = float(value)
         if value not in self.fits:
-            fitted = [self.unconditional, *self.fits.values()]
-            nearest = min(fitted, key=lambda fit: abs(fit.values[self.index] - value))
-            start = np.array(nearest.values, dtype=float)
-            start[self.index] = value
-            fixed = np.zeros(len(start), dtype=bool)
-            fixed[self.index] = True
-            minimum = minimize(
-                self.setup.model,
-                self.data,
-                self.settings,
-                start=start,
-                fixed=fixed,
-                strategy=self.settings.refit_strategy,
-                bounds=self.bounds,
-                curvature=self.curvature,
-            )
+            minimum = self._conditional_fit(value)
             if not minimum.converged:
                 self.failed.append(value)
             self.fits[value] = minimum
         return self.fits[value].twice_nll
+
+    def _conditional_fit(self, value: float) -> Minimum:
+        """The fit with the POI fixed at ``value``, started from the nearest fit made so far."""
+        fitted = [self.unconditional, *self.fits.values()]
+        nearest = min(fitted, key=lambda fit: abs(fit.values[self.index] - value))
+        start = np.array(nearest.values, dtype=float)
+        start[self.index] = value
+        fixed = np.zeros(len(start), dtype=bool)
+        fixed[self.index] = True
+        return minimize(
+            self.setup.model,
+            self.data,
+            self.settings,
+            start=start,
+            fixed=fixed,
+            strategy=self.settings.refit_strategy,
+            bounds=self.bounds,
+            curvature=self.curvature,
+        )
 
     @property
     def bestfit(self) -> float:
@@ -267,48 +244,60 @@ def upper_limit(
     """
     index = model_utils.parameter_index(setup.model, poi, "POI")
     bounds = _poi_bounds(setup, index, poi, low_at_zero=True)
-    high = bounds[index][1]
     alpha = 1.0 - confidence_level
     observed_profile = _Profile(setup, setup.data, index, bounds, settings)
     asimov, generating = asimov_at(
         setup, index, 0.0, bounds, settings, start=observed_profile.unconditional.values
     )
     asimov_profile = _Profile(setup, asimov, index, bounds, settings, start=generating)
+    limits = _expected_limits(observed_profile, asimov_profile, alpha, bounds[index][1], poi)
+    observed = _observed_limit(
+        observed_profile, asimov_profile, alpha, limits["expected"], bounds[index][1], poi
+    )
+    _check_converged(observed_profile, poi, "observed limit")
+    _check_converged(asimov_profile, poi, "expected limit")
+    return Limit(observed=observed, **limits)
 
-    def sqrt_qa(value: float) -> float:
-        return float(np.sqrt(asimov_profile.qtilde(value)))
 
-    scale = _first_scale(observed_profile, asimov_profile)
+def _expected_limits(
+    observed: _Profile, asimov: _Profile, alpha: float, high: float, poi: str
+) -> dict[str, float]:
+    """The expected limits, from -2 to +2 sigma: each where the expected CLs at n sigma is
+    ``alpha``, that is where sqrt(qtilde_A) reaches a value known in closed form."""
+    scale = _first_scale(observed, asimov)
     limits = {}
     for band, n in BANDS.items():
-        # the expected CLs at n sigma is alpha where sqrt(qtilde_A) reaches a known value, and
         # sqrt(qtilde_A) is close to POI / sigma_A: a root near target * sigma_A
         target = _band_target(n, alpha)
         guess = target * scale
         limits[band] = _root_near(
-            lambda value, t=target: t - sqrt_qa(value), guess, 0.15 * guess, high, poi, band
-        )
+            lambda value, t=target: t - _sqrt_qtilde(asimov, value), guess, 0.15 * guess, high,
+            poi, band,
+        )  # fmt: skip
         scale = limits[band] / target  # sigma_A measured at this limit guides the next band
+    return limits
+
+
+def _observed_limit(
+    observed: _Profile, asimov: _Profile, alpha: float, median: float, high: float, poi: str
+) -> float:
+    """The observed limit: where the observed CLs is ``alpha``."""
 
     def observed_excess(value: float) -> float:
-        return _cls(np.sqrt(observed_profile.qtilde(value)), sqrt_qa(value)) - alpha
+        return _cls(_sqrt_qtilde(observed, value), _sqrt_qtilde(asimov, value)) - alpha
 
     # about the best fit plus the median's distance from 0 in units of the observed uncertainty
     # (sigma_A at the median when the best fit sits at the bound, where HESSE overestimates it)
-    bestfit = max(observed_profile.bestfit, 0.0)
-    errors = observed_profile.unconditional.uncertainties
-    sigma = float(errors[index]) if errors is not None else 0.0
-    sigma = sigma if 0.0 < sigma < bestfit else limits["expected"] / _band_target(0.0, alpha)
+    bestfit = max(observed.bestfit, 0.0)
+    errors = observed.unconditional.uncertainties
+    sigma = float(errors[observed.index]) if errors is not None else 0.0
+    sigma = sigma if 0.0 < sigma < bestfit else median / _band_target(0.0, alpha)
     guess = bestfit + _band_target(0.0, alpha) * sigma
-    limits["observed"] = _root_near(observed_excess, guess, 0.5 * sigma, high, poi, "observed")
-    _check_converged(observed_profile, poi, "observed limit")
-    _check_converged(asimov_profile, poi, "expected limit")
-    return Limit(
-        poi,
-        limits["observed"],
-        tuple(limits[band] for band in BANDS),
-        confidence_level,
-    )
+    return _root_near(observed_excess, guess, 0.5 * sigma, high, poi, "observed")
+
+
+def _sqrt_qtilde(profile: _Profile, value: float) -> float:
+    return float(np.sqrt(profile.qtilde(value)))
 
 
 def _first_scale(observed: _Profile, asimov: _Profile) -> float:
@@ -360,33 +349,6 @@ def _root_near(function: Any, guess: float, step: float, high: float, poi: str, 
     return float(scipy.optimize.brentq(function, low, upper, xtol=LIMIT_XTOL, rtol=1e-10))
 
 
-def significance_record(setup: model_utils.Setup, results: Sequence[Significance]) -> dict:
-    """The ``significance.json`` content."""
-    return {
-        "asimov": setup.asimov,
-        "test_statistic": "q0",
-        "calculator": "asymptotics",
-        "pois": {result.poi: result._asdict() for result in results},
-    }
-
-
-def limits_record(setup: model_utils.Setup, results: Sequence[Limit]) -> dict:
-    """The ``limits.json`` content."""
-    return {
-        "asimov": setup.asimov,
-        "test_statistic": "qtilde",
-        "calculator": "asymptotics",
-        "confidence_level": results[0].confidence_level if results else None,
-        "pois": {
-            result.poi: {
-                "observed": result.observed,
-                **dict(zip(BANDS, result.expected, strict=True)),
-            }
-            for result in results
-        },
-    }
-
-
 def confidence_level(settings: Mapping[str, Any]) -> float:
     """The limits' confidence level (``limits.confidence_level``, default 0.95)."""
     level = float((settings.get("limits") or {}).get("confidence_level", 0.95))
@@ -408,19 +370,19 @@ def _main(argv: Sequence[str] | None = None) -> None:
     setup = model_utils.setup_from_files(args.workspace, settings)
     minimiser = fit_settings(settings)
     if args.command == "significance":
-        results = [significance(setup, poi, minimiser) for poi in setup.pois]
-        for result in results:
+        results = {poi: significance(setup, poi, minimiser) for poi in setup.pois}
+        for result in results.values():
             log.info(
                 "%s: observed %.3f sigma, expected %.3f sigma", result.poi,
                 result.observed_significance, result.expected_significance,
             )  # fmt: skip
-        write_json(args.output, significance_record(setup, results))
+        SignificanceResults(setup.asimov, results).write(args.output)
         return
     level = confidence_level(settings)
-    limits = [upper_limit(setup, poi, minimiser, level) for poi in setup.pois]
-    for limit in limits:
-        log.info("%s < %.4f (expected %.4f)", limit.poi, limit.observed, limit.expected[2])
-    write_json(args.output, limits_record(setup, limits))
+    limits = {poi: upper_limit(setup, poi, minimiser, level) for poi in setup.pois}
+    for poi, limit in limits.items():
+        log.info("%s < %.4f (expected %.4f)", poi, limit.observed, limit.expected)
+    LimitResults(setup.asimov, level, limits).write(args.output)
 
 
 main = cli_main(_main)

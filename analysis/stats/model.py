@@ -8,6 +8,7 @@ measurement's or the configured parameters of interest, and observed or Asimov d
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -252,15 +253,17 @@ def constraint_centres(model: pyhf.pdf.Model) -> np.ndarray:
     return centres
 
 
-def prefit_uncertainties(model: pyhf.pdf.Model) -> np.ndarray:
-    """Per parameter, the width of its constraint (0 for free and for fixed parameters)."""
+def prefit_uncertainties(model: pyhf.pdf.Model, include_fixed: bool = False) -> np.ndarray:
+    """Per parameter, the width of its constraint (0 for free parameters, and for fixed ones
+    unless ``include_fixed``)."""
     widths = np.zeros(model.config.npars)
     for name in model.config.par_order:
         param_set = model.config.param_set(name)
         if param_set.constrained:
-            widths[model.config.par_slice(name)] = np.where(
-                param_set.suggested_fixed, 0.0, np.asarray(param_set.width(), dtype=float)
-            )
+            width = np.asarray(param_set.width(), dtype=float)
+            if not include_fixed:
+                width = np.where(param_set.suggested_fixed, 0.0, width)
+            widths[model.config.par_slice(name)] = width
     return widths
 
 
@@ -289,9 +292,10 @@ def parameter_index(model: pyhf.pdf.Model, name: str, what: str = "parameter") -
         ) from None
 
 
-def poi_indices(setup: Setup) -> list[int]:
-    """Indices of the POIs in ``par_names``."""
-    return [parameter_index(setup.model, poi, "POI") for poi in setup.pois]
+def matches_any(label: str, patterns: Sequence[str]) -> bool:
+    """Whether a parameter label matches one of the glob ``patterns`` (``staterror_*``; a bin of a
+    staterror or shapesys is labelled ``name[i]``)."""
+    return any(fnmatch.fnmatchcase(label, pattern) for pattern in patterns)
 
 
 def free_mask(model: pyhf.pdf.Model, fixed: Sequence[bool] | None = None) -> np.ndarray:

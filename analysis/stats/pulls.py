@@ -13,47 +13,19 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from typing import Any, NamedTuple
 
 import numpy as np
 
 from analysis.core.errors import cli_main
-from analysis.core.io import write_json
 from analysis.stats import model as model_utils
-from analysis.stats.fit import (
-    FitRecord,
-    add_workspace_arguments,
-    configure_logging,
-    parse_settings,
-    read_fit,
-)
+from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.fit import read_fit
+from analysis.stats.results import FitResults, FreeParameter, Pull, PullsResults
 
 log = logging.getLogger(__name__)
 
 
-class Pull(NamedTuple):
-    """A constrained parameter after the fit."""
-
-    parameter: str
-    modifier: str
-    value: float
-    uncertainty: float
-    prefit_value: float
-    prefit_uncertainty: float
-    pull: float
-    constraint: float
-
-
-class FreeParameter(NamedTuple):
-    """An unconstrained parameter (normfactor, shapefactor) after the fit."""
-
-    parameter: str
-    modifier: str
-    value: float
-    uncertainty: float
-
-
-def pulls(setup: model_utils.Setup, record: FitRecord) -> tuple[list[Pull], list[FreeParameter]]:
+def pulls(setup: model_utils.Setup, record: FitResults) -> PullsResults:
     """Pulls of the constrained and values of the free parameters, in the model's order.
 
     Parameters fixed in the workspace are left out.
@@ -78,32 +50,11 @@ def pulls(setup: model_utils.Setup, record: FitRecord) -> tuple[list[Pull], list
         if np.isnan(centres[i]):
             unconstrained.append(FreeParameter(label, kinds[i], value, error))
             continue
-        width = float(widths[i])
-        constrained.append(
-            Pull(
-                label,
-                kinds[i],
-                value,
-                error,
-                float(centres[i]),
-                width,
-                (value - float(centres[i])) / width,
-                error / width,
-            )
-        )
-    return constrained, unconstrained
-
-
-def pulls_record(
-    setup: model_utils.Setup, constrained: list[Pull], unconstrained: list[FreeParameter]
-) -> dict[str, Any]:
-    """The ``pulls.json`` content."""
-    return {
-        "poi": setup.pois[0],
-        "asimov": setup.asimov,
-        "constrained": [pull._asdict() for pull in constrained],
-        "unconstrained": [parameter._asdict() for parameter in unconstrained],
-    }
+        width, centre = float(widths[i]), float(centres[i])
+        pull = Pull(label, kinds[i], value, error, centre, width, (value - centre) / width,
+                    error / width)  # fmt: skip
+        constrained.append(pull)
+    return PullsResults(setup.pois[0], setup.asimov, tuple(constrained), tuple(unconstrained))
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
@@ -114,11 +65,11 @@ def _main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging()
     setup = model_utils.setup_from_files(args.workspace, parse_settings(args.settings))
-    constrained, unconstrained = pulls(setup, read_fit(args.fit, setup))
-    largest = max(constrained, key=lambda pull: abs(pull.pull), default=None)
+    result = pulls(setup, read_fit(args.fit, setup))
+    largest = max(result.constrained, key=lambda pull: abs(pull.pull), default=None)
     if largest is not None:
         log.info("largest pull: %s = %+.3f", largest.parameter, largest.pull)
-    write_json(args.output, pulls_record(setup, constrained, unconstrained))
+    result.write(args.output)
 
 
 main = cli_main(_main)

@@ -13,28 +13,20 @@ The workflow splits the ranked parameters into chunks (``chunk``, one job each) 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from analysis.core.errors import AnalysisError, cli_main
-from analysis.core.io import read_json, write_json
 from analysis.stats import model as model_utils
-from analysis.stats.fit import (
-    FitRecord,
-    FitSettings,
-    add_workspace_arguments,
-    configure_logging,
-    fit_settings,
-    parse_settings,
-    read_fit,
-    refit,
-)
+from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.fit import read_fit
+from analysis.stats.minimizer import FitSettings, fit_settings, refit
+from analysis.stats.results import FitResults, Impact, RankingChunk, RankingResults
 
 log = logging.getLogger(__name__)
 
@@ -42,42 +34,28 @@ log = logging.getLogger(__name__)
 SHIFTS = ("prefit_up", "prefit_down", "postfit_up", "postfit_down")
 
 
-class Impact(NamedTuple):
-    """A parameter's fit result and its four impacts on the POI."""
+class _Priors(NamedTuple):
+    """What the model says of every parameter before the fit."""
 
-    parameter: str
-    modifier: str
-    value: float
-    uncertainty: float
-    prefit_uncertainty: float
-    pull: float | None
-    constraint: float | None
-    impact_prefit_up: float
-    impact_prefit_down: float
-    impact_postfit_up: float
-    impact_postfit_down: float
-    clipped: tuple[str, ...]
-    converged: bool
-
-    @property
-    def total_postfit(self) -> float:
-        """The ranking key: mean absolute post-fit impact."""
-        return 0.5 * (abs(self.impact_postfit_up) + abs(self.impact_postfit_down))
+    widths: np.ndarray
+    centres: np.ndarray
+    kinds: list[str]
+    bounds: np.ndarray
 
 
-def ranked_labels(fit_document: Mapping[str, Any], exclude: Sequence[str] = ()) -> list[str]:
+def ranked_labels(fit: FitResults, exclude: Sequence[str] = ()) -> list[str]:
     """Parameters to rank, in model order: all but the POI, parameters fixed in the workspace and
     those matching a glob pattern of ``exclude`` (``inference.ranking.exclude``).
 
     Args:
-        fit_document: the content of ``fit.json``.
+        fit: the nominal fit.
         exclude: glob patterns of parameter labels (a bin of a staterror is ``name[i]``).
     """
-    skip = {fit_document["poi"], *fit_document["fixed"]}
+    skip = {fit.poi, *fit.fixed}
     return [
         label
-        for label in fit_document["correlation"]["parameters"]
-        if label not in skip and not any(fnmatch.fnmatchcase(label, pattern) for pattern in exclude)
+        for label in fit.labels
+        if label not in skip and not model_utils.matches_any(label, exclude)
     ]
 
 
@@ -90,7 +68,7 @@ def chunk_count(
     fit_json: str | os.PathLike[str], chunk_size: int, exclude: Sequence[str] = ()
 ) -> int:
     """Number of ranking jobs for a nominal fit (read by the workflow after the fit checkpoint)."""
-    return chunk_count_for(len(ranked_labels(read_json(fit_json), exclude)), chunk_size)
+    return chunk_count_for(len(ranked_labels(FitResults.read(fit_json), exclude)), chunk_size)
 
 
 def chunk_labels(labels: Sequence[str], chunk: int, chunk_size: int) -> list[str]:
@@ -105,7 +83,7 @@ def chunk_labels(labels: Sequence[str], chunk: int, chunk_size: int) -> list[str
 
 
 def impacts(
-    setup: model_utils.Setup, record: FitRecord, labels: Sequence[str], settings: FitSettings
+    setup: model_utils.Setup, record: FitResults, labels: Sequence[str], settings: FitSettings
 ) -> list[Impact]:
     """Impacts of the given parameters on the POI (``setup.pois[0]``).
 
@@ -119,104 +97,108 @@ def impacts(
         One :class:`Impact` per parameter, in the given order.
     """
     model = setup.model
-    poi = model.config.poi_index
-    bounds = np.asarray(model.config.suggested_bounds(), dtype=float)
-    widths = model_utils.prefit_uncertainties(model)
-    centres = model_utils.constraint_centres(model)
-    kinds = model_utils.modifier_types(model)
-    results = []
-    for label in labels:
-        i = model_utils.parameter_index(model, label)
-        value, post, pre = record.values[i], record.uncertainties[i], widths[i]
-        shifted = {
-            "prefit_up": value + pre,
-            "prefit_down": value - pre,
-            "postfit_up": value + post,
-            "postfit_down": value - post,
-        }
-        deltas, clipped, converged = {}, [], True
-        for shift in SHIFTS:
-            target = float(np.clip(shifted[shift], bounds[i, 0], bounds[i, 1]))
-            if target != shifted[shift]:
-                clipped.append(shift)
-            if target == value:
-                # no pre-fit width (free parameter), or already at the bound: nothing moves
-                deltas[shift] = 0.0
-                continue
-            minimum = refit(setup, record, [i], [target], settings)
-            converged = converged and minimum.converged
-            deltas[shift] = float(minimum.values[poi] - record.values[poi])
-        constrained = not np.isnan(centres[i]) and pre > 0
-        results.append(
-            Impact(
-                label,
-                kinds[i],
-                float(value),
-                float(post),
-                float(pre),
-                float((value - centres[i]) / pre) if constrained else None,
-                float(post / pre) if constrained else None,
-                *(deltas[shift] for shift in SHIFTS),
-                tuple(clipped),
-                converged,
-            )
-        )
-        if clipped:
-            log.warning("%s: shift(s) %s clipped at the parameter's bounds", label, clipped)
-        log.info(
-            "%s: post-fit impact %+.4f / %+.4f", label, deltas["postfit_up"],
-            deltas["postfit_down"],
-        )  # fmt: skip
-    return results
+    priors = _Priors(
+        model_utils.prefit_uncertainties(model),
+        model_utils.constraint_centres(model),
+        model_utils.modifier_types(model),
+        np.asarray(model.config.suggested_bounds(), dtype=float),
+    )
+    return [_impact(setup, record, label, settings, priors) for label in labels]
 
 
-def impact_record(impact: Impact) -> dict[str, Any]:
-    """One ranking entry as JSON (``clipped`` as a list)."""
-    return {**impact._asdict(), "clipped": list(impact.clipped)}
-
-
-def chunk_record(
-    setup: model_utils.Setup, chunk: int, n_ranked: int, results: Sequence[Impact]
-) -> dict[str, Any]:
-    """The content of one chunk's output file (merged by :func:`gather`)."""
-    return {
-        "poi": setup.pois[0],
-        "chunk": chunk,
-        "n_ranked": n_ranked,
-        "impacts": [impact_record(impact) for impact in results],
+def _impact(
+    setup: model_utils.Setup,
+    record: FitResults,
+    label: str,
+    settings: FitSettings,
+    priors: _Priors,
+) -> Impact:
+    """One parameter's four refits and its entry of the ranking."""
+    i = model_utils.parameter_index(setup.model, label)
+    value, post, pre = record.values[i], record.uncertainties[i], priors.widths[i]
+    shifted = {
+        "prefit_up": value + pre,
+        "prefit_down": value - pre,
+        "postfit_up": value + post,
+        "postfit_down": value - post,
     }
+    deltas, clipped, converged = _poi_shifts(setup, record, i, shifted, settings, priors.bounds[i])
+    centre = priors.centres[i]
+    constrained = not np.isnan(centre) and pre > 0
+    if clipped:
+        log.warning("%s: shift(s) %s clipped at the parameter's bounds", label, clipped)
+    log.info(
+        "%s: post-fit impact %+.4f / %+.4f", label, deltas["postfit_up"], deltas["postfit_down"]
+    )
+    return Impact(
+        label,
+        priors.kinds[i],
+        float(value),
+        float(post),
+        float(pre),
+        float((value - centre) / pre) if constrained else None,
+        float(post / pre) if constrained else None,
+        *(deltas[shift] for shift in SHIFTS),
+        tuple(clipped),
+        converged,
+    )
 
 
-def gather(chunks: Sequence[Mapping[str, Any]], sources: Sequence[str]) -> list[dict[str, Any]]:
+def _poi_shifts(
+    setup: model_utils.Setup,
+    record: FitResults,
+    index: int,
+    shifted: dict[str, float],
+    settings: FitSettings,
+    bounds: np.ndarray,
+) -> tuple[dict[str, float], list[str], bool]:
+    """The POI's shift from its best fit with the parameter held at each shifted value (moved
+    onto its bounds where beyond them), the shifts so moved, and whether every refit converged."""
+    poi = setup.model.config.poi_index
+    value = record.values[index]
+    deltas, clipped, converged = {}, [], True
+    for shift in SHIFTS:
+        target = float(np.clip(shifted[shift], bounds[0], bounds[1]))
+        if target != shifted[shift]:
+            clipped.append(shift)
+        if target == value:
+            # no pre-fit width (free parameter), or already at the bound: nothing moves
+            deltas[shift] = 0.0
+            continue
+        minimum = refit(setup, record, [index], [target], settings)
+        converged = converged and minimum.converged
+        deltas[shift] = float(minimum.values[poi] - record.values[poi])
+    return deltas, clipped, converged
+
+
+def gather(chunks: Sequence[RankingChunk], sources: Sequence[str]) -> RankingResults:
     """Merge chunk outputs into the ranking, sorted by decreasing total post-fit impact.
 
     Args:
-        chunks: the chunk documents.
+        chunks: the chunks.
         sources: their file names (for errors).
 
     Returns:
-        The entries of ``ranking.json`` (ties broken by parameter name, for stable output).
+        The ranking (ties broken by parameter name, for stable output).
 
     Raises:
         AnalysisError: chunks from different fits, or missing or duplicated parameters.
     """
-    expected = {chunk["n_ranked"] for chunk in chunks}
-    pois = {chunk["poi"] for chunk in chunks}
+    expected = {chunk.n_ranked for chunk in chunks}
+    pois = {chunk.poi for chunk in chunks}
     if len(expected) != 1 or len(pois) != 1:
         raise AnalysisError(
             f"{sources[0]}: ranking chunks come from different fits; rerun the ranking"
         )
-    entries = [entry for chunk in chunks for entry in chunk["impacts"]]
-    names = [entry["parameter"] for entry in entries]
+    entries = [impact for chunk in chunks for impact in chunk.impacts]
+    names = [impact.parameter for impact in entries]
     if len(set(names)) != len(names) or len(names) != expected.pop():
         raise AnalysisError(
             f"{sources[0]}: ranking chunks miss or repeat parameters; rerun the ranking"
         )
-
-    def total(entry: Mapping[str, Any]) -> float:
-        return 0.5 * (abs(entry["impact_postfit_up"]) + abs(entry["impact_postfit_down"]))
-
-    return sorted(entries, key=lambda entry: (-total(entry), entry["parameter"]))
+    return RankingResults(
+        tuple(sorted(entries, key=lambda impact: (-impact.total_postfit, impact.parameter)))
+    )
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
@@ -237,15 +219,15 @@ def _main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging()
     if args.command == "gather":
-        chunks = [read_json(path) for path in args.chunks]
-        write_json(args.output, gather(chunks, args.chunks))
+        chunks = [RankingChunk.read(path) for path in args.chunks]
+        gather(chunks, args.chunks).write(args.output)
         return
     if args.chunk_size < 1:
-        raise AnalysisError("inference.ranking_chunk_size: must be at least 1")
+        raise AnalysisError("inference.ranking.chunk_size: must be at least 1")
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
     record = read_fit(args.fit, setup)
-    labels = ranked_labels(read_json(args.fit), args.exclude)
+    labels = ranked_labels(record, args.exclude)
     if not labels:
         raise AnalysisError(
             f"{args.fit}: no parameter left to rank; inference.ranking.exclude "
@@ -253,7 +235,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         )
     selected = chunk_labels(labels, args.chunk, args.chunk_size)
     results = impacts(setup, record, selected, fit_settings(settings))
-    write_json(args.output, chunk_record(setup, args.chunk, len(labels), results))
+    RankingChunk(setup.pois[0], args.chunk, len(labels), tuple(results)).write(args.output)
 
 
 main = cli_main(_main)

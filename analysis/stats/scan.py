@@ -1,10 +1,11 @@
 """Profile-likelihood scans of the POIs (``scan_{poi}.json``, ``scan2d.json``), in parallel chunks.
 
 At each scan point the scanned parameter(s) are held fixed and all others refitted (warm-started
-from the nominal fit, see :func:`analysis.stats.fit.profile_start`); the curve is -2 Delta log L
-relative to the global minimum. The 68% and 95% intervals are where a cubic spline through the
-points crosses 1 and 3.84 (one degree of freedom). Like the ranking, the points are split into
-chunks (one job each) and merged by ``gather``; with two POIs a 2D grid is scanned the same way.
+from the nominal fit, see :func:`analysis.stats.minimizer.profile_start`); the curve is
+-2 Delta log L relative to the global minimum. The 68% and 95% intervals are where a cubic spline
+through the points crosses 1 and 3.84 (one degree of freedom). Like the ranking, the points are
+split into chunks (one job each) and merged by ``gather``; with two POIs a 2D grid is scanned the
+same way.
 """
 
 from __future__ import annotations
@@ -21,18 +22,11 @@ import scipy.optimize
 import scipy.stats
 
 from analysis.core.errors import AnalysisError, cli_main
-from analysis.core.io import read_json, write_json
 from analysis.stats import model as model_utils
-from analysis.stats.fit import (
-    FitRecord,
-    FitSettings,
-    add_workspace_arguments,
-    configure_logging,
-    fit_settings,
-    parse_settings,
-    read_fit,
-    refit,
-)
+from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.fit import read_fit
+from analysis.stats.minimizer import FitSettings, fit_settings, refit
+from analysis.stats.results import FitResults, Scan2DResults, ScanChunk, ScanPoint, ScanResults
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +44,6 @@ class ScanSettings(NamedTuple):
     ranges: Mapping[str, Sequence[float]] = {}
 
 
-class ScanPoint(NamedTuple):
-    """One profiled point: the fixed values, -2 log L at the conditional minimum, convergence."""
-
-    values: tuple[float, ...]
-    twice_nll: float
-    converged: bool
-
-
 def scan_settings(settings: Mapping[str, Any]) -> ScanSettings:
     """The scan settings from a stage's settings (the ``scan`` entry; defaults if absent)."""
     fields = dict(settings.get("scan") or {})
@@ -67,7 +53,7 @@ def scan_settings(settings: Mapping[str, Any]) -> ScanSettings:
 
 
 def axis(
-    setup: model_utils.Setup, record: FitRecord, parameter: str, settings: ScanSettings, n: int
+    setup: model_utils.Setup, record: FitResults, parameter: str, settings: ScanSettings, n: int
 ) -> np.ndarray:
     """The scanned values of one parameter.
 
@@ -102,7 +88,7 @@ def axis(
 
 
 def grid(
-    setup: model_utils.Setup, record: FitRecord, parameters: Sequence[str], settings: ScanSettings
+    setup: model_utils.Setup, record: FitResults, parameters: Sequence[str], settings: ScanSettings
 ) -> list[tuple[float, ...]]:
     """All points of a 1D scan, or of a 2D scan (first parameter varying slowest)."""
     if len(parameters) == 1:
@@ -118,7 +104,7 @@ def chunk_count(n_points: int, chunk_size: int) -> int:
 
 def profile(
     setup: model_utils.Setup,
-    record: FitRecord,
+    record: FitResults,
     parameters: Sequence[str],
     points: Sequence[Sequence[float]],
     settings: FitSettings,
@@ -183,84 +169,57 @@ def interval(
     return ends
 
 
-def chunk_record(
-    parameters: Sequence[str], chunk: int, n_points: int, results: Sequence[ScanPoint]
-) -> dict[str, Any]:
-    """The content of one chunk's output file (merged by :func:`gather_1d`/:func:`gather_2d`)."""
-    return {
-        "parameters": list(parameters),
-        "chunk": chunk,
-        "n_points": n_points,
-        "points": [
-            {
-                "values": list(point.values),
-                "twice_nll": point.twice_nll,
-                "converged": point.converged,
-            }
-            for point in results
-        ],
-    }
-
-
-def gather_1d(
-    chunks: Sequence[Mapping[str, Any]], record: FitRecord, parameter: str
-) -> dict[str, Any]:
+def gather_1d(chunks: Sequence[ScanChunk], record: FitResults, parameter: str) -> ScanResults:
     """Merge chunk outputs of a 1D scan into ``scan_{poi}.json``."""
     points = _merged_points(chunks, [parameter])
-    index = record.labels.index(parameter)
-    minimum = min(record.twice_nll, min(point["twice_nll"] for point in points))
-    values = [point["values"][0] for point in points]
-    delta = [point["twice_nll"] - minimum for point in points]
-    result = {
-        "poi": parameter,
-        "bestfit": [float(record.values[index]), float(record.uncertainties[index])],
-        "values": values,
-        "delta_twice_nll": delta,
-        "converged": all(point["converged"] for point in points),
-    }
-    for key, level in LEVELS.items():
-        result[key] = interval(values, delta, float(record.values[index]), level)
+    value, error = record.bestfit(parameter)
+    minimum = min(record.twice_nll, min(point.twice_nll for point in points))
+    values = tuple(point.values[0] for point in points)
+    delta = tuple(point.twice_nll - minimum for point in points)
     if minimum < record.twice_nll:
         log.warning("a scan point lies below the nominal minimum: the nominal fit was not at it")
-    return result
+    return ScanResults(
+        poi=parameter,
+        bestfit=(value, error),
+        values=values,
+        delta_twice_nll=delta,
+        converged=all(point.converged for point in points),
+        interval_68=tuple(interval(values, delta, value, LEVELS["interval_68"])),
+        interval_95=tuple(interval(values, delta, value, LEVELS["interval_95"])),
+    )
 
 
 def gather_2d(
-    chunks: Sequence[Mapping[str, Any]], record: FitRecord, parameters: Sequence[str]
-) -> dict[str, Any]:
+    chunks: Sequence[ScanChunk], record: FitResults, parameters: Sequence[str]
+) -> Scan2DResults:
     """Merge the chunks of a 2D scan into ``scan2d.json`` (delta_twice_nll[i][j] at x_i, y_j)."""
     points = _merged_points(chunks, parameters)
-    xs = sorted({point["values"][0] for point in points})
-    ys = sorted({point["values"][1] for point in points})
+    xs = sorted({point.values[0] for point in points})
+    ys = sorted({point.values[1] for point in points})
     if len(xs) * len(ys) != len(points):
         raise AnalysisError("2D scan chunks do not form a grid; rerun the scan")
-    minimum = min(record.twice_nll, min(point["twice_nll"] for point in points))
+    minimum = min(record.twice_nll, min(point.twice_nll for point in points))
     surface = np.zeros((len(xs), len(ys)))
     for point in points:
-        x, y = point["values"]
-        surface[xs.index(x), ys.index(y)] = point["twice_nll"] - minimum
-    return {
-        "pois": list(parameters),
-        "x": xs,
-        "y": ys,
-        "delta_twice_nll": surface.tolist(),
-        "bestfit": {
-            name: [float(record.values[i]), float(record.uncertainties[i])]
-            for name, i in ((name, record.labels.index(name)) for name in parameters)
-        },
-        "converged": all(point["converged"] for point in points),
-    }
+        x, y = point.values
+        surface[xs.index(x), ys.index(y)] = point.twice_nll - minimum
+    return Scan2DResults(
+        pois=tuple(parameters),
+        x=tuple(xs),
+        y=tuple(ys),
+        delta_twice_nll=surface,
+        bestfit={name: record.bestfit(name) for name in parameters},
+        converged=all(point.converged for point in points),
+    )
 
 
-def _merged_points(
-    chunks: Sequence[Mapping[str, Any]], parameters: Sequence[str]
-) -> list[Mapping[str, Any]]:
+def _merged_points(chunks: Sequence[ScanChunk], parameters: Sequence[str]) -> list[ScanPoint]:
     """All points of the chunks, checked to be one complete scan of ``parameters``."""
-    totals = {chunk["n_points"] for chunk in chunks}
-    if any(list(chunk["parameters"]) != list(parameters) for chunk in chunks) or len(totals) != 1:
+    totals = {chunk.n_points for chunk in chunks}
+    if any(list(chunk.parameters) != list(parameters) for chunk in chunks) or len(totals) != 1:
         raise AnalysisError(f"scan chunks of {parameters} come from different scans; rerun it")
-    ordered = sorted(chunks, key=lambda chunk: chunk["chunk"])
-    points = [point for chunk in ordered for point in chunk["points"]]
+    ordered = sorted(chunks, key=lambda chunk: chunk.chunk)
+    points = [point for chunk in ordered for point in chunk.points]
     if len(points) != totals.pop():
         raise AnalysisError(f"scan chunks of {parameters} miss or repeat points; rerun the scan")
     return points
@@ -288,10 +247,11 @@ def _main(argv: Sequence[str] | None = None) -> None:
     setup = model_utils.setup_from_files(args.workspace, settings)
     record = read_fit(args.fit, setup)
     if args.command == "gather":
-        chunks = [read_json(path) for path in args.chunks]
-        gather = gather_1d if len(args.parameters) == 1 else gather_2d
-        parameters = args.parameters[0] if len(args.parameters) == 1 else args.parameters
-        write_json(args.output, gather(chunks, record, parameters))
+        chunks = [ScanChunk.read(path) for path in args.chunks]
+        if len(args.parameters) == 1:
+            gather_1d(chunks, record, args.parameters[0]).write(args.output)
+        else:
+            gather_2d(chunks, record, args.parameters).write(args.output)
         return
     scan = scan_settings(settings)
     points = grid(setup, record, args.parameters, scan)
@@ -300,7 +260,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         raise AnalysisError(f"scan chunk {args.chunk} does not exist ({n_chunks} chunks)")
     selected = points[args.chunk * scan.chunk_size : (args.chunk + 1) * scan.chunk_size]
     results = profile(setup, record, args.parameters, selected, fit_settings(settings))
-    write_json(args.output, chunk_record(args.parameters, args.chunk, len(points), results))
+    ScanChunk(tuple(args.parameters), args.chunk, len(points), tuple(results)).write(args.output)
 
 
 main = cli_main(_main)

@@ -22,7 +22,7 @@ import argparse
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyhf
@@ -30,6 +30,7 @@ import pyhf
 from analysis.core.config import NOMINAL
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import read_json, write_json
+from analysis.core.variations import names, sources
 from analysis.stats.histograms import DATA, read_histograms
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,7 @@ def templates_by_channel(histograms: Mapping[str, Any]) -> dict[str, dict[str, d
 
 def systematics_of(variations: Mapping[str, Any]) -> list[str]:
     """Names of the systematics among a process's variations (``<syst>_up`` / ``_down``)."""
-    names = {
-        variation.rsplit("_", 1)[0]
-        for variation in variations
-        if variation != NOMINAL and variation.rsplit("_", 1)[-1] in ("up", "down")
-    }
-    return sorted(names)
+    return sorted(sources(variations))
 
 
 def symmetrized(
@@ -116,59 +112,27 @@ def build_workspace(
     Returns:
         (workspace specification, pruned variations with their size).
     """
-    templates = templates_by_channel(histograms)
-    signals = list(histogram_settings["signals"])
     qcd = histogram_settings["qcd"]
-    data_driven = {qcd["process"]} if qcd["from_data"] else set()
-    pois = _pois(signals, settings["poi"])
+    processes = _Processes(
+        _pois(list(histogram_settings["signals"]), settings["poi"]),
+        {qcd["process"]} if qcd["from_data"] else set(),
+        qcd,
+    )
     channels, observations, pruned = [], [], []
-    for channel, processes in templates.items():
-        if DATA not in processes:
+    for channel, templates in templates_by_channel(histograms).items():
+        if DATA not in templates:
             raise AnalysisError(f"channel '{channel}': no data histogram; add a data sample")
-        samples = []
-        for process, variations in processes.items():
-            if process == DATA:
-                continue
-            nominal = variations[NOMINAL][0]
-            if nominal.sum() <= 0:
-                log.warning("channel %s: %s has no yield, left out", channel, process)
-                continue
-            modifiers = list(pois.get(process, []))
-            if process not in data_driven:
-                modifiers.append({"name": "lumi", "type": "lumi", "data": None})
-            norm = settings["normalization"].get(process)
-            if process in data_driven:
-                norm = qcd["norm_uncertainty"]
-            if norm:
-                name = "qcd_norm" if process in data_driven else f"xsec_{process}"
-                modifiers.append(
-                    {"name": name, "type": "normsys", "data": {"hi": 1 + norm, "lo": 1 - norm}}
-                )
-            for syst in systematics_of(variations):
-                entries, size = _variation_modifiers(syst, nominal, variations, settings)
-                modifiers += entries
-                dropped = sorted({"normsys", "histosys"} - {entry["type"] for entry in entries})
-                if dropped:
-                    pruned.append({"channel": channel, "process": process, "systematic": syst,
-                                   "dropped": dropped, **size})  # fmt: skip
-            samples.append(
-                {
-                    "name": process,
-                    "data": nominal.tolist(),
-                    "modifiers": modifiers,
-                    "_variances": variations[NOMINAL][1],
-                }  # fmt: skip
-            )
+        samples = _samples(channel, templates, settings, processes, pruned)
         _add_staterror(channel, samples, settings["staterror_threshold"])
         channels.append({"name": channel, "samples": samples})
-        observed = processes[DATA][NOMINAL][0].copy()
+        observed = templates[DATA][NOMINAL][0].copy()
         mask = np.asarray((blinded or {}).get(channel, np.zeros(len(observed), bool)), bool)
         observed[mask] = np.sum([sample["data"] for sample in samples], axis=0)[mask]
         observations.append({"name": channel, "data": observed.tolist()})
     spec = {
         "channels": channels,
         "observations": observations,
-        "measurements": [_measurement(pois, settings)],
+        "measurements": [_measurement(processes.pois, settings)],
         "version": "1.0.0",
     }
     try:
@@ -176,6 +140,69 @@ def build_workspace(
     except pyhf.exceptions.InvalidSpecification as err:
         raise AnalysisError(f"workspace: not a valid pyhf workspace ({err})") from None
     return spec, pruned
+
+
+class _Processes(NamedTuple):
+    """What sets a process's own modifiers apart: POIs of the signals, the data-driven QCD."""
+
+    pois: dict[str, list[dict[str, Any]]]
+    data_driven: set[str]
+    qcd: Mapping[str, Any]
+
+
+def _samples(
+    channel: str,
+    templates: Mapping[str, Mapping[str, Any]],
+    settings: Mapping[str, Any],
+    processes: _Processes,
+    pruned: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The samples of one channel (with their nominal variances as ``_variances``, for the
+    staterror), appending the variations they prune to ``pruned``."""
+    samples = []
+    for process, variations in templates.items():
+        if process == DATA:
+            continue
+        nominal = variations[NOMINAL][0]
+        if nominal.sum() <= 0:
+            log.warning("channel %s: %s has no yield, left out", channel, process)
+            continue
+        modifiers = _process_modifiers(process, settings, processes)
+        for syst in systematics_of(variations):
+            entries, size = _variation_modifiers(syst, nominal, variations, settings)
+            modifiers += entries
+            dropped = sorted({"normsys", "histosys"} - {entry["type"] for entry in entries})
+            if dropped:
+                pruned.append({"channel": channel, "process": process, "systematic": syst,
+                               "dropped": dropped, **size})  # fmt: skip
+        samples.append(
+            {
+                "name": process,
+                "data": nominal.tolist(),
+                "modifiers": modifiers,
+                "_variances": variations[NOMINAL][1],
+            }  # fmt: skip
+        )
+    return samples
+
+
+def _process_modifiers(
+    process: str, settings: Mapping[str, Any], processes: _Processes
+) -> list[dict[str, Any]]:
+    """A process's POI, lumi and normalisation modifiers (before its variations')."""
+    modifiers = list(processes.pois.get(process, []))
+    data_driven = process in processes.data_driven
+    if not data_driven:
+        modifiers.append({"name": "lumi", "type": "lumi", "data": None})
+    norm = (
+        processes.qcd["norm_uncertainty"] if data_driven else settings["normalization"].get(process)
+    )
+    if norm:
+        name = "qcd_norm" if data_driven else f"xsec_{process}"
+        modifiers.append(
+            {"name": name, "type": "normsys", "data": {"hi": 1 + norm, "lo": 1 - norm}}
+        )
+    return modifiers
 
 
 def _pois(signals: Sequence[str], mode: str) -> dict[str, list[dict[str, Any]]]:
@@ -200,8 +227,7 @@ def _variation_modifiers(
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """normsys and histosys of one systematic, each left out when its effect is below the
     pruning threshold, and the sizes of both effects."""
-    up = variations.get(f"{syst}_up", (None,))[0]
-    down = variations.get(f"{syst}_down", (None,))[0]
+    up, down = (variations.get(name, (None,))[0] for name in names(syst))
     up, down = symmetrized(nominal, up, down, settings["symmetrize"])
     if settings["smoothing"]:
         up, down = smoothed(nominal, up), smoothed(nominal, down)

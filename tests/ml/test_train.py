@@ -123,7 +123,7 @@ def toy_training_inputs(tmp_path_factory, toy_files, default_config, default_sam
     """Nominal skims and friends of the small ZTT, TT and W toy samples."""
     directory = tmp_path_factory.mktemp("toy_training")
     settings = preselect_settings(default_config)
-    settings["variations"] = {}
+    settings["variations"] = dict.fromkeys(settings["variations"])  # nominal only: all off
     friend_settings = {
         "lumi": default_config["lumi"],
         "weights": default_config["weights"],

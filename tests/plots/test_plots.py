@@ -5,6 +5,7 @@ Set UPDATE_REFERENCE_PLOTS=1 to rewrite tests/data/reference_plots/ after an int
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -20,11 +21,24 @@ from analysis.core.errors import AnalysisError
 from analysis.core.io import write_json, write_tree
 from analysis.plots import distributions as plot_distributions
 from analysis.plots import fit as plot_fit
+from analysis.plots import scans as plot_scans
+from analysis.plots import stacks as plot_stacks
 from analysis.plots import training as plot_training
 from analysis.plots.style import style_from_settings
 from analysis.stats import model as model_utils
+from analysis.stats import prediction as stats_prediction
 from analysis.stats import pulls as pulls_stage
-from analysis.stats.fit import FitRecord
+from analysis.stats.results import (
+    FitResults,
+    GoodnessOfFit,
+    Impact,
+    Limit,
+    LimitResults,
+    PullsResults,
+    RankingResults,
+    Scan2DResults,
+    ScanResults,
+)
 from tests.conftest import DATA
 
 REFERENCES = DATA / "reference_plots"
@@ -128,64 +142,39 @@ def fit_inputs(tmp_path_factory):
         workspace.data(model), model, return_uncertainties=True, return_correlations=True,
         return_fitted_val=True,
     )  # fmt: skip
-    names = model.config.par_names
-    fit = {
-        "poi": "mu",
-        "asimov": False,
-        "converged": True,
-        "twice_nll": float(twice_nll),
-        "bestfit": {name: [float(v), float(e)] for name, (v, e) in zip(names, pars, strict=True)},
-        "correlation": {"parameters": names, "matrix": np.asarray(corr).tolist()},
-    }
-    fit_path = directory / "fit.json"
-    write_json(fit_path, fit)
-    # pulls.json as the pulls stage writes it
     setup = model_utils.setup_from_files(workspace_path, {})
-    errors = np.asarray(pars)[:, 1]
-    record = FitRecord(
-        names, np.asarray(pars)[:, 0], errors, np.asarray(corr) * np.outer(errors, errors),
-        float(twice_nll), ["mu"], True,
+    pars = np.asarray(pars)
+    fit = FitResults(
+        poi="mu", pois=("mu",), asimov=False, converged=True, twice_nll=float(twice_nll),
+        labels=tuple(model.config.par_names), values=pars[:, 0], uncertainties=pars[:, 1],
+        correlation=np.asarray(corr), fixed=(), goodness_of_fit=GoodnessOfFit(1.0, 1, 0.3),
+        attempts=(), workspace_sha256=setup.digest, versions={},
     )  # fmt: skip
-    write_json(
-        directory / "pulls.json", pulls_stage.pulls_record(setup, *pulls_stage.pulls(setup, record))
-    )
-    ranking = [
-        {
-            "parameter": name, "pull": 0.1 * k, "constraint": 0.9,
-            "impact_prefit_up": 0.3 / (k + 1), "impact_prefit_down": -0.25 / (k + 1),
-            "impact_postfit_up": 0.2 / (k + 1), "impact_postfit_down": -0.18 / (k + 1),
-        }
+    fit.write(directory / "fit.json")
+    # pulls.json as the pulls stage writes it
+    pulls_stage.pulls(setup, fit).write(directory / "pulls.json")
+    impacts = [
+        Impact(
+            name, "normsys", 0.1 * k, 1.0, 1.0, 0.1 * k, 0.9, 0.3 / (k + 1), -0.25 / (k + 1),
+            0.2 / (k + 1), -0.18 / (k + 1), (), True,
+        )
         for k, name in enumerate(["bkg_norm", "shape", "sig_norm"])
     ]  # fmt: skip
-    write_json(directory / "ranking.json", ranking)
+    RankingResults(tuple(impacts)).write(directory / "ranking.json")
     values = np.linspace(0.0, 3.0, 13)
-    write_json(
-        directory / "scan_mu.json",
-        {
-            "poi": "mu", "values": values.tolist(), "bestfit": fit["bestfit"]["mu"],
-            "delta_twice_nll": ((values - 1.2) / 0.5).__pow__(2).tolist(),
-            "interval_68": [0.7, 1.7],
-        },
-    )  # fmt: skip
+    ScanResults(
+        "mu", fit.bestfit("mu"), tuple(values), tuple(((values - 1.2) / 0.5) ** 2), True,
+        (0.7, 1.7), (0.2, 2.2),
+    ).write(directory / "scan_mu.json")  # fmt: skip
     x, y = np.linspace(0, 2, 11), np.linspace(0, 3, 13)
     grid_x, grid_y = np.meshgrid(x, y, indexing="ij")
-    write_json(
-        directory / "scan2d.json",
-        {
-            "pois": ["mu_a", "mu_b"], "x": x.tolist(), "y": y.tolist(),
-            "delta_twice_nll": (((grid_x - 1) / 0.4) ** 2 + ((grid_y - 1.5) / 0.8) ** 2).tolist(),
-            "bestfit": {"mu_a": [1.0, 0.4], "mu_b": [1.5, 0.8]},
-        },
-    )  # fmt: skip
-    write_json(
-        directory / "limits.json",
-        {
-            "asimov": False, "confidence_level": 0.95,
-            "pois": {"mu": {"observed": 2.1, "expected": 1.5, "expected_minus2sigma": 0.8,
-                            "expected_minus1sigma": 1.1, "expected_plus1sigma": 2.1,
-                            "expected_plus2sigma": 2.9}},
-        },
-    )  # fmt: skip
+    Scan2DResults(
+        ("mu_a", "mu_b"), tuple(x), tuple(y),
+        ((grid_x - 1) / 0.4) ** 2 + ((grid_y - 1.5) / 0.8) ** 2,
+        {"mu_a": (1.0, 0.4), "mu_b": (1.5, 0.8)}, True,
+    ).write(directory / "scan2d.json")  # fmt: skip
+    limits = {"mu": Limit(2.1, 0.8, 1.1, 1.5, 2.1, 2.9)}
+    LimitResults(False, 0.95, limits).write(directory / "limits.json")
     return directory, model, fit
 
 
@@ -193,8 +182,8 @@ def test_postfit_band_uses_full_covariance(fit_inputs):
     """The Jacobian band equals the spread of the expected totals under parameters sampled from
     the fit's covariance (an independent Monte Carlo propagation), and differs from the diagonal."""
     directory, model, fit = fit_inputs
-    values, covariance = plot_fit.fitted_parameters(model, fit)
-    prediction = plot_fit.predict(model, values, covariance)
+    values, covariance = stats_prediction.fitted_parameters(model, fit)
+    prediction = stats_prediction.predict(model, values, covariance)
     nbins = model.config.nmaindata
     weights = np.zeros((nbins, len(prediction.samples), nbins))
     for k in range(nbins):
@@ -205,7 +194,7 @@ def test_postfit_band_uses_full_covariance(fit_inputs):
     draws = rng.multivariate_normal(values, covariance, size=5000)
     totals = np.array([model.main_model.expected_data(p) for p in draws])
     np.testing.assert_allclose(band, totals.std(axis=0), rtol=0.05)
-    diagonal = plot_fit.Prediction(
+    diagonal = stats_prediction.Prediction(
         prediction.samples, prediction.yields, prediction.jacobian, np.diag(np.diag(covariance))
     ).uncertainty(weights)
     assert np.max(np.abs(diagonal / band - 1)) > 0.1, "correlations should matter in this model"
@@ -216,7 +205,7 @@ def test_prefit_band_is_prior_width(fit_inputs):
     sigma. The band is the derivative at 0 of pyhf's code4 interpolation, which matches the
     +-1 sigma half-difference to better than 0.5%."""
     _, model, _ = fit_inputs
-    prediction = plot_fit.predict(model, *plot_fit.prefit_parameters(model))
+    prediction = stats_prediction.predict(model, *stats_prediction.prefit_parameters(model))
     nbins = model.config.nmaindata
     signal = prediction.samples.index("signal")
     weights = np.zeros((nbins, len(prediction.samples), nbins))
@@ -229,12 +218,14 @@ def test_prefit_band_is_prior_width(fit_inputs):
 
 def test_yields_tables(fit_inputs):
     directory, model, fit = fit_inputs
-    markdown, latex = plot_fit.yields_tables(directory / "workspace.json", directory / "fit.json")
+    markdown, latex = plot_stacks.yields_tables(
+        directory / "workspace.json", directory / "fit.json"
+    )
     # the pre-fit total of channel "low" is the plain sum of the workspace's nominal yields
     assert "| total | 207.00 ±" in markdown
     assert "| data | 219 | 219 |" in markdown
     by_sample = model.main_model.expected_data(
-        plot_fit.fitted_parameters(model, fit)[0], return_by_sample=True
+        stats_prediction.fitted_parameters(model, fit)[0], return_by_sample=True
     )
     low = model.config.channel_slices["low"]
     post_signal_low = by_sample[model.config.samples.index("signal")][low].sum()
@@ -245,7 +236,7 @@ def test_yields_tables(fit_inputs):
 def test_fit_figures(fit_inputs, tmp_path):
     directory, _, _ = fit_inputs
     workspace, fit = str(directory / "workspace.json"), str(directory / "fit.json")
-    written = plot_fit.plot_prepostfit(
+    written = plot_stacks.plot_prepostfit(
         workspace, fit, tmp_path, STYLE, binning={"low": [0, 1, 2, 4]}, xlabels={"low": "m (GeV)"}
     )
     assert sorted(p.name for p in written) == sorted(
@@ -254,21 +245,26 @@ def test_fit_figures(fit_inputs, tmp_path):
         for s in ("prefit", "postfit")
         for f in ("png", "pdf")
     )
-    entries = plot_fit.pulls(directory / "pulls.json", ["staterror_*"])
-    assert sorted(name for name, _, _ in entries) == ["bkg_norm", "shape", "sig_norm"]
+    entries = [
+        pull
+        for pull in PullsResults.read(directory / "pulls.json").constrained
+        if not model_utils.matches_any(pull.parameter, ["staterror_*"])
+    ]
+    assert sorted(pull.parameter for pull in entries) == ["bkg_norm", "shape", "sig_norm"]
     # normsys: prior centre 0 and width 1, so pull = fitted value and constraint = its error
     bestfit = json.loads((directory / "fit.json").read_text())["bestfit"]["bkg_norm"]
-    assert dict((name, (p, c)) for name, p, c in entries)["bkg_norm"] == pytest.approx(bestfit)
+    pulls = {pull.parameter: (pull.pull, pull.constraint) for pull in entries}
+    assert pulls["bkg_norm"] == pytest.approx(bestfit)
     with pytest.raises(AnalysisError, match="rerun the pulls stage"):
-        plot_fit.pulls(directory / "fit.json")
+        PullsResults.read(directory / "fit.json")
     written += plot_fit.plot_pulls(entries, tmp_path / "pulls", STYLE)
     written += plot_fit.plot_impacts(
         str(directory / "ranking.json"), fit, 2, tmp_path / "impacts", STYLE
     )
     written += plot_fit.plot_correlation(fit, 0.1, tmp_path / "correlation", STYLE)
-    written += plot_fit.plot_scan(str(directory / "scan_mu.json"), tmp_path / "scan", STYLE)
-    written += plot_fit.plot_contour(str(directory / "scan2d.json"), tmp_path / "contour", STYLE)
-    written += plot_fit.plot_limits(str(directory / "limits.json"), tmp_path / "limits", STYLE)
+    written += plot_scans.plot_scan(str(directory / "scan_mu.json"), tmp_path / "scan", STYLE)
+    written += plot_scans.plot_contour(str(directory / "scan2d.json"), tmp_path / "contour", STYLE)
+    written += plot_scans.plot_limits(str(directory / "limits.json"), tmp_path / "limits", STYLE)
     for path in written:
         assert path.stat().st_size > 1000
         if path.suffix == ".png":
@@ -277,9 +273,13 @@ def test_fit_figures(fit_inputs, tmp_path):
 
 def test_fit_record_from_another_workspace_is_refused(fit_inputs, tmp_path):
     directory, model, fit = fit_inputs
-    broken = {**fit, "bestfit": {k: v for k, v in fit["bestfit"].items() if k != "shape"}}
+    keep = [i for i, label in enumerate(fit.labels) if label != "shape"]
+    broken = dataclasses.replace(
+        fit, labels=tuple(fit.labels[i] for i in keep), values=fit.values[keep],
+        uncertainties=fit.uncertainties[keep], correlation=fit.correlation[np.ix_(keep, keep)],
+    )  # fmt: skip
     with pytest.raises(AnalysisError, match="'shape'"):
-        plot_fit.fitted_parameters(model, broken, "fit.json")
+        stats_prediction.fitted_parameters(model, broken, "fit.json")
 
 
 def write_histograms(path: Path) -> None:
@@ -299,7 +299,7 @@ def write_histograms(path: Path) -> None:
 
 def test_templates(tmp_path):
     write_histograms(tmp_path / "histograms.root")
-    written = plot_fit.plot_templates(
+    written = plot_stacks.plot_templates(
         str(tmp_path / "histograms.root"), tmp_path / "out", STYLE, workers=2
     )
     names = sorted({p.stem for p in written})
@@ -501,7 +501,7 @@ def test_reference_images(name, fit_inputs, tmp_path):
         actual = plot_training.plot_roc(str(tmp_path / "diagnostics.json"), tmp_path / "roc", style)
     else:
         directory, _, _ = fit_inputs
-        plot_fit.plot_prepostfit(
+        plot_stacks.plot_prepostfit(
             str(directory / "workspace.json"), str(directory / "fit.json"), tmp_path, style
         )
         actual = [tmp_path / "low_postfit.png"]

@@ -10,13 +10,12 @@ import pytest
 from analysis.core.errors import AnalysisError
 from analysis.core.io import write_tree
 from analysis.stats import histograms as histograms_module
+from analysis.stats.binning import merge_from_right, signal_quantile_edges
 from analysis.stats.histograms import (
     check_processes,
     fill_sample,
     merge,
-    merge_from_right,
     read_histograms,
-    signal_quantile_edges,
     write_histograms,
 )
 

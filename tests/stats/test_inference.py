@@ -8,8 +8,10 @@ background normalisation) and ``large`` (three categories, two POIs, 33 paramete
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
+import weakref
 
 import cabinetry
 import numpy as np
@@ -18,14 +20,14 @@ import pytest
 import scipy.optimize
 
 from analysis.core.errors import AnalysisError
-from analysis.core.io import write_json
 from analysis.stats import fit as fit_module
-from analysis.stats import limits, pulls, ranking, scan
+from analysis.stats import limits, minimizer, pulls, ranking, scan
 from analysis.stats import model as model_utils
+from analysis.stats.results import RankingChunk, ScanChunk
 from tests.conftest import DATA
 
 WORKSPACES = DATA / "workspaces"
-SETTINGS = fit_module.FitSettings()
+SETTINGS = minimizer.FitSettings()
 #: Agreement required on POI-level numbers.
 TOLERANCE = 1e-3
 #: Tolerance of the reference minimisations (tighter than pyhf's default, so that the reference
@@ -40,11 +42,14 @@ def load(name: str, **settings) -> model_utils.Setup:
 
 
 @pytest.fixture(scope="module", params=["simple", "multichannel", "large"])
-def fitted(request):
-    """(name, setup, FitResult, FitRecord) of the nominal fit of each workspace."""
+def fitted(request, tmp_path_factory):
+    """(name, setup, the fit, the fit read back from its fit.json, as later stages read it) of
+    the nominal fit of each workspace."""
     setup = load(request.param)
     result = fit_module.fit(setup, SETTINGS)
-    return request.param, setup, result, fit_module.as_record(setup, result)
+    path = tmp_path_factory.mktemp(request.param) / "fit.json"
+    result.write(path)
+    return request.param, setup, result, fit_module.read_fit(path, setup)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,7 @@ def test_fit_matches_cabinetry(fitted, references):
     name, setup, result, _ = fitted
     reference = references(name, setup)
     assert result.converged
-    assert reference.labels == result.labels
+    assert reference.labels == list(result.labels)
     np.testing.assert_allclose(result.values, reference.bestfit, atol=TOLERANCE)
     np.testing.assert_allclose(result.uncertainties, reference.uncertainty, atol=TOLERANCE)
     assert result.twice_nll == pytest.approx(reference.best_twice_nll, abs=TOLERANCE)
@@ -101,27 +106,23 @@ def test_fit_matches_cabinetry(fitted, references):
     assert result.goodness_of_fit.p_value == pytest.approx(reference.goodness_of_fit, abs=1e-3)
 
 
-def test_fit_record_and_reading_it_back(fitted, tmp_path):
+def test_fit_record_and_reading_it_back(fitted):
     name, setup, result, record = fitted
-    document = fit_module.fit_record(setup, result)
+    document = result.to_json()
     assert set(document) >= {"poi", "asimov", "converged", "twice_nll", "bestfit", "correlation"}
     assert document["poi"] == setup.pois[0] and document["asimov"] is False
     assert list(document["bestfit"]) == setup.model.config.par_names
-    fit_module.write_json(tmp_path / "fit.json", document)
-    back = fit_module.read_fit(tmp_path / "fit.json", setup)
-    np.testing.assert_allclose(back.values, record.values)
-    np.testing.assert_allclose(back.covariance, record.covariance, rtol=1e-12, atol=1e-15)
+    # read back exactly
+    assert record.to_json() == document
+    np.testing.assert_array_equal(record.values, result.values)
+    np.testing.assert_array_equal(record.covariance, result.covariance)
     # the same workspace fitted again gives the same bytes
-    again = fit_module.fit_record(setup, fit_module.fit(load(name), SETTINGS))
+    again = fit_module.fit(load(name), SETTINGS).to_json()
     assert json.dumps(again, sort_keys=True) == json.dumps(document, sort_keys=True)
 
 
 def test_fit_json_from_another_workspace_is_refused(tmp_path):
-    simple = load("simple")
-    fit_module.write_json(
-        tmp_path / "fit.json",
-        fit_module.fit_record(simple, fit_module.fit(simple, SETTINGS)),
-    )
+    fit_module.fit(load("simple"), SETTINGS).write(tmp_path / "fit.json")
     with pytest.raises(AnalysisError, match="another workspace"):
         fit_module.read_fit(tmp_path / "fit.json", load("multichannel"))
     with pytest.raises(AnalysisError, match="other POIs or data"):
@@ -132,7 +133,7 @@ def test_fit_json_from_another_workspace_is_refused(tmp_path):
 
 def test_a_fit_that_does_not_converge_says_so():
     setup = load("large")
-    result = fit_module.fit(setup, fit_module.FitSettings(max_calls=10))
+    result = fit_module.fit(setup, minimizer.FitSettings(max_calls=10))
     assert result.converged is False
     # the whole fallback chain was tried, and the record says so
     assert [attempt.start for attempt in result.attempts] == [
@@ -140,7 +141,7 @@ def test_a_fit_that_does_not_converge_says_so():
         "continued",
         "workspace initial values",
     ]
-    document = fit_module.fit_record(setup, result)
+    document = result.to_json()
     assert document["converged"] is False and len(document["minuit"]) == 3
 
 
@@ -149,7 +150,7 @@ def test_asimov_fit_returns_the_generating_parameters():
     result = fit_module.fit(setup, SETTINGS)
     expected = model_utils.asimov_parameters(setup.model)
     np.testing.assert_allclose(result.values, expected, atol=2e-3)
-    assert fit_module.fit_record(setup, result)["asimov"] is True
+    assert result.to_json()["asimov"] is True
 
 
 @pytest.mark.parametrize("workspace", ["simple", "large"])
@@ -185,7 +186,8 @@ def test_closure_injected_signal_and_shifted_nuisance(workspace):
 
 def test_pulls_from_the_workspace_by_hand(fitted):
     name, setup, result, record = fitted
-    constrained, free = pulls.pulls(setup, record)
+    after_fit = pulls.pulls(setup, record)
+    constrained, free = after_fit.constrained, after_fit.unconstrained
     spec = json.loads((WORKSPACES / f"{name}.json").read_text())
     # pre-fit centre and width of each constrained parameter, straight from the JSON
     prior = {"lumi": (1.0, 0.02)}
@@ -235,24 +237,22 @@ def test_pulls_from_the_workspace_by_hand(fitted):
 
 def test_ranking_matches_cabinetry():
     setup = load("multichannel")
-    result = fit_module.fit(setup, SETTINGS)
-    record = fit_module.as_record(setup, result)
-    document = fit_module.fit_record(setup, result)
-    labels = ranking.ranked_labels(document)
+    record = fit_module.fit(setup, SETTINGS)
+    labels = ranking.ranked_labels(record)
     # in chunks, as the workflow runs it
     size = 7
     chunks = []
     for chunk in range(ranking.chunk_count_for(len(labels), size)):
         selected = ranking.chunk_labels(labels, chunk, size)
         impacts = ranking.impacts(setup, record, selected, SETTINGS)
-        chunks.append(ranking.chunk_record(setup, chunk, len(labels), impacts))
-    ours = ranking.gather(chunks, ["chunk"] * len(chunks))
+        chunks.append(RankingChunk(setup.pois[0], chunk, len(labels), tuple(impacts)))
+    ours = ranking.gather(chunks, ["chunk"] * len(chunks)).impacts
     pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=REFERENCE_TOL))
     fit_results = cabinetry.fit.fit(setup.model, setup.data, tolerance=REFERENCE_TOL)
     reference = cabinetry.fit.ranking(
         setup.model, setup.data, fit_results=fit_results, tolerance=REFERENCE_TOL
     )
-    by_name = {entry["parameter"]: entry for entry in ours}
+    by_name = {entry.parameter: entry for entry in ours}
     assert set(by_name) == set(reference.labels)
     for i, label in enumerate(reference.labels):
         entry = by_name[label]
@@ -262,21 +262,20 @@ def test_ranking_matches_cabinetry():
             ("impact_postfit_up", reference.postfit_up),
             ("impact_postfit_down", reference.postfit_down),
         ):
-            assert entry[key] == pytest.approx(values[i], abs=TOLERANCE), (label, key)
+            assert getattr(entry, key) == pytest.approx(values[i], abs=TOLERANCE), (label, key)
     # sorted by decreasing total post-fit impact (cabinetry returns the model's order)
     totals = np.abs(reference.postfit_up) + np.abs(reference.postfit_down)
     expected_order = [reference.labels[i] for i in np.argsort(-totals, kind="stable")]
-    assert [entry["parameter"] for entry in ours[:5]] == expected_order[:5]
+    assert [entry.parameter for entry in ours[:5]] == expected_order[:5]
 
 
 def test_ranking_of_the_large_workspace_against_pyhf_fits():
     """Impacts of a few of the 32 ranked parameters, recomputed with plain pyhf fits."""
     setup = load("large")
     result = fit_module.fit(setup, SETTINGS)
-    record = fit_module.as_record(setup, result)
     labels = ["jet_es", "staterror_cat_ggH[4]", "mu_qqH"]
     impacts = {
-        impact.parameter: impact for impact in ranking.impacts(setup, record, labels, SETTINGS)
+        impact.parameter: impact for impact in ranking.impacts(setup, result, labels, SETTINGS)
     }
     names = setup.model.config.par_names
     poi = setup.model.config.poi_index
@@ -302,8 +301,7 @@ def test_ranking_clips_shifts_at_the_bounds():
     workspace = pyhf.Workspace(spec)
     setup = model_utils.build(workspace, model_utils.ModelSettings())
     result = fit_module.fit(setup, SETTINGS)
-    record = fit_module.as_record(setup, result)
-    (impact,) = ranking.impacts(setup, record, ["bkg_norm"], SETTINGS)
+    (impact,) = ranking.impacts(setup, result, ["bkg_norm"], SETTINGS)
     assert "prefit_down" in impact.clipped and "prefit_up" not in impact.clipped
     values, _ = pyhf_fixed_fit(setup, {"bkg_norm": -0.5})
     poi = setup.model.config.poi_index
@@ -322,16 +320,20 @@ def test_ranking_chunks_cover_every_parameter_once():
 
 
 def test_ranked_parameters_leave_out_poi_fixed_and_excluded(tmp_path, capsys):
+    setup = model_utils.setup_from_files(WORKSPACES / "simple.json", {})
+    fit = fit_module.fit(setup, SETTINGS)
     labels = ["mu", "lumi", "fixed_one", "staterror_sr[0]", "staterror_sr[1]", "xsec_B"]
-    document = {"poi": "mu", "fixed": ["fixed_one"], "correlation": {"parameters": labels}}
+    document = dataclasses.replace(
+        fit, poi="mu", fixed=("fixed_one",), labels=tuple(labels), values=np.zeros(6),
+        uncertainties=np.ones(6), correlation=np.eye(6),
+    )  # fmt: skip
     assert ranking.ranked_labels(document) == labels[1:2] + labels[3:]
     assert ranking.ranked_labels(document, ["staterror_*"]) == ["lumi", "xsec_B"]
-    write_json(tmp_path / "fit.json", document)
+    document.write(tmp_path / "fit.json")
     assert ranking.chunk_count(tmp_path / "fit.json", 1, ["staterror_*", "lumi"]) == 1
     # excluding everything is an error naming the key, not an empty ranking
     fit_json = tmp_path / "real_fit.json"
-    setup = model_utils.setup_from_files(WORKSPACES / "simple.json", {})
-    write_json(fit_json, fit_module.fit_record(setup, fit_module.fit(setup, SETTINGS)))
+    fit.write(fit_json)
     code = ranking.main([
         "chunk", "--workspace", str(WORKSPACES / "simple.json"), "--settings", "{}",
         "--fit", str(fit_json), "--chunk", "0", "--chunk-size", "2", "--exclude", "*",
@@ -353,9 +355,9 @@ def test_scan_matches_cabinetry_and_minos(fitted, references):
     for chunk in range(scan.chunk_count(len(points), settings.chunk_size)):
         selected = points[chunk * settings.chunk_size : (chunk + 1) * settings.chunk_size]
         profiled = scan.profile(setup, record, [poi], selected, SETTINGS)
-        chunks.append(scan.chunk_record([poi], chunk, len(points), profiled))
+        chunks.append(ScanChunk((poi,), chunk, len(points), tuple(profiled)))
     document = scan.gather_1d(chunks[::-1], record, poi)  # order of the chunks does not matter
-    assert document["values"] == [point[0] for point in points]
+    assert list(document.values) == [point[0] for point in points]
     reference = cabinetry.fit.scan(
         setup.model,
         setup.data,
@@ -364,12 +366,12 @@ def test_scan_matches_cabinetry_and_minos(fitted, references):
         n_steps=len(points),
         tolerance=REFERENCE_TOL,
     )
-    np.testing.assert_allclose(document["values"], reference.parameter_values, atol=1e-12)
-    np.testing.assert_allclose(document["delta_twice_nll"], reference.delta_nlls, atol=TOLERANCE)
+    np.testing.assert_allclose(document.values, reference.parameter_values, atol=1e-12)
+    np.testing.assert_allclose(document.delta_twice_nll, reference.delta_nlls, atol=TOLERANCE)
     # the 68% interval is MINOS's
     low, high = references(name, setup).minos_uncertainty[poi]
     bestfit = result.values[setup.model.config.poi_index]
-    assert document["interval_68"] == pytest.approx([bestfit + low, bestfit + high], abs=TOLERANCE)
+    assert document.interval_68 == pytest.approx([bestfit + low, bestfit + high], abs=TOLERANCE)
     # the 95% interval: where pyhf's profile likelihood crosses 3.84, found by root finding
     minimum = result.twice_nll
     threshold = scipy.stats.chi2.ppf(0.95, 1)
@@ -380,25 +382,25 @@ def test_scan_matches_cabinetry_and_minos(fitted, references):
     # bracketed within +-0.01 of our ends (brentq fails if the crossing is not in there)
     ends = [
         scipy.optimize.brentq(excess, end - 0.01, end + 0.01, xtol=1e-4)
-        for end in document["interval_95"]
+        for end in document.interval_95
     ]
-    assert document["interval_95"] == pytest.approx(ends, abs=TOLERANCE)
+    assert document.interval_95 == pytest.approx(ends, abs=TOLERANCE)
 
 
 def test_two_dimensional_scan():
     setup = load("large", pois=["mu_ggH", "mu_qqH"])
     assert setup.pois == ("mu_ggH", "mu_qqH")
-    record = fit_module.as_record(setup, fit_module.fit(setup, SETTINGS))
+    record = fit_module.fit(setup, SETTINGS)
     settings = scan.ScanSettings(points_2d=4, chunk_size=5)
     points = scan.grid(setup, record, list(setup.pois), settings)
     assert len(points) == 16
     profiled = scan.profile(setup, record, list(setup.pois), points, SETTINGS)
     document = scan.gather_2d(
-        [scan.chunk_record(list(setup.pois), 0, len(points), profiled)], record, setup.pois
+        [ScanChunk(setup.pois, 0, len(points), tuple(profiled))], record, setup.pois
     )
-    surface = np.asarray(document["delta_twice_nll"])
+    surface = document.delta_twice_nll
     assert surface.shape == (4, 4) and surface.min() >= 0
-    x, y = document["x"][1], document["y"][2]
+    x, y = document.x[1], document.y[2]
     _, reference = pyhf_fixed_fit(setup, {"mu_ggH": x, "mu_qqH": y})
     assert surface[1, 2] == pytest.approx(reference - record.twice_nll, abs=TOLERANCE)
 
@@ -440,7 +442,9 @@ def test_limits_match_pyhf_root_finding():
         setup.data, setup.model, 0.0, 10.0, rtol=1e-6, par_bounds=bounds, test_stat="qtilde"
     )
     assert ours.observed == pytest.approx(float(observed), abs=TOLERANCE)
-    np.testing.assert_allclose(ours.expected, np.asarray(expected, dtype=float), atol=TOLERANCE)
+    np.testing.assert_allclose(
+        ours.expected_band, np.asarray(expected, dtype=float), atol=TOLERANCE
+    )
 
 
 @pytest.mark.parametrize("workspace", ["multichannel", "large"])
@@ -457,11 +461,11 @@ def test_cls_at_the_limits_is_alpha(workspace):
         ours.observed, setup.data, setup.model, par_bounds=bounds, return_expected_set=True
     )
     _, expected = pyhf.infer.hypotest(
-        ours.expected[2], setup.data, setup.model, par_bounds=bounds, return_expected_set=True
+        ours.expected, setup.data, setup.model, par_bounds=bounds, return_expected_set=True
     )
     assert float(observed) == pytest.approx(0.05, abs=1e-4)
     assert float(expected[2]) == pytest.approx(0.05, abs=1e-4)
-    assert list(ours.expected) == sorted(ours.expected)
+    assert list(ours.expected_band) == sorted(ours.expected_band)
 
 
 # --- workspaces, patches and settings ------------------------------------------------------------
@@ -639,13 +643,13 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("max_batch", [64, 5])
 def test_batched_gradient_against_single_evaluations(monkeypatch, max_batch):
     """The batched central differences equal ones from single pyhf evaluations, in any batching."""
-    monkeypatch.setattr(fit_module, "MAX_BATCH", max_batch)
+    monkeypatch.setattr(minimizer, "MAX_BATCH", max_batch)
     setup = load("multichannel")  # staterror, shapesys, normsys, histosys, lumi, normfactors
     model = setup.model
-    monkeypatch.setattr(fit_module, "_BATCHED_MODELS", fit_module.weakref.WeakKeyDictionary())
+    monkeypatch.setattr(minimizer, "_BATCHED_MODELS", weakref.WeakKeyDictionary())
     pars = np.asarray(model.config.suggested_init()) + 0.01 * np.arange(model.config.npars) / 19
-    gradient = fit_module.gradient_function(model, setup.data)(pars)
-    steps = fit_module.GRADIENT_STEP * fit_module.default_steps(model)
+    gradient = minimizer.gradient_function(model, setup.data)(pars)
+    steps = minimizer.GRADIENT_STEP * minimizer.default_steps(model)
     expected = []
     for i, step in enumerate(steps):
         up, down = pars.copy(), pars.copy()
@@ -684,9 +688,8 @@ def test_the_workspace_our_analysis_builds():
         expected.observed_significance, abs=TOLERANCE
     )
     # impacts of the two parameters with the largest post-fit effect, against pyhf refits
-    record = fit_module.as_record(setup, result)
     names = setup.model.config.par_names
-    for impact in ranking.impacts(setup, record, ["staterror_ggH[0]", "tau_id"], SETTINGS):
+    for impact in ranking.impacts(setup, result, ["staterror_ggH[0]", "tau_id"], SETTINGS):
         i = names.index(impact.parameter)
         target = result.values[i] + result.uncertainties[i]
         values, _ = pyhf_fixed_fit(setup, {impact.parameter: target})

@@ -1,5 +1,8 @@
-# Shared helpers of the workflow: config and samples loading, sample lists and input functions.
-# Logic about variations and samples lives in analysis/core/config.py so the stages agree with the DAG.
+# Shared helpers of the workflow: the validated config and samples, sample lists, and the input,
+# output and params functions of the rules, in one section per rule file (rule files hold rules
+# only, as `snakemake --lint` asks). Helpers read `paths` (paths.smk) only when called.
+# Logic about variations and samples lives in analysis/core/config.py so the stages agree with
+# the DAG. Every config key is required by the schema: code here reads it without a default.
 
 import json
 import os
@@ -14,14 +17,15 @@ from analysis.core.config import (
     check_train_classes,
     class_names,
     has_shape_variations,
-    is_simulation,
     load_yaml,
     sample_variations,
+    shape_variations,
     training_samples,
     uncertainty_aware_inputs,
     validate as validate_document,
 )
 from analysis.core.errors import AnalysisError
+from analysis.core.variations import NOMINAL
 
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -41,12 +45,20 @@ def _load_samples():
 
 
 SAMPLES = _load_samples()
-RESULTS = config["results"]
-LOGS = f"{RESULTS}/logs"
 
 TOY_SAMPLES = [name for name, sample in SAMPLES.items() if "toy" in sample]
 VARIED_SAMPLES = [name for name, sample in SAMPLES.items() if has_shape_variations(sample)]
 NOMINAL_ONLY_SAMPLES = [name for name in SAMPLES if name not in VARIED_SAMPLES]
+#: the variations of nominal simulation (other samples have the nominal only)
+MC_VARIATIONS = shape_variations(config["variations"])
+
+
+# --- any rule ------------------------------------------------------------------------------------
+
+
+def as_json(data):
+    """Serialise settings for a command line; sorted keys keep params stable across runs."""
+    return json.dumps(data, sort_keys=True)
 
 
 def alternatives(names):
@@ -54,77 +66,117 @@ def alternatives(names):
     return "|".join(names) if names else "(?!x)x"
 
 
-def sample_files(wildcards):
-    """Input files of a sample: its NanoAOD files, or the toy file the workflow generates."""
-    sample = SAMPLES[wildcards.sample]
-    if "toy" in sample:
-        return [f"{RESULTS}/toydata/{wildcards.sample}.root"]
-    return sample["files"]
+def on_attempt(first):
+    """A resource callable: ``first`` on the first attempt, ``n * first`` on the n-th.
+
+    With ``--retries`` (set by the cluster profile) a job killed for memory or time is resubmitted
+    with more; a local run has one attempt, so it sees ``first``.
+    """
+    return lambda wildcards, attempt: first * attempt
 
 
-def stage_files(stage, sample):
-    """A per-sample stage's ROOT files, one per variation of the sample."""
+def variation_paths(pattern, sample):
+    """``pattern`` (a per-sample, per-variation path) for every variation of a sample."""
     return [
-        f"{RESULTS}/{stage}/{sample}/{variation}.root"
+        pattern.format(sample=sample, variation=variation)
         for variation in sample_variations(SAMPLES[sample], config["variations"])
     ]
 
 
-def skims(sample):
-    """All skims (one per variation) of a sample."""
-    return stage_files("preselect", sample)
+def of_sample(pattern):
+    """An input function: ``pattern`` for every variation of the job's sample."""
+    return lambda wildcards: variation_paths(pattern, wildcards.sample)
 
 
-def all_skims():
-    return [path for sample in SAMPLES for path in skims(sample)]
+def every_sample(pattern):
+    """``pattern`` for every variation of every sample (a stage's target)."""
+    return [path for sample in SAMPLES for path in variation_paths(pattern, sample)]
 
 
-def all_friends():
-    return [path for sample in SAMPLES for path in stage_files("friends", sample)]
+def nominal(pattern, samples):
+    """``pattern`` for the nominal of each of ``samples``."""
+    return [pattern.format(sample=sample, variation=NOMINAL) for sample in samples]
 
 
-def variation_outputs(stage, variations):
-    """Per-variation ROOT outputs of a per-sample job of ``stage``."""
-    return expand(
-        f"{RESULTS}/{stage}/{{sample}}/{{variation}}.root",
-        variation=variations,
-        allow_missing=True,
+def variation_outputs(pattern, variations):
+    """Outputs of a per-sample job: ``pattern`` for each of ``variations``."""
+    return expand(pattern, variation=variations, allow_missing=True)
+
+
+# --- selection.smk -------------------------------------------------------------------------------
+
+
+def sample_files(wildcards):
+    """Input files of a sample: its NanoAOD files, or the toy file the workflow generates."""
+    sample = SAMPLES[wildcards.sample]
+    if "toy" in sample:
+        return [paths.toydata.format(sample=wildcards.sample)]
+    return sample["files"]
+
+
+def preselect_outputs(variations):
+    """Named outputs of a preselection job: one skim and one cutflow per variation."""
+    return {
+        "skims": variation_outputs(paths.skim, variations),
+        "cutflows": variation_outputs(paths.cutflow, variations),
+    }
+
+
+def toy_settings(wildcards):
+    """Only what shapes this toy sample's file, so unrelated config edits do not regenerate it."""
+    sample = SAMPLES[wildcards.sample]
+    relevant = SAMPLES if sample["type"] == "data" else {wildcards.sample: sample}
+    return as_json(
+        {
+            "samples": {name: SAMPLES[name] for name in relevant if "toy" in SAMPLES[name]},
+            "toydata": config["toydata"],
+            "lumi": config["lumi"],
+            "variations": config["variations"],
+            "tau_id_sf": config["weights"]["tau_id_sf"],
+        }
     )
 
 
-def all_scores():
-    return [path for sample in SAMPLES for path in stage_files("scores", sample)]
+def tau_id_correction_file(wildcards):
+    """The tau_h ID scale-factor file, an input of the friend trees when configured."""
+    tau_id_sf = config["weights"]["tau_id_sf"]
+    return [tau_id_sf["file"]] if tau_id_sf else []
 
 
+# --- ml.smk --------------------------------------------------------------------------------------
+
+#: (sample, class) of every training sample
 TRAINING = training_samples(SAMPLES, config["train"]["classes"])
-FOLD_MODELS = [
-    f"{RESULTS}/train/fold{fold}/model.pt" for fold in range(config["friends"]["folds"])
-]
-FOLD_HISTORIES = [
-    f"{RESULTS}/train/fold{fold}/history.json" for fold in range(config["friends"]["folds"])
-]
-
-
+#: the class of each training sample, in the order of TRAINING (a class repeats per sample)
 TRAINING_CLASSES = [class_name for _, class_name in TRAINING]
+#: output classes of the classifier, in network order
+CLASSES = class_names(config["train"]["classes"])
 
 
-try:
-    UNCERTAINTY_AWARE = uncertainty_aware_inputs(TRAINING, config["train"], config, RESULTS)
-except AnalysisError as err:
-    sys.exit(f"error: {err}")
+def fold_files(pattern):
+    """``pattern`` (a per-fold path of paths.smk) for every fold."""
+    return expand(pattern, fold=range(config["friends"]["folds"]))
 
 
 def training_inputs():
     """Nominal skims and friends of the training samples (in the order of TRAINING_CLASSES)."""
-    return {
-        "skims": [f"{RESULTS}/preselect/{sample}/nominal.root" for sample, _ in TRAINING],
-        "friends": [f"{RESULTS}/friends/{sample}/nominal.root" for sample, _ in TRAINING],
-    }
+    samples = [sample for sample, _ in TRAINING]
+    return {"skims": nominal(paths.skim, samples), "friends": nominal(paths.friend, samples)}
+
+
+def uncertainty_aware_entries():
+    """The event sets the uncertainty-aware loss reads (none for cross entropy); a systematic
+    that is neither a shape nor a weight variation stops the workflow with one line."""
+    try:
+        return uncertainty_aware_inputs(TRAINING, config, paths.skim, paths.friend)
+    except AnalysisError as err:
+        sys.exit(f"error: {err}")
 
 
 def uncertainty_aware_files():
     """Variation skims and friends the uncertainty-aware loss reads (none for cross entropy)."""
-    return sorted({path for entry in UNCERTAINTY_AWARE for path in (entry["skim"], entry["friend"])})
+    entries = uncertainty_aware_entries()
+    return sorted({path for entry in entries for path in (entry["skim"], entry["friend"])})
 
 
 def train_settings():
@@ -132,17 +184,18 @@ def train_settings():
 
     Classes become their names: each training input's class is passed separately.
     """
-    settings = {
-        key: value for key, value in config["train"].items() if key not in TRAIN_EXECUTION_KEYS
-    }
-    settings["classes"] = class_names(config["train"]["classes"])
-    if settings.get("loss") == "uncertainty_aware":
+    train = config["train"]
+    settings = {key: value for key, value in train.items() if key not in TRAIN_EXECUTION_KEYS}
+    settings["classes"] = CLASSES
+    if train["loss"] == "uncertainty_aware":
         settings["folds"] = config["friends"]["folds"]
         settings["signals"] = config["histograms"]["signals"]
     else:
-        settings.pop("uncertainty_aware", None)  # irrelevant: editing it must not retrain
+        del settings["uncertainty_aware"]  # irrelevant: editing it must not retrain
     return as_json(settings)
 
+
+# --- stats.smk: histograms and workspace ---------------------------------------------------------
 
 # nominal simulation the binning is derived from (not alternatives, not a data-driven process)
 BINNING_SAMPLES = [
@@ -157,10 +210,11 @@ BINNING_SAMPLES = [
 
 
 def binning_inputs():
+    """Nominal skims, friends and scores of the samples the binning is derived from."""
     return {
-        stage_name: [f"{RESULTS}/{stage}/{sample}/nominal.root" for sample in BINNING_SAMPLES]
-        for stage_name, stage in (
-            ("skims", "preselect"), ("friends", "friends"), ("scores", "scores")
+        name: nominal(pattern, BINNING_SAMPLES)
+        for name, pattern in (
+            ("skims", paths.skim), ("friends", paths.friend), ("scores", paths.scores)
         )
     }
 
@@ -168,77 +222,33 @@ def binning_inputs():
 def histogram_settings():
     """What the histogram steps read: histograms config, class order, weight variations."""
     return as_json(
-        {
-            "histograms": config["histograms"],
-            "classes": class_names(config["train"]["classes"]),
-            "weights": config["weights"],
-        }
+        {"histograms": config["histograms"], "classes": CLASSES, "weights": config["weights"]}
     )
 
 
-def preselect_outputs(variations):
-    """Named outputs of a preselection job: one skim and one cutflow per variation."""
-    pattern = f"{RESULTS}/preselect/{{sample}}/{{variation}}"
-    return {
-        "skims": expand(f"{pattern}.root", variation=variations, allow_missing=True),
-        "cutflows": expand(f"{pattern}.cutflow.json", variation=variations, allow_missing=True),
-    }
+# --- stats.smk: inference (fit, pulls, ranking, scan, significance, limits) ----------------------
 
-
-def toy_settings(wildcards):
-    """Only what shapes this toy sample's file, so unrelated config edits do not regenerate it."""
-    sample = SAMPLES[wildcards.sample]
-    relevant = SAMPLES if sample["type"] == "data" else {wildcards.sample: sample}
-    return as_json(
-        {
-            "samples": {name: SAMPLES[name] for name in relevant if "toy" in SAMPLES[name]},
-            "toydata": config["toydata"],
-            "lumi": config["lumi"],
-            "variations": config["variations"],
-            "tau_id_sf": config["weights"].get("tau_id_sf"),
-        }
-    )
-
-
-def tau_id_correction_file(wildcards):
-    """The tau_h ID scale-factor file, an input of the friend trees when configured."""
-    tau_id_sf = config["weights"].get("tau_id_sf")
-    return [tau_id_sf["file"]] if tau_id_sf else []
-
-
-def as_json(data):
-    """Serialise settings for a command line; sorted keys keep params stable across runs."""
-    return json.dumps(data, sort_keys=True)
-
-
-
-# --- inference (fit, pulls, ranking, scan, significance, limits) ---------------------------------
-
-INFERENCE = config.get("inference") or {}
+INFERENCE = config["inference"]
 #: a pyhf workspace from elsewhere is fitted: the stages upstream of the inference do not run
-EXTERNAL = bool(INFERENCE.get("external_workspace"))
+EXTERNAL = bool(INFERENCE["external_workspace"])
 #: Settings that shape every likelihood the inference stages build (the workspace file aside).
 MODEL_KEYS = ("patch", "patch_name", "measurement", "pois", "asimov", "interpolation", "fit")
 
 
-def inference_workspace():
-    """The workspace the inference stages fit: an external pyhf JSON workspace when configured,
-    else the one this analysis builds."""
-    return INFERENCE.get("external_workspace") or f"{RESULTS}/workspace/workspace.json"
-
-
 def inference_inputs():
-    """The workspace and, when configured, the patch applied to it."""
-    inputs = {"workspace": inference_workspace()}
-    if INFERENCE.get("patch"):
+    """The workspace the inference stages fit (an external pyhf JSON workspace when configured,
+    else the one this analysis builds) and, when configured, the patch applied to it."""
+    inputs = {"workspace": INFERENCE["external_workspace"] or paths.workspace}
+    if INFERENCE["patch"]:
         inputs["patch"] = INFERENCE["patch"]
     return inputs
 
 
 def inference_settings(*sections):
-    """Inference settings for a stage (the model settings plus ``sections``), as JSON."""
+    """Inference settings for a stage (the model settings plus ``sections``), as JSON; unset
+    (null) settings are left out."""
     keys = (*MODEL_KEYS, *sections)
-    return as_json({key: INFERENCE[key] for key in keys if INFERENCE.get(key) is not None})
+    return as_json({key: INFERENCE[key] for key in keys if INFERENCE[key] is not None})
 
 
 def inference_fit():
@@ -249,16 +259,20 @@ def inference_fit():
 
 def ranking_chunks(wildcards):
     """The ranking's chunk files: the number of chunks follows from the fitted model."""
+    fit = inference_fit()  # first: until the fit exists, the DAG needs no statistics modules
     from analysis.stats.ranking import chunk_count
 
-    ranking = INFERENCE.get("ranking", {})
-    n_chunks = chunk_count(inference_fit(), ranking.get("chunk_size", 8), ranking.get("exclude", []))
-    return [f"{RESULTS}/fit/ranking/chunk_{chunk}.json" for chunk in range(n_chunks)]
+    ranking = INFERENCE["ranking"]
+    n_chunks = chunk_count(fit, ranking["chunk_size"], ranking["exclude"])
+    return expand(paths.ranking_chunk, chunk=range(n_chunks))
 
 
 def fitted_pois():
     """The POIs of the nominal fit (the configured ones, or the measurement's)."""
-    return json.loads(Path(inference_fit()).read_text())["pois"]
+    fit = inference_fit()  # first: until the fit exists, the DAG needs no statistics modules
+    from analysis.stats.results import FitResults
+
+    return list(FitResults.read(fit).pois)
 
 
 def scan_names():
@@ -275,8 +289,7 @@ def scan_parameters(wildcards):
 def scan_outputs(wildcards):
     """scan_{poi}.json for every POI, and scan2d.json with two POIs."""
     return [
-        f"{RESULTS}/fit/scan2d.json" if name == "2d" else f"{RESULTS}/fit/scan_{name}.json"
-        for name in scan_names()
+        paths.scan2d if name == "2d" else paths.scan.format(scan=name) for name in scan_names()
     ]
 
 
@@ -288,15 +301,10 @@ def scan_chunks(wildcards):
     settings = scan_settings(INFERENCE)
     n_points = settings.points_2d**2 if name == "2d" else settings.points
     n_chunks = chunk_count(n_points, settings.chunk_size)
-    return [f"{RESULTS}/fit/scan/{name}/chunk_{chunk}.json" for chunk in range(n_chunks)]
+    return expand(paths.scan_chunk, scan=name, chunk=range(n_chunks))
 
 
-# ---- plots and report (workflow/rules/plots.smk) ----
-PLOTS = f"{RESULTS}/plots"
-FIT = f"{RESULTS}/fit"
-
-#: output classes of the classifier, in network order (TRAINING_CLASSES repeats a class per sample)
-CLASSES = class_names(config["train"]["classes"])
+# --- plots.smk -----------------------------------------------------------------------------------
 
 #: plots-section keys that select inputs rather than how figures look
 PLOT_INPUT_KEYS = ("scans", "templates")
@@ -328,28 +336,28 @@ def figure_prefix(wildcards, output):
     return str(output[0]).removesuffix(".png")
 
 
-def figures(prefixes, caption, category, subcategory):
-    """Outputs of several figures sharing a caption, labelled by their file name."""
+def per_class_figures(pattern, caption, category, subcategory):
+    """One figure per classifier class (``pattern`` has a ``{name}``), labelled by file name."""
     outputs = []
-    for prefix in prefixes:
-        labels = {"figure": prefix.rsplit("/", 1)[-1]}
-        outputs += figure(prefix, caption, category, subcategory, labels)
+    for name in CLASSES:
+        prefix = pattern.format(name=name)
+        outputs += figure(prefix, caption, category, subcategory, {"figure": Path(prefix).name})
     return outputs
 
 
 def feature_plot_inputs():
-    """Nominal skims and friends of the stacked samples, with each sample's process."""
+    """Nominal skims and friends of the stacked samples."""
     return {
-        "skims": [f"{RESULTS}/preselect/{name}/nominal.root" for name in STACKED_SAMPLES],
-        "friends": [f"{RESULTS}/friends/{name}/nominal.root" for name in STACKED_SAMPLES],
+        "skims": nominal(paths.skim, STACKED_SAMPLES),
+        "friends": nominal(paths.friend, STACKED_SAMPLES),
     }
 
 
 def stack_inputs(wildcards):
     """The fitted workspace (and patch), the fit and, for our own workspace, the bin edges."""
-    inputs = {**inference_inputs(), "fit": f"{FIT}/fit.json"}
+    inputs = {**inference_inputs(), "fit": paths.fit}
     if not EXTERNAL:
-        inputs["binning"] = f"{RESULTS}/histograms/binning.json"
+        inputs["binning"] = paths.binning
     return inputs
 
 
@@ -378,20 +386,10 @@ def scan_plots(wildcards):
     unknown = [poi for poi in shown if poi not in pois]
     if unknown:
         raise WorkflowError(
-            f"config: plots.scans: {', '.join(unknown)} is not a POI of the fit ({', '.join(pois)});"
-            " name fitted POIs or leave plots.scans empty for all of them"
+            f"config: plots.scans: {', '.join(unknown)} is not a POI of the fit "
+            f"({', '.join(pois)}); name fitted POIs or leave plots.scans empty for all of them"
         )
-    outputs = [f"{PLOTS}/fit/scan_{poi}.png" for poi in shown]
+    outputs = [f"{paths.plots.scan.format(scan=poi)}.png" for poi in shown]
     if len(pois) == 2 and len(shown) == 2:
-        outputs.append(f"{PLOTS}/fit/contour.png")
+        outputs.append(f"{paths.plots.contour}.png")
     return outputs
-
-
-def on_attempt(first):
-    """A resource callable: ``first`` on the first attempt, ``n * first`` on the n-th.
-
-    With ``--retries`` (set by the cluster profile) a job killed for memory or time is resubmitted
-    with more; a local run has one attempt, so it sees ``first``.
-    """
-    return lambda wildcards, attempt: first * attempt
-

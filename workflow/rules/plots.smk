@@ -1,26 +1,26 @@
-# Figures and tables, each registered in the Snakemake report with a caption (workflow/report/).
-# Plot rules read stage outputs only and take only plot options as params, so restyling a figure
-# (config `plots:`) reruns plot rules and nothing upstream.
+# Plots (analysis/plots): figures and tables, each registered in the Snakemake report with a
+# caption (workflow/report/). Plot rules read stage outputs only and take only plot options as
+# params, so restyling a figure (config `plots:`) reruns plot rules and nothing upstream.
 
 
 rule plot_cutflow:
     """Cutflow of every sample's nominal selection: figure and tables."""
     input:
-        [f"{RESULTS}/preselect/{name}/nominal.cutflow.json" for name in SAMPLES],
+        nominal(paths.cutflow, SAMPLES),
     output:
-        png=figure(f"{PLOTS}/inputs/cutflow", "cutflow", "1. Inputs", "Cutflow"),
+        png=figure(paths.plots.cutflow, "cutflow", "1. Inputs", "Cutflow"),
         markdown=report(
-            f"{PLOTS}/inputs/cutflow.md",
+            paths.plots.cutflow_md,
             caption="../report/cutflow_table.rst",
             category="1. Inputs",
             subcategory="Cutflow",
         ),
-        latex=f"{PLOTS}/inputs/cutflow.tex",
+        latex=paths.plots.cutflow_tex,
     params:
         settings=plot_settings(),
         prefix=lambda wildcards, output: figure_prefix(wildcards, output.png),
     log:
-        f"{LOGS}/plots/cutflow.log",
+        paths.logs.plot_cutflow,
     conda:
         "../../envs/plots.yaml"
     shell:
@@ -35,7 +35,7 @@ rule plot_features:
         **feature_plot_inputs(),
     output:
         report(
-            directory(f"{PLOTS}/inputs/features"),
+            directory(paths.plots.features),
             patterns=["{name}.png"],
             caption="../report/features.rst",
             category="1. Inputs",
@@ -47,7 +47,7 @@ rule plot_features:
         features=config["train"]["features"],
         blinding=feature_blinding(),
     log:
-        f"{LOGS}/plots/features.log",
+        paths.logs.plot_features,
     conda:
         "../../envs/plots.yaml"
     shell:
@@ -60,16 +60,16 @@ rule plot_features:
 rule plot_history:
     """Training curves of one fold."""
     input:
-        f"{RESULTS}/train/fold{{fold}}/history.json",
+        paths.history,
     output:
-        figure(f"{PLOTS}/training/history_fold{{fold}}", "history", "2. Training", "Curves"),
+        figure(paths.plots.history, "history", "2. Training", "Curves"),
     params:
         settings=plot_settings(),
         prefix=figure_prefix,
     wildcard_constraints:
         fold=r"\d+",
     log:
-        f"{LOGS}/plots/history_fold{{fold}}.log",
+        paths.logs.plot_history,
     conda:
         "../../envs/plots.yaml"
     shell:
@@ -80,23 +80,18 @@ rule plot_history:
 rule plot_diagnostics:
     """Confusion matrices, ROC curves and train/test score distributions."""
     input:
-        f"{RESULTS}/train/diagnostics.json",
+        paths.diagnostics,
     output:
-        figure(f"{PLOTS}/training/confusion_efficiency", "confusion", "2. Training", "Confusion"),
-        figure(f"{PLOTS}/training/confusion_purity", "confusion", "2. Training", "Confusion"),
-        figure(f"{PLOTS}/training/roc", "roc", "2. Training", "ROC"),
-        figures(
-            [f"{PLOTS}/training/scores_{name}" for name in CLASSES],
-            "scores",
-            "2. Training",
-            "Scores",
-        ),
+        figure(paths.plots.confusion_efficiency, "confusion", "2. Training", "Confusion"),
+        figure(paths.plots.confusion_purity, "confusion", "2. Training", "Confusion"),
+        figure(paths.plots.roc, "roc", "2. Training", "ROC"),
+        per_class_figures(paths.plots.scores, "scores", "2. Training", "Scores"),
     params:
         settings=plot_settings(),
         classes=CLASSES,
         output_dir=lambda wildcards, output: os.path.dirname(output[0]),
     log:
-        f"{LOGS}/plots/diagnostics.log",
+        paths.logs.plot_diagnostics,
     conda:
         "../../envs/plots.yaml"
     shell:
@@ -108,21 +103,16 @@ rule plot_diagnostics:
 rule plot_taylor:
     """Taylor-coefficient feature ranking of the classifier."""
     input:
-        f"{RESULTS}/train/taylor_ranking.json",
+        paths.taylor_ranking,
     output:
-        figure(f"{PLOTS}/training/taylor_first_order", "taylor_matrix", "2. Training", "Taylor"),
-        figures(
-            [f"{PLOTS}/training/taylor_{name}" for name in CLASSES],
-            "taylor_ranking",
-            "2. Training",
-            "Taylor",
-        ),
+        figure(paths.plots.taylor_first_order, "taylor_matrix", "2. Training", "Taylor"),
+        per_class_figures(paths.plots.taylor_ranking, "taylor_ranking", "2. Training", "Taylor"),
     params:
         settings=plot_settings(),
         classes=CLASSES,
         output_dir=lambda wildcards, output: os.path.dirname(output[0]),
     log:
-        f"{LOGS}/plots/taylor.log",
+        paths.logs.plot_taylor,
     conda:
         "../../envs/plots.yaml"
     shell:
@@ -137,19 +127,19 @@ rule report_provenance:
         rules.versions.output,
     output:
         versions=report(
-            f"{PLOTS}/provenance/versions.tsv",
+            paths.plots.versions,
             caption="../report/versions.rst",
             category="0. Provenance",
         ),
         config=report(
-            f"{PLOTS}/provenance/config.yaml",
+            paths.plots.config,
             caption="../report/config.rst",
             category="0. Provenance",
         ),
     params:
         config=as_json(config),
     log:
-        f"{LOGS}/plots/provenance.log",
+        paths.logs.report_provenance,
     conda:
         "../../envs/plots.yaml"
     shell:
@@ -162,22 +152,22 @@ rule plots:
     input:
         rules.plot_cutflow.output,
         rules.plot_features.output,
-        expand(rules.plot_history.output, fold=range(config["friends"]["folds"])),
+        fold_files(rules.plot_history.output),
         rules.plot_diagnostics.output,
         rules.plot_taylor.output,
         rules.report_provenance.output,
 
 
-# ---- statistical model and fits (inputs at the results-contract paths) ----
+# ---- statistical model and fits ----
 
 
 rule plot_templates:
     """Nominal and up/down templates of every systematic, per channel and process."""
     input:
-        f"{RESULTS}/histograms/histograms.root",
+        paths.histograms,
     output:
         report(
-            directory(f"{PLOTS}/templates"),
+            directory(paths.plots.templates),
             patterns=["{name}.png"],
             caption="../report/templates.rst",
             category="3. Statistical model",
@@ -187,11 +177,11 @@ rule plot_templates:
         settings=plot_settings(),
     threads: 2
     log:
-        f"{LOGS}/plots/templates.log",
+        paths.logs.plot_templates,
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plots.fit --settings {params.settings:q} templates "
+        "python -m analysis.plots.stacks --settings {params.settings:q} templates "
         "--histograms {input:q} --output-dir {output:q} --workers {threads} 2> {log:q}"
 
 
@@ -201,29 +191,29 @@ rule plot_stacks:
         unpack(stack_inputs),
     output:
         stacks=report(
-            directory(f"{PLOTS}/fit/stacks"),
+            directory(paths.plots.stacks),
             patterns=["{name}.png"],
             caption="../report/stacks.rst",
             category="4. Fit",
             subcategory="Distributions",
         ),
         markdown=report(
-            f"{PLOTS}/fit/yields.md",
+            paths.plots.yields_md,
             caption="../report/yields.rst",
             category="4. Fit",
             subcategory="Yields",
         ),
-        latex=f"{PLOTS}/fit/yields.tex",
+        latex=paths.plots.yields_tex,
     params:
         settings=plot_settings(),
         model=inference_settings(),
         binning=lambda wildcards, input: input.get("binning", ""),
     log:
-        f"{LOGS}/plots/stacks.log",
+        paths.logs.plot_stacks,
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plots.fit --settings {params.settings:q} stacks "
+        "python -m analysis.plots.stacks --settings {params.settings:q} stacks "
         "--workspace {input.workspace:q} --model-settings {params.model:q} --fit {input.fit:q} "
         "--binning={params.binning:q} "
         "--output-dir {output.stacks:q} --markdown {output.markdown:q} "
@@ -233,20 +223,20 @@ rule plot_stacks:
 rule plot_fit_summary:
     """Pulls, impacts ranking and correlation matrix."""
     input:
-        fit=f"{FIT}/fit.json",
-        pulls=f"{FIT}/pulls.json",
-        ranking=f"{FIT}/ranking.json",
+        fit=paths.fit,
+        pulls=paths.pulls,
+        ranking=paths.ranking,
     output:
-        pulls=figure(f"{PLOTS}/fit/pulls", "pulls", "4. Fit", "Pulls"),
-        impacts=figure(f"{PLOTS}/fit/impacts", "impacts", "4. Fit", "Impacts"),
-        correlation=figure(f"{PLOTS}/fit/correlation", "correlation", "4. Fit", "Correlations"),
+        pulls=figure(paths.plots.pulls, "pulls", "4. Fit", "Pulls"),
+        impacts=figure(paths.plots.impacts, "impacts", "4. Fit", "Impacts"),
+        correlation=figure(paths.plots.correlation, "correlation", "4. Fit", "Correlations"),
     params:
         settings=plot_settings(),
         pulls=lambda wildcards, output: figure_prefix(wildcards, output.pulls),
         impacts=lambda wildcards, output: figure_prefix(wildcards, output.impacts),
         correlation=lambda wildcards, output: figure_prefix(wildcards, output.correlation),
     log:
-        f"{LOGS}/plots/fit_summary.log",
+        paths.logs.plot_fit_summary,
     conda:
         "../../envs/plots.yaml"
     shell:
@@ -259,54 +249,54 @@ rule plot_fit_summary:
 rule plot_scan:
     """Profile-likelihood scan of one POI."""
     input:
-        f"{FIT}/scan_{{poi}}.json",
+        paths.scan,
     output:
-        figure(f"{PLOTS}/fit/scan_{{poi}}", "scan", "4. Fit", "Scans"),
+        figure(paths.plots.scan, "scan", "4. Fit", "Scans"),
     params:
         settings=plot_settings(),
         prefix=figure_prefix,
     log:
-        f"{LOGS}/plots/scan_{{poi}}.log",
+        paths.logs.plot_scan,
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plots.fit --settings {params.settings:q} scan --input {input:q} "
+        "python -m analysis.plots.scans --settings {params.settings:q} scan --input {input:q} "
         "--prefix {params.prefix:q} 2> {log:q}"
 
 
 rule plot_contour:
     """Two-POI likelihood contour."""
     input:
-        f"{FIT}/scan2d.json",
+        paths.scan2d,
     output:
-        figure(f"{PLOTS}/fit/contour", "contour", "4. Fit", "Scans"),
+        figure(paths.plots.contour, "contour", "4. Fit", "Scans"),
     params:
         settings=plot_settings(),
         prefix=figure_prefix,
     log:
-        f"{LOGS}/plots/contour.log",
+        paths.logs.plot_contour,
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plots.fit --settings {params.settings:q} contour --input {input:q} "
+        "python -m analysis.plots.scans --settings {params.settings:q} contour --input {input:q} "
         "--prefix {params.prefix:q} 2> {log:q}"
 
 
 rule plot_limits:
     """Upper limits with expected bands."""
     input:
-        f"{FIT}/limits.json",
+        paths.limits,
     output:
-        figure(f"{PLOTS}/fit/limits", "limits", "4. Fit", "Limits"),
+        figure(paths.plots.limits, "limits", "4. Fit", "Limits"),
     params:
         settings=plot_settings(),
         prefix=figure_prefix,
     log:
-        f"{LOGS}/plots/limits.log",
+        paths.logs.plot_limits,
     conda:
         "../../envs/plots.yaml"
     shell:
-        "python -m analysis.plots.fit --settings {params.settings:q} limits --input {input:q} "
+        "python -m analysis.plots.scans --settings {params.settings:q} limits --input {input:q} "
         "--prefix {params.prefix:q} 2> {log:q}"
 
 

@@ -1,10 +1,12 @@
-# Reproducibility record: the software versions behind this results directory.
+# Provenance (analysis/core/provenance.py): the software versions behind this results directory.
+
+
 rule versions:
     """Software versions behind this results directory (reproducibility record)."""
     output:
-        f"{RESULTS}/versions.json",
+        paths.versions,
     log:
-        f"{LOGS}/versions.log",
+        paths.logs.versions,
     conda:
         "../../envs/friends.yaml"
     shell:

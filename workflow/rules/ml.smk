@@ -1,5 +1,6 @@
-# Classifier training (one job per k-fold), its diagnostics, and score injection per sample.
-# How a job runs (threads, memory, GPUs) is in resources, so changing it does not retrain.
+# Machine learning (analysis/ml): the classifier (one job per k-fold), its diagnostics, and the
+# scores of every sample and variation. How a job runs (threads, memory, GPUs) is in resources, so
+# changing it does not retrain.
 
 
 rule train_fold:
@@ -8,12 +9,12 @@ rule train_fold:
         **training_inputs(),
         variations=uncertainty_aware_files(),
     output:
-        model=f"{RESULTS}/train/fold{{fold}}/model.pt",
-        history=f"{RESULTS}/train/fold{{fold}}/history.json",
+        model=paths.model,
+        history=paths.history,
     params:
         classes=as_json(TRAINING_CLASSES),
         processes=as_json([SAMPLES[sample]["process"] for sample, _ in TRAINING]),
-        variations=as_json(UNCERTAINTY_AWARE),
+        variations=as_json(uncertainty_aware_entries()),
         settings=train_settings(),
     wildcard_constraints:
         fold=r"\d+",
@@ -23,7 +24,7 @@ rule train_fold:
         runtime=on_attempt(config["train"]["runtime"]),
         gpu=config["train"]["gpus"],
     log:
-        f"{LOGS}/train/fold{{fold}}.log",
+        paths.logs.train_fold,
     conda:
         "../../envs/train.yaml"
     shell:
@@ -37,10 +38,10 @@ rule train_diagnostics:
     """Confusion matrices, ROC curves, train/test score distributions, Taylor ranking."""
     input:
         **training_inputs(),
-        models=FOLD_MODELS,
+        models=fold_files(paths.model),
     output:
-        diagnostics=f"{RESULTS}/train/diagnostics.json",
-        taylor=f"{RESULTS}/train/taylor_ranking.json",
+        diagnostics=paths.diagnostics,
+        taylor=paths.taylor_ranking,
     params:
         classes=as_json(TRAINING_CLASSES),
         settings=train_settings(),
@@ -49,7 +50,7 @@ rule train_diagnostics:
         mem_mb=on_attempt(config["train"]["mem_mb"]),
         runtime=on_attempt(config["train"]["runtime"]),
     log:
-        f"{LOGS}/train/diagnostics.log",
+        paths.logs.train_diagnostics,
     conda:
         "../../envs/train.yaml"
     shell:
@@ -62,11 +63,11 @@ rule train_diagnostics:
 rule inject_sample:
     """Scores of every variation of a nominal simulated sample."""
     input:
-        skims=lambda wildcards: skims(wildcards.sample),
-        friends=lambda wildcards: stage_files("friends", wildcards.sample),
-        models=FOLD_MODELS,
+        skims=of_sample(paths.skim),
+        friends=of_sample(paths.friend),
+        models=fold_files(paths.model),
     output:
-        variation_outputs("scores", sample_variations({"type": "mc"}, config["variations"])),
+        variation_outputs(paths.scores, MC_VARIATIONS),
     wildcard_constraints:
         sample=alternatives(VARIED_SAMPLES),
     threads: 1
@@ -74,7 +75,7 @@ rule inject_sample:
         mem_mb=on_attempt(2000),
         runtime=on_attempt(10),
     log:
-        f"{LOGS}/scores/{{sample}}.log",
+        paths.logs.inject_sample,
     conda:
         "../../envs/train.yaml"
     shell:
@@ -84,20 +85,20 @@ rule inject_sample:
 
 use rule inject_sample as inject_sample_nominal_only with:
     output:
-        variation_outputs("scores", ["nominal"]),
+        variation_outputs(paths.scores, [NOMINAL]),
     wildcard_constraints:
         sample=alternatives(NOMINAL_ONLY_SAMPLES),
 
 
 rule train:
     input:
-        FOLD_MODELS,
-        FOLD_HISTORIES,
+        fold_files(paths.model),
+        fold_files(paths.history),
         rules.train_diagnostics.output,
         rules.versions.output,
 
 
 rule inject:
     input:
-        all_scores(),
+        every_sample(paths.scores),
         rules.versions.output,

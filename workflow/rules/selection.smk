@@ -1,0 +1,115 @@
+# Selection (analysis/selection): the built-in toy NanoAOD, the coffea preselection into skims (one
+# per shape variation) and the friend trees with event weights and the k-fold index.
+
+
+rule toydata_sample:
+    """NanoAOD-like ROOT file of a sample with a `toy` block."""
+    output:
+        paths.toydata,
+    params:
+        settings=toy_settings,
+    wildcard_constraints:
+        sample=alternatives(TOY_SAMPLES),
+    log:
+        paths.logs.toydata_sample,
+    resources:
+        mem_mb=on_attempt(2000),
+        runtime=on_attempt(30),
+    conda:
+        "../../envs/toydata.yaml"
+    shell:
+        "python -m analysis.selection.toydata --sample {wildcards.sample} "
+        "--settings {params.settings:q} --output {output:q} 2> {log:q}"
+
+
+# One job per sample evaluates all shape variations in one read (coffea + dask). How the work runs
+# (dask mode, chunk size) is passed as resources, not params: it does not change the skims, so
+# switching it must not rerun finished samples.
+
+
+rule preselect_sample:
+    """Nominal simulation: the nominal skim plus every object-level shape variation."""
+    input:
+        sample_files,
+    output:
+        **preselect_outputs(MC_VARIATIONS),
+    params:
+        sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
+        settings=as_json(
+            {key: config[key] for key in ("branches", "selection", "variations", "weights")}
+        ),
+        output_dir=lambda wildcards, output: os.path.dirname(output.skims[0]),
+    wildcard_constraints:
+        sample=alternatives(VARIED_SAMPLES),
+    threads: config["preselect"]["threads"]
+    resources:
+        mem_mb=on_attempt(config["preselect"]["mem_mb"]),
+        runtime=on_attempt(60),
+        chunksize=config["preselect"]["chunksize"],
+        dask_mode=config["preselect"]["dask"]["mode"],
+        dask_address=config["preselect"]["dask"]["address"] or "none",
+        dask_jobs=config["preselect"]["dask"]["jobs"],
+    log:
+        paths.logs.preselect_sample,
+    conda:
+        "../../envs/preselect.yaml"
+    shell:
+        "python -m analysis.selection.preselect --sample {wildcards.sample} "
+        "--sample-spec {params.sample:q} --files {input:q} --settings {params.settings:q} "
+        "--output-dir {params.output_dir:q} --chunksize {resources.chunksize} "
+        "--workers {threads} --dask-mode {resources.dask_mode} "
+        "--dask-address {resources.dask_address} --dask-jobs {resources.dask_jobs} 2> {log:q}"
+
+
+use rule preselect_sample as preselect_sample_nominal_only with:
+    output:
+        **preselect_outputs([NOMINAL]),
+    wildcard_constraints:
+        sample=alternatives(NOMINAL_ONLY_SAMPLES),
+
+
+rule friends_sample:
+    """Event weights with all weight variations, and the k-fold index, of one skim."""
+    input:
+        skim=paths.skim,
+        cutflow=paths.cutflow.format(sample="{sample}", variation=NOMINAL),
+        corrections=tau_id_correction_file,
+    output:
+        paths.friend,
+    params:
+        sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
+        settings=as_json(
+            {
+                "lumi": config["lumi"],
+                "weights": config["weights"],
+                "folds": config["friends"]["folds"],
+            }
+        ),
+    log:
+        paths.logs.friends_sample,
+    resources:
+        mem_mb=on_attempt(2000),
+        runtime=on_attempt(10),
+    conda:
+        "../../envs/friends.yaml"
+    shell:
+        "python -m analysis.selection.friends --sample {wildcards.sample} "
+        "--sample-spec {params.sample:q} --skim {input.skim:q} --cutflow {input.cutflow:q} --settings {params.settings:q} "
+        "--output {output:q} 2> {log:q}"
+
+
+rule toydata:
+    input:
+        expand(paths.toydata, sample=TOY_SAMPLES),
+
+
+rule preselect:
+    input:
+        every_sample(paths.skim),
+        rules.versions.output,
+
+
+rule friends:
+    input:
+        every_sample(paths.friend),
+        rules.versions.output,
