@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from analysis.core.config import load_yaml  # noqa: E402
-from analysis.selection.preselect import required_branches, run_preselection  # noqa: E402
+from analysis.selection.nanoaod import required_branches  # noqa: E402
+from analysis.selection.preselect import run_preselection  # noqa: E402
 from analysis.selection.toydata import generate_sample  # noqa: E402
 from tests.conftest import preselect_settings, toy_settings  # noqa: E402
 

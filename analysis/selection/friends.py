@@ -28,12 +28,11 @@ import numpy as np
 from analysis.core.config import active_weight_variations, is_simulation, weight_columns
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import EVENT_KEYS, read_json, read_tree, write_tree
+from analysis.core.variations import Variation, both
 from analysis.selection.corrections import evaluate_tau_id_sf, load_correction
+from analysis.selection.nanoaod import GENUINE_TAU
 
 log = logging.getLogger(__name__)
-
-#: Tau_genPartFlav value of a genuine hadronic tau decay: only these get the ID scale factor.
-GENUINE_TAU = 5
 
 
 def friend_columns(
@@ -65,15 +64,16 @@ def friend_columns(
     columns["weight"] = nominal
     processed = cutflow["sumw"]["processed"]
     for name, spec in active_weight_variations(weights).items():
-        for direction in ("up", "down"):
-            ratio = _variation_ratio(skim, name, direction, spec)
+        for variation in both(name):
+            ratio = _variation_ratio(skim, variation, spec)
             if spec.get("acceptance_only"):
-                ratio = ratio * processed["genWeight"] / processed[f"{name}_{direction}"]
-            columns[f"weight_{name}_{direction}"] = nominal * ratio
+                ratio = ratio * processed["genWeight"] / processed[variation.name]
+            columns[f"weight_{variation.name}"] = nominal * ratio
     if weights.get("tau_id_sf"):
         sf = _tau_id_sf(skim, weights["tau_id_sf"])
-        for direction in ("up", "down"):
-            columns[f"weight_tau_id_{direction}"] = nominal * _safe_ratio(sf[direction], sf["nom"])
+        for variation in both("tau_id"):
+            ratio = _safe_ratio(sf[variation.direction], sf["nom"])
+            columns[f"weight_{variation.name}"] = nominal * ratio
     _check_finite(columns, sample_name)
     return columns
 
@@ -102,13 +102,13 @@ def _nominal_weight(
 
 
 def _variation_ratio(
-    skim: Mapping[str, np.ndarray], name: str, direction: str, spec: Mapping[str, Any]
+    skim: Mapping[str, np.ndarray], variation: Variation, spec: Mapping[str, Any]
 ) -> np.ndarray:
     """Varied over nominal per-event factor: array entries and branches without a nominal are
     relative already; a branch pair with a nominal replaces that nominal factor."""
-    varied = np.asarray(skim[f"w_{name}_{direction}"], dtype=np.float64)
+    varied = np.asarray(skim[f"w_{variation.name}"], dtype=np.float64)
     if spec.get("nominal"):
-        return _safe_ratio(varied, np.asarray(skim[f"w_{name}"], dtype=np.float64))
+        return _safe_ratio(varied, np.asarray(skim[f"w_{variation.source}"], dtype=np.float64))
     return varied
 
 

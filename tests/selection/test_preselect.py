@@ -12,7 +12,8 @@ import uproot
 
 from analysis.core.errors import AnalysisError
 from analysis.core.io import read_json, read_tree
-from analysis.selection.preselect import FEATURES, MISSING, run_preselection
+from analysis.selection.preselect import run_preselection
+from analysis.selection.skim import FEATURES, MISSING
 from tests.conftest import DATA, preselect_settings
 
 

@@ -1,0 +1,116 @@
+"""NanoAOD conventions and inputs: branch names as NanoEvents columns, the branches the
+preselection needs, early checks of the input files, and generator-weight sums of ``Runs`` trees.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from analysis.core.config import weight_columns
+from analysis.core.errors import AnalysisError
+from analysis.core.io import EVENT_KEYS
+
+#: ``Tau_genPartFlav`` of a genuine hadronic tau decay.
+GENUINE_TAU = 5
+
+
+def column(events: ak.Array, branch: str) -> ak.Array:
+    """The NanoEvents column of a flat NanoAOD branch: ``HLT_IsoMu24`` is ``events.HLT.IsoMu24``."""
+    if branch in events.fields:
+        return events[branch]
+    collection, name = branch.split("_", 1)
+    return events[collection][name]
+
+
+def field(branch: str) -> str:
+    """The NanoEvents field of a NanoAOD branch name, e.g. ``Tau_idDeepTau2017v2p1VSjet``."""
+    return branch.split("_", 1)[1]
+
+
+def required_branches(settings: Mapping[str, Any], simulation: bool) -> dict[str, str]:
+    """NanoAOD branches the preselection reads, each mapped to what needs it (for messages)."""
+    branches, selection = settings["branches"], settings["selection"]
+    met = branches["met"]
+    needed = {key: "event keys" for key in EVENT_KEYS}
+    for name in ("pt", "eta", "phi", "mass", "charge"):
+        needed[f"Muon_{name}"] = "muon selection"
+        needed[f"Tau_{name}"] = "tau selection"
+    for name in ("pt", "eta", "phi", "mass", "jetId"):
+        needed[f"Jet_{name}"] = "jet selection"
+    needed["Tau_decayMode"] = "tau selection"
+    for key in ("muon_id", "muon_iso", "tau_id", "tau_antimu", "btag"):
+        needed[branches[key]] = f"config key branches.{key}"
+    needed[f"{met}_pt"] = needed[f"{met}_phi"] = "config key branches.met"
+    if settings["variations"].get("met_unclustered"):
+        for axis in "XY":
+            needed[f"{met}_MetUnclustEnUpDelta{axis}"] = (
+                "variations.met_unclustered (set it to false if your NanoAOD lacks it)"
+            )
+    for path in selection["trigger"]["paths"]:
+        needed[path] = "config key selection.trigger.paths"
+    if simulation:
+        needed[branches["tau_genmatch"]] = "config key branches.tau_genmatch"
+        for skim_column, source in weight_columns(settings["weights"]).items():
+            branch = source[0] if isinstance(source, tuple) else source
+            needed[branch] = f"weights config (skim column {skim_column})"
+    return needed
+
+
+def check_inputs(
+    files: Sequence[str], treename: str, needed: Mapping[str, str], sample: str
+) -> None:
+    """Fail early, in one line, if a file is unreadable or lacks a needed branch."""
+    for path in files:
+        keys = _branch_names(path, treename, sample)
+        for branch, reason in needed.items():
+            if branch not in keys:
+                close = difflib.get_close_matches(branch, keys, n=3, cutoff=0.6)
+                hint = f" (this file has {', '.join(close)})" if close else ""
+                raise AnalysisError(
+                    f"sample '{sample}': {path} has no branch '{branch}', "
+                    f"needed by {reason}{hint}; "
+                    "point the config at a branch this file has or drop the feature"
+                )
+
+
+def _branch_names(path: str, treename: str, sample: str) -> set[str]:
+    """The branches of ``treename`` in ``path``; an unreadable file is an AnalysisError."""
+    try:
+        with uproot.open(path) as fin:
+            return set(fin[treename].keys())
+    except FileNotFoundError:
+        raise AnalysisError(
+            f"sample '{sample}': input file {path} not found; fix its path in the samples file"
+        ) from None
+    except KeyError:
+        raise AnalysisError(
+            f"sample '{sample}': {path} has no tree '{treename}'; set `treename` in the "
+            "samples file"
+        ) from None
+    except Exception as err:  # uproot raises several types for corrupt files
+        raise AnalysisError(f"sample '{sample}': cannot read {path} ({err})") from None
+
+
+def generator_sumw(files: Sequence[str], names: Sequence[str]) -> float | None:
+    """Sum of generator weights from the ``Runs`` trees, or None if a file lacks them.
+
+    The first of ``names`` present is used (``genEventSumw`` since NanoAOD v7, ``genEventSumw_``
+    before).
+    """
+    total = 0.0
+    for path in files:
+        with uproot.open(path) as fin:
+            if "Runs" not in fin:
+                return None
+            runs = fin["Runs"]
+            name = next((n for n in names if n in runs.keys()), None)
+            if name is None:
+                return None
+            total += float(np.sum(runs[name].array(library="np")))
+    return total

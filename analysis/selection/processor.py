@@ -1,0 +1,105 @@
+"""The coffea processor of the preselection: one read of a chunk, one skim per variation.
+
+For every chunk of events the processor builds the physics objects once
+(:mod:`analysis.selection.objects`) and then, for the nominal objects and every object-level
+shape variation (:mod:`analysis.selection.shifts`), reruns the selection
+(:mod:`analysis.selection.cuts`) and computes the skim rows (:mod:`analysis.selection.rows`).
+Each chunk's rows go to a scratch file per variation, named by file index and first entry so that
+the driver can merge them in input order; the accumulator carries the cutflows, the
+generator-weight sums and the chunk names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import awkward as ak
+import numpy as np
+from coffea import processor
+
+from analysis.core.config import is_simulation
+from analysis.selection.cuts import cutflow, event_selection
+from analysis.selection.objects import WeightInputs, chunk_objects
+from analysis.selection.rows import skim_rows
+from analysis.selection.shifts import shifted
+from analysis.selection.skim import CUTS
+
+#: Per-event entries of the objects that the skim rows read besides the selected candidates.
+ROW_INPUTS = ("keys", "met_x", "met_y", "weight_inputs")
+
+
+class SkimProcessor(processor.ProcessorABC):
+    """Selects mu+tau_h events, computes features for every shape variation, writes chunk rows.
+
+    Args:
+        settings: the config sections ``branches``, ``selection``, ``variations``, ``weights``.
+        sample: the sample's entry of the samples file.
+        variations: the skims to produce (nominal first).
+        scratch: directory for per-chunk rows, shared with the dask workers.
+        file_index: position of each input file, so rows are ordered by (file, entry).
+    """
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        sample: Mapping[str, Any],
+        variations: Sequence[str],
+        scratch: str,
+        file_index: Mapping[str, int],
+    ) -> None:
+        self.branches = settings["branches"]
+        self.cuts = settings["selection"]
+        self.uncertainties = settings["variations"]
+        self.weights = WeightInputs(settings["weights"], is_simulation(sample))
+        self.variations = list(variations)
+        self.scratch = scratch
+        self.file_index = dict(file_index)
+
+    def process(self, events: ak.Array) -> dict[str, Any]:
+        """Run all variations on one chunk; return cutflows, weight sums and chunk file names."""
+        meta = events.metadata
+        chunk = f"{self.file_index[meta['filename']]:05d}_{meta['entrystart']:012d}.npz"
+        nominal = chunk_objects(
+            events,
+            self.branches,
+            self.cuts["trigger"]["paths"],
+            self.weights,
+            met_unclustered=bool(self.uncertainties.get("met_unclustered")),
+        )
+        output: dict[str, Any] = {
+            "cutflow": {},
+            "chunks": [chunk],
+            "sumw": self.weights.sums(events),
+        }
+        for variation in self.variations:
+            rows, output["cutflow"][variation] = self._select(
+                shifted(nominal, variation, self.uncertainties)
+            )
+            np.savez(os.path.join(self.scratch, variation, chunk), **rows)
+        return output
+
+    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        """Nothing to merge beyond coffea's accumulation."""
+        return accumulator
+
+    def _select(self, objects: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The skim rows of the events passing the selection, and the cutflow."""
+        selection, candidates = event_selection(objects, self.cuts, self.branches)
+        steps = selection.cutflow(*CUTS[1:]).result()
+        passed = steps.maskscutflow[-1]
+        selected = _take({key: objects[key] for key in ROW_INPUTS}, passed)
+        for name, values in candidates.items():
+            # the candidates of the selected events exist: drop the option type of the others
+            selected[name] = None if values is None else ak.drop_none(values[passed], axis=0)
+        rows = skim_rows(selected, self.branches["muon_iso"], list(self.weights.sources))
+        return rows, cutflow(steps, objects["weight"])
+
+
+def _take(objects: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    """Keep the events passing ``mask`` in every per-event entry (nested dicts included)."""
+    return {
+        key: _take(value, mask) if isinstance(value, dict) else value[mask]
+        for key, value in objects.items()
+    }

@@ -1,0 +1,97 @@
+"""Object-level shape variations: tau_h and jet energy scales and unclustered MET.
+
+Each variation rescales the objects of one chunk (``objects``: the per-event entries the
+processor builds, with MET as ``met_x``/``met_y``) and propagates the change to the MET, so that
+the selection can rerun on the shifted objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from analysis.core.variations import NOMINAL, Variation
+from analysis.selection.nanoaod import GENUINE_TAU
+
+#: Jets above this pT enter the type-1 MET propagation of the jet energy scale.
+MET_PROPAGATION_JET_PT = 15.0
+
+#: A shift: (nominal objects, sign of the direction, the ``variations`` config) -> changed entries.
+Shift = Callable[[Mapping[str, Any], float, Mapping[str, Any]], dict[str, Any]]
+
+
+def shifted(
+    nominal: Mapping[str, Any], name: str, uncertainties: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The objects of variation ``name`` (``nominal`` itself for the nominal)."""
+    variation = Variation.parse(name)
+    if variation.is_nominal and variation.source == NOMINAL:
+        return nominal
+    shift = SHIFTS.get(variation.source) if variation.direction else None
+    if shift is None:
+        raise ValueError(f"unknown variation {name}")
+    sign = 1.0 if variation.direction == "up" else -1.0
+    return {**nominal, **shift(nominal, sign, uncertainties)}
+
+
+def _tau_energy_scale(
+    nominal: Mapping[str, Any], sign: float, uncertainties: Mapping[str, Any]
+) -> dict[str, Any]:
+    taus = nominal["taus"]
+    factor = 1.0 + sign * tau_es_uncertainty(taus, nominal["genmatch"], uncertainties["tau_es"])
+    met_x, met_y = propagate_to_met(nominal, taus, factor)
+    return {"taus": scaled(taus, factor), "met_x": met_x, "met_y": met_y}
+
+
+def _jet_energy_scale(
+    nominal: Mapping[str, Any], sign: float, uncertainties: Mapping[str, Any]
+) -> dict[str, Any]:
+    jets = nominal["jets"]
+    factor = 1.0 + sign * uncertainties["jet_es"]
+    propagated = jets[jets.pt > MET_PROPAGATION_JET_PT]
+    met_x, met_y = propagate_to_met(nominal, propagated, factor)
+    return {"jets": scaled(jets, factor), "met_x": met_x, "met_y": met_y}
+
+
+def _unclustered_met(
+    nominal: Mapping[str, Any], sign: float, uncertainties: Mapping[str, Any]
+) -> dict[str, Any]:
+    dx, dy = nominal["met_uncl"]
+    return {"met_x": nominal["met_x"] + sign * dx, "met_y": nominal["met_y"] + sign * dy}
+
+
+#: The shift of each variation source.
+SHIFTS: dict[str, Shift] = {
+    "tau_es": _tau_energy_scale,
+    "jet_es": _jet_energy_scale,
+    "met_uncl": _unclustered_met,
+}
+
+
+def tau_es_uncertainty(
+    taus: ak.Array, genmatch: ak.Array, by_decay_mode: Mapping[str, float]
+) -> ak.Array:
+    """Relative energy-scale uncertainty per tau_h: by decay mode, genuine tau_h only."""
+    sigma = ak.zeros_like(taus.pt)
+    for decay_mode, value in by_decay_mode.items():
+        sigma = ak.where(taus.decayMode == int(decay_mode), value, sigma)
+    return ak.where(genmatch == GENUINE_TAU, sigma, 0.0)
+
+
+def scaled(objects: ak.Array, factor: ak.Array | float) -> ak.Array:
+    """Objects with pt and mass multiplied by ``factor`` (an energy-scale shift)."""
+    shifted_objects = ak.with_field(objects, objects.pt * factor, "pt")
+    return ak.with_field(shifted_objects, objects.mass * factor, "mass")
+
+
+def propagate_to_met(
+    nominal: Mapping[str, Any], objects: ak.Array, factor: ak.Array | float
+) -> tuple[ak.Array, ak.Array]:
+    """MET after rescaling ``objects``: the MET vector absorbs minus the change of their pT sum."""
+    delta_pt = objects.pt * (factor - 1.0)
+    dx = ak.sum(delta_pt * np.cos(objects.phi), axis=1)
+    dy = ak.sum(delta_pt * np.sin(objects.phi), axis=1)
+    return nominal["met_x"] - dx, nominal["met_y"] - dy
