@@ -28,9 +28,17 @@ TINY_TOY_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session")
-def default_config() -> dict[str, Any]:
-    """The shipped config/config.yaml (copy it before changing it)."""
-    return load_yaml(REPO / "config" / "config.yaml")
+def default_config() -> Iterator[dict[str, Any]]:
+    """The shipped config/config.yaml (copy it before changing it).
+
+    Shared by the whole session, so a test that changes it in place would change every later
+    test's defaults; the teardown check turns such a leak into an error naming this fixture.
+    """
+    config = load_yaml(REPO / "config" / "config.yaml")
+    yield config
+    assert config == load_yaml(REPO / "config" / "config.yaml"), (
+        "a test changed the session's default_config in place: copy it before changing it"
+    )
 
 
 @pytest.fixture(scope="session")

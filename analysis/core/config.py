@@ -6,8 +6,9 @@ workflow's file names and the stages' outputs cannot drift apart.
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,38 @@ def check_samples(samples: Mapping[str, Mapping[str, Any]], source: str) -> None
 
 #: Keys of the ``train`` section that only say how a job runs, not what it computes.
 TRAIN_EXECUTION_KEYS = ("threads", "mem_mb", "runtime", "gpus")
+
+#: Config keys (dotted paths) that only say where results go and how jobs run (threads, memory,
+#: chunking, dask), not what they compute: left out of the config digest of ``versions.json``.
+EXECUTION_KEYS = (
+    "results",
+    "preselect.chunksize", "preselect.threads", "preselect.mem_mb", "preselect.dask",
+    *(f"train.{key}" for key in TRAIN_EXECUTION_KEYS),
+    "inference.ranking.chunk_size", "inference.scan.chunk_size",
+)  # fmt: skip
+
+
+def analysis_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config without :data:`EXECUTION_KEYS`: what the results depend on."""
+    settings = copy.deepcopy(dict(config))
+    for key in EXECUTION_KEYS:
+        *parents, name = key.split(".")
+        section = settings
+        for parent in parents:
+            section = section.get(parent, {})
+        section.pop(name, None)
+    return settings
+
+
+def check_features(features: list[str], columns: Sequence[str]) -> None:
+    """Every ``train.features`` entry is a column the preselection writes (``columns``): a
+    misspelled name stops the workflow before any job, not when training starts."""
+    unknown = [name for name in features if name not in columns]
+    if unknown:
+        raise AnalysisError(
+            f"config: key 'train.features': '{unknown[0]}' is not a column of the skims; "
+            f"use some of {', '.join(columns)}"
+        )
 
 
 def class_names(classes: list[Mapping[str, Any]]) -> list[str]:

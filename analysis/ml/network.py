@@ -160,20 +160,6 @@ def load_fold_models(paths: Sequence[str | os.PathLike[str]]) -> dict[int, Train
     return models
 
 
-def select_device(preference: str) -> torch.device:
-    """``auto`` picks CUDA when a GPU is visible, else the CPU; ``cuda`` requires one."""
-    if preference == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if preference == "cuda":
-        raise AnalysisError(
-            "config: key 'train.device' is 'cuda' but no GPU is visible; "
-            "use 'auto' to fall back to the CPU"
-        )
-    return torch.device("cpu")
-
-
 def architecture_of(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The ``train.network`` architecture: the keyword arguments of :func:`build_network`."""
     network = settings["network"]

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,10 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from analysis.core.device import select_device
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import write_json
+from analysis.core.progress import Progress
 from analysis.ml.early_stopping import EarlyStopping
 from analysis.ml.network import (
     Standardization,
@@ -40,7 +40,6 @@ from analysis.ml.network import (
     architecture_of,
     build_network,
     save_model,
-    select_device,
 )
 from analysis.ml.train_uncertainty_aware import VariationInput, fine_tune
 from analysis.ml.training_data import DeviceData, TrainingData, read_samples
@@ -226,11 +225,10 @@ def _run_epochs(
     train, n_classes = split["train"], len(settings["classes"])
     history: dict[str, Any] = {key: [] for key in _HISTORY_KEYS}
     stopping, started = EarlyStopping(settings["patience"]), time.perf_counter()
-    epochs = tqdm(
-        range(settings["max_epochs"]), desc=f"fold {fold}", unit="epoch",
-        disable=not sys.stderr.isatty(),
-    )  # fmt: skip
-    for epoch in epochs:
+    progress = Progress(
+        settings["max_epochs"], f"fold {fold} training", "epochs", upper_bound=True, logger=log
+    )
+    for epoch in range(settings["max_epochs"]):
         order = _batch_order(train, n_classes, settings["balanced_batches"], generator)
         _train_epoch(
             network, train, torch.split(order, settings["batch_size"]), optimizer, scaler, amp
@@ -242,7 +240,7 @@ def _run_epochs(
             "fold %d epoch %d: loss %.5f / val %.5f, accuracy %.4f / val %.4f",
             fold, epoch, *values.values(),
         )  # fmt: skip
-        epochs.set_postfix(loss=f"{values['loss']:.4f}", val_loss=f"{values['val_loss']:.4f}")
+        progress.update()
         if stopping.update(values["val_loss"], epoch, network):
             log.info(
                 "fold %d: early stop after %d epochs without improvement", fold, stopping.waited
@@ -314,7 +312,7 @@ def train(
         variation_inputs: the systematics' event sets (uncertainty-aware loss only).
     """
     torch.set_num_threads(threads)
-    device = select_device(settings["device"])
+    device = select_device(settings["device"], "train.device")
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     data = load_training_data(inputs, settings)

@@ -1,10 +1,13 @@
-"""Cutflow (figure and tables) and input-feature distributions (data vs stacked simulation).
+"""Cutflow (figure and tables) and input-feature distributions (data vs stacked prediction).
 
 Reads the preselection's ``*.cutflow.json`` files and the nominal skims with their friend trees
 (event weight ``weight``). Feature figures are made per region (``plots.regions``), with a
-data/simulation ratio panel and the simulation's statistical uncertainty as a band. While the
-analysis is blinded, data are hidden in every bin whose expected signal-to-background ratio
-exceeds the histograms' threshold, as in the fitted histograms.
+data/prediction ratio panel and the prediction's uncertainty as a band. QCD multijet is estimated
+as in the fit: with ``histograms.qcd.from_data``, from same-sign data by
+:func:`analysis.stats.histograms.qcd_from_same_sign` (its simulation is not drawn), with the
+estimate's statistical, normalisation and shape uncertainties in the band. While the analysis is
+blinded, data are hidden in every bin whose expected signal-to-background ratio exceeds the
+histograms' threshold, as in the fitted histograms.
 """
 
 from __future__ import annotations
@@ -15,27 +18,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import hist
 import numpy as np
 
 from analysis.core.errors import AnalysisError
 from analysis.core.io import read_json, read_with_friends
 from analysis.core.tables import latex_row, markdown_table, tex, write_text
+from analysis.core.variations import NOMINAL, names
 from analysis.plots.cli import REQUIRED, REQUIRED_LIST, Subcommand, command_line
+from analysis.plots.stackplot import DATA, plot_stack
 from analysis.plots.style import (
     PlotStyle,
     add_label,
-    draw_band,
     new_figure,
     process_colors,
-    ratio_with_errors,
     safe_name,
     save_figure,
 )
-from analysis.stats.channels import selection_mask
-from analysis.stats.histograms import blinding_mask
-
-#: Name of the process of collision data in the ``--processes`` list.
-DATA = "data"
+from analysis.stats.channels import Channel, same_sign, selection_mask
+from analysis.stats.histograms import blinding_mask, qcd_from_same_sign
 
 
 def read_cutflows(paths: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
@@ -98,12 +99,13 @@ def plot_cutflow(
         first = entries[0]["weighted"] or 1.0
         efficiency = np.asarray([entry["weighted"] for entry in entries]) / first
         line = {"color": "black", "marker": "o"} if sample == DATA else {"color": colors[sample]}
-        ax.plot(np.arange(len(cuts)), efficiency, label=sample, **line)
+        ax.plot(np.arange(len(cuts)), efficiency, label=style.labels.process(sample), **line)
     ax.set_yscale("log")
-    ax.set_xticks(np.arange(len(cuts)), cuts, rotation=30, ha="right")
+    # upright names: slanted ones overlap their neighbours' boxes once names are long
+    ax.set_xticks(np.arange(len(cuts)), cuts, rotation=90)
     ax.minorticks_off()
     ax.set_ylabel("Cumulative efficiency")
-    ax.legend(ncol=2, fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the lines
     add_label(ax, style, data=DATA in cutflows, lumi=False)
     return save_figure(fig, prefix, style)
 
@@ -160,119 +162,79 @@ def _fill(values: np.ndarray, weights: np.ndarray, edges: np.ndarray):
     return counts, sumw2
 
 
-def plot_stack(
+def _weights(process: str, columns: Mapping[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """Event weights of the selected events: ``weight`` for simulation, one for data."""
+    return np.ones(int(mask.sum())) if process == DATA else columns["weight"][mask]
+
+
+def _region_histograms(
+    events: Mapping[str, Mapping[str, np.ndarray]],
+    selection: Mapping[str, Any],
+    feature: str,
     edges: np.ndarray,
-    stack: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    data: np.ndarray | None,
-    xlabel: str,
-    prefix: str,
-    style: PlotStyle,
-    band: np.ndarray | None = None,
-    band_label: str = "Stat. unc.",
-    title: str | None = None,
-    log: bool = False,
-    blinded: np.ndarray | None = None,
-) -> list[Path]:
-    """Stacked simulation with data points, an uncertainty band and a data/prediction ratio.
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """process -> (counts, sum of squared weights) of ``feature`` of the events in a selection."""
+    result = {}
+    for process, columns in events.items():
+        mask = selection_mask(columns, selection)
+        result[process] = _fill(columns[feature][mask], _weights(process, columns, mask), edges)
+    return result
+
+
+def transfer_factor(region: str, selection: Mapping[str, Any], qcd: Mapping[str, Any]) -> float:
+    """Factor from same-sign QCD to QCD in a region: ``qcd.os_ss_factor`` in an opposite-sign
+    region, 1 in a same-sign one, both summed in a region of either sign."""
+    sign = selection.get("is_os")
+    if sign is None:
+        return 1.0 + float(qcd["os_ss_factor"])
+    if isinstance(sign, (int, float)) and sign in (0, 1):
+        return float(qcd["os_ss_factor"]) if sign == 1 else 1.0
+    raise AnalysisError(
+        f"plots.regions.{region}: is_os must be 0, 1 or absent for the QCD estimate from "
+        "same-sign data (histograms.qcd.from_data)"
+    )
+
+
+def qcd_estimate(
+    events: Mapping[str, Mapping[str, np.ndarray]],
+    region: str,
+    selection: Mapping[str, Any],
+    feature: str,
+    edges: np.ndarray,
+    qcd: Mapping[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """QCD in a region as the fit has it: same-sign data minus same-sign simulation times the
+    transfer factor (:func:`analysis.stats.histograms.qcd_from_same_sign`).
 
     Args:
-        edges: bin edges.
-        stack: process -> (counts, sum of squared weights); drawn smallest yield at the bottom.
-        data: observed counts (Poisson errors), or None.
-        xlabel: x-axis title.
-        prefix: output path without extension.
-        style: the plot style.
-        band: absolute uncertainty of the total prediction per bin; default the simulation's
-            statistical one, sqrt(sum of squared weights).
-        band_label: legend entry of the band.
-        title: text in the top-left corner of the axes (region or channel).
-        log: logarithmic y axis.
-        blinded: bins whose data are hidden (shaded and labelled); their data entries are ignored.
+        events: columns of data and of the simulation other than QCD, by process.
+        region: the region's name; selection: its cuts.
+        feature: the histogrammed column; edges: its bin edges.
+        qcd: the ``histograms.qcd`` section.
+
+    Returns:
+        The estimate per bin and its squared uncertainty: the statistical one of the estimate,
+        the normalisation (``qcd.norm_uncertainty``) and the larger shift of the shape
+        variations ``qcd_shape_{up,down}``, added in quadrature.
     """
-    order = sorted(stack, key=lambda name: float(np.sum(stack[name][0])))
-    total = (
-        np.sum([stack[name][0] for name in order], axis=0) if order else np.zeros(len(edges) - 1)
+    channel = Channel(region, selection, feature)
+    inputs = _region_histograms(events, same_sign(channel).selection, feature, edges)
+    histograms = {}
+    for process, (counts, sumw2) in inputs.items():
+        histogram = hist.Hist(hist.axis.Variable(edges), storage=hist.storage.Weight())
+        histogram.view().value, histogram.view().variance = counts, sumw2
+        histograms[f"{same_sign(channel).name}/{process}/{NOMINAL}"] = histogram
+    settings = {"qcd": {**qcd, "os_ss_factor": transfer_factor(region, selection, qcd)}}
+    estimate = qcd_from_same_sign(histograms, [channel], settings)
+    prefix = f"{region}/{qcd['process']}"
+    nominal = estimate[f"{prefix}/{NOMINAL}"]
+    values = nominal.values()
+    shape = np.max(
+        [np.abs(estimate[f"{prefix}/{name}"].values() - values) for name in names("qcd_shape")],
+        axis=0,
     )
-    if band is None:
-        band = np.sqrt(np.sum([stack[name][1] for name in order], axis=0))
-    fig, (ax, rax) = new_figure(style, ratio=True)
-    _draw_stack(ax, edges, stack, order, total, style)
-    draw_band(ax, edges, total - band, total + band, band_label)
-    if blinded is not None and np.any(blinded):
-        _shade_blinded(ax, rax, edges, blinded)
-        if data is not None:
-            data = np.where(blinded, np.nan, np.asarray(data, dtype=float))
-    if data is not None:
-        _draw_data(ax, rax, edges, np.asarray(data, dtype=float), total)
-    _draw_ratio_panel(rax, edges, total, band, xlabel, data is not None)
-    _finish_main_panel(ax, edges, total, log, title)
-    add_label(ax, style, data=data is not None)
-    return save_figure(fig, prefix, style)
-
-
-def _draw_stack(
-    ax: Any,
-    edges: np.ndarray,
-    stack: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    order: Sequence[str],
-    total: np.ndarray,
-    style: PlotStyle,
-) -> None:
-    """The processes stacked in ``order`` (bottom first) and their total as a line."""
-    if not order:
-        return
-    colors = process_colors(sorted(stack), style)
-    ax.stackplot(
-        edges, *[np.append(stack[name][0], stack[name][0][-1]) for name in order],
-        step="post", labels=order, colors=[colors[name] for name in order],
-    )  # fmt: skip
-    ax.stairs(total, edges, color="black", linewidth=1)
-
-
-def _shade_blinded(ax: Any, rax: Any, edges: np.ndarray, blinded: np.ndarray) -> None:
-    """Shade the blinded bins in both panels."""
-    for i, k in enumerate(np.flatnonzero(blinded)):
-        label = "Blinded" if i == 0 else None  # one legend entry for all blinded bins
-        ax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0, label=label)
-        rax.axvspan(edges[k], edges[k + 1], color="0.85", zorder=0)
-
-
-def _draw_data(ax: Any, rax: Any, edges: np.ndarray, data: np.ndarray, total: np.ndarray) -> None:
-    """Data points with Poisson errors, and their ratio to the prediction in the lower panel."""
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    ax.errorbar(
-        centres, data, yerr=np.sqrt(data), fmt="o", color="black", label="Data", markersize=5
-    )
-    ratio, ratio_err = ratio_with_errors(data, total, np.sqrt(data))
-    rax.errorbar(centres, ratio, yerr=ratio_err, fmt="o", color="black", markersize=5)
-
-
-def _draw_ratio_panel(
-    rax: Any, edges: np.ndarray, total: np.ndarray, band: np.ndarray, xlabel: str, data: bool
-) -> None:
-    """The prediction's relative uncertainty around one in the lower panel, and its titles."""
-    one, band_rel = ratio_with_errors(total, total, band)
-    draw_band(rax, edges, one - band_rel, one + band_rel, None)
-    rax.axhline(1.0, color="gray", linestyle="--")
-    rax.set_ylim(0.5, 1.5)
-    rax.set_ylabel("Data / Pred." if data else "Rel. unc.")
-    rax.set_xlabel(xlabel)
-
-
-def _finish_main_panel(
-    ax: Any, edges: np.ndarray, total: np.ndarray, log: bool, title: str | None
-) -> None:
-    """Ranges of the upper panel, with room above the stack for the legend, and the legend."""
-    ax.set_xlim(edges[0], edges[-1])
-    ax.set_ylabel("Events / bin")
-    if log:
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=max(0.1, 0.5 * float(np.min(total[total > 0], initial=1.0))))
-        ax.set_ylim(top=ax.get_ylim()[1] * 100)
-    else:
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.4)
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles[::-1], labels[::-1], ncol=2, fontsize="small", title=title)
+    variance = nominal.variances() + (float(qcd["norm_uncertainty"]) * values) ** 2 + shape**2
+    return values, variance
 
 
 def plot_features(
@@ -283,45 +245,43 @@ def plot_features(
     output_dir: str | Path,
     style: PlotStyle,
     blinding: Mapping[str, Any] | None = None,
+    qcd: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """One stacked figure per region and feature, ``{region}_{feature}`` in ``output_dir``.
 
     Binning is chosen from the simulation in each region, so data never shapes its own binning.
     With ``blinding`` (``signals``: signal processes, ``threshold``: the S/B above which a bin is
-    blinded), data are hidden where the simulation expects S/B above the threshold.
+    blinded), data are hidden where the prediction has S/B above the threshold. With ``qcd``
+    (the ``histograms.qcd`` section) and ``from_data``, QCD is estimated from same-sign data
+    (:func:`qcd_estimate`) instead of taken from its simulation.
     """
-    written: list[Path] = []
-    simulation = [process for process in events if process != DATA]
+    from_data = bool(qcd and qcd["from_data"])
+    drop = {DATA, qcd["process"]} if from_data else {DATA}
+    simulation = [process for process in events if process not in drop]
     if not simulation:
         raise AnalysisError("no simulated sample among the inputs; check the samples file")
+    written: list[Path] = []
     for region, selection in regions.items():
         missing = [name for name in selection if name not in events[simulation[0]]]
         if missing:
             raise AnalysisError(
                 f"plots.regions.{region}: column {missing[0]!r} is not in the skims"
             )
-        masks = {process: selection_mask(columns, selection) for process, columns in events.items()}
+        shown = {p: columns for p, columns in events.items() if p in simulation or p == DATA}
         for feature in features:
-            pooled = np.concatenate([events[p][feature][masks[p]] for p in simulation])
+            pooled = np.concatenate(
+                [events[p][feature][selection_mask(events[p], selection)] for p in simulation]
+            )
             edges = feature_edges(pooled, bins)
-            stack = {
-                process: _fill(
-                    events[process][feature][masks[process]],
-                    events[process]["weight"][masks[process]],
-                    edges,
-                )
-                for process in simulation
-            }
-            data = None
-            if DATA in events:
-                data = _fill(
-                    events[DATA][feature][masks[DATA]],
-                    np.ones(int(masks[DATA].sum())),
-                    edges,
-                )[0]
+            stack = _region_histograms(shown, selection, feature, edges)
+            data = stack.pop(DATA)[0] if DATA in stack else None
+            if from_data:
+                stack[qcd["process"]] = qcd_estimate(shown, region, selection, feature, edges, qcd)
             written += plot_stack(
-                edges, stack, data, feature, Path(output_dir) / f"{region}_{safe_name(feature)}",
-                style, title=region, blinded=_blinded(stack, blinding),
+                edges, stack, data, style.labels.feature(feature),
+                Path(output_dir) / f"{region}_{safe_name(feature)}", style,
+                band_label="Stat. + QCD unc." if from_data else "Stat. unc.", title=region,
+                blinded=_blinded(stack, blinding),
             )  # fmt: skip
     return written
 
@@ -349,13 +309,14 @@ def _cutflow(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotS
 
 def _features(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
     regions = settings["regions"]
-    selection_columns = sorted({name for cuts in regions.values() for name in cuts})
+    # is_os: the same-sign events of the QCD estimate
+    selection_columns = sorted({"is_os", *(name for cuts in regions.values() for name in cuts)})
     columns = list(dict.fromkeys([*args.features, *selection_columns]))
     events = load_events(args.skims, args.friends, args.processes, columns)
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     plot_features(
         events, args.features, regions, int(settings["feature_bins"]), args.output_dir, style,
-        json.loads(args.blinding),
+        json.loads(args.blinding), json.loads(args.qcd),
     )  # fmt: skip
 
 
@@ -370,7 +331,9 @@ SUBCOMMANDS = {
         {"--skims": REQUIRED_LIST, "--friends": REQUIRED_LIST, "--processes": REQUIRED_LIST,
          "--features": REQUIRED_LIST, "--output-dir": REQUIRED,
          "--blinding": {"default": "null",
-                        "help": 'JSON {"signals": [...], "threshold": x}, or null'}},
+                        "help": 'JSON {"signals": [...], "threshold": x}, or null'},
+         "--qcd": {"default": "null",
+                   "help": "the histograms.qcd section as JSON: QCD from same-sign data"}},
     ),
 }  # fmt: skip
 

@@ -59,7 +59,7 @@ def plot_impacts(
     pull_ax.minorticks_off()
     # two empty rows above the largest impact hold the legend, so it never covers a bar
     pull_ax.set_ylim(-1, len(entries) + 2.2)
-    _impacts_legend_and_label(pull_ax, fit, style)
+    _impacts_legend_and_label(pull_ax, impact_ax, fit, style)
     return save_figure(fig, prefix, style)
 
 
@@ -97,10 +97,13 @@ def _impact_axis(impact_ax: Any, entries: Sequence[Impact], poi: str) -> None:
          for d in ("up", "down")] or [1.0]
     )  # fmt: skip
     impact_ax.set_xlim(-1.25 * largest, 1.25 * largest)
-    impact_ax.set_xlabel(rf"$\Delta\hat{{{math_name(poi)}}}$")
+    # labelpad: the hat of the title clears the tick labels below it
+    impact_ax.set_xlabel(rf"$\Delta\hat{{{math_name(poi)}}}$", labelpad=12)
 
 
-def _impacts_legend_and_label(pull_ax: Any, fit: FitResults, style: PlotStyle) -> None:
+def _impacts_legend_and_label(
+    pull_ax: Any, impact_ax: Any, fit: FitResults, style: PlotStyle
+) -> None:
     """The legend, titled with the POI's best fit, and the experiment label above the top axis."""
     handles = [
         Patch(facecolor="none", edgecolor="black", label="Pre-fit"),
@@ -114,11 +117,7 @@ def _impacts_legend_and_label(pull_ax: Any, fit: FitResults, style: PlotStyle) -
         title_fontsize="small",
     )  # fmt: skip
     # the impact axis occupies the top, so the experiment label goes above its tick labels
-    pull_ax.set_title(
-        rf"$\bf{{{style.experiment}}}$ {style.label}" if style.experiment else style.label,
-        loc="left", pad=45, fontsize="medium",
-    )  # fmt: skip
-    pull_ax.set_title(style.lumi_text, loc="right", pad=45, fontsize="medium")
+    add_label(pull_ax, style, above=impact_ax.xaxis)
 
 
 def plot_correlation(

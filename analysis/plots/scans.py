@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from analysis.core.errors import AnalysisError
 from analysis.plots.cli import REQUIRED, Subcommand, command_line
@@ -44,6 +45,8 @@ def plot_scan(scan_path: str, prefix: str | Path, style: PlotStyle) -> list[Path
     lines.append(f"95% CL: [{_bound(low)}, {_bound(high)}]")
     ax.text(0.5, 0.95, "\n".join(lines), transform=ax.transAxes, ha="center", va="top")
     ax.set_ylim(0, max(5.0, 1.1 * float(np.nanmax(delta))))
+    # no "0" in the corner, where it would meet the first x tick label
+    ax.yaxis.set_major_locator(MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10], prune="lower"))
     ax.set_xlim(values[0], values[-1])
     ax.set_xlabel(rf"${math_name(poi)}$")
     ax.set_ylabel(r"$-2\Delta\ln L$")

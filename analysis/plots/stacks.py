@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import uproot
+from matplotlib.ticker import MaxNLocator
 
 from analysis.core.errors import AnalysisError
 from analysis.core.io import read_json
@@ -26,7 +27,7 @@ from analysis.core.tables import latex_row, markdown_section, tex, value_error, 
 from analysis.core.variations import NOMINAL, Variation, sources
 from analysis.core.variations import names as variation_names
 from analysis.plots.cli import REQUIRED, Subcommand, command_line
-from analysis.plots.distributions import plot_stack
+from analysis.plots.stackplot import plot_stack
 from analysis.plots.style import (
     PlotStyle,
     add_label,
@@ -45,7 +46,7 @@ def plot_prepostfit(
     output_dir: str | Path,
     style: PlotStyle,
     binning: Mapping[str, Sequence[float]] | None = None,
-    xlabels: Mapping[str, str] | None = None,
+    axes: Mapping[str, Mapping[str, Any]] | None = None,
     model_settings: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Pre-fit and post-fit stacks of every channel, ``{channel}_prefit``/``{channel}_postfit``.
@@ -56,18 +57,18 @@ def plot_prepostfit(
         output_dir: where the figures go.
         style: the plot style.
         binning: channel -> bin edges (``histograms/binning.json``); bin index when absent.
-        xlabels: channel -> x-axis title (``plots.observable_labels``).
+        axes: what each channel's x axis shows (see :func:`axis_title`).
         model_settings: the ``inference`` settings the fit was made with.
     """
     yields = prefit_postfit(workspace_path, FitResults.read(fit_path), model_settings, fit_path)
     written: list[Path] = []
     for channel in yields.prefit:
-        edges, observable = _channel_edges(channel, yields.prefit[channel].yields.shape[1], binning)
+        edges = _channel_edges(channel, yields.prefit[channel].yields.shape[1], binning)
+        xlabel = axis_title(channel, axes, style, binned=channel in (binning or {}))
         data = None if yields.observed is None else yields.observed[channel]
         for stage, prediction in (("prefit", yields.prefit), ("postfit", yields.postfit)):
             written += plot_stack(
-                edges, _stack(prediction[channel]), data,
-                (xlabels or {}).get(channel, f"{channel}: {observable}"),
+                edges, _stack(prediction[channel]), data, xlabel,
                 Path(output_dir) / f"{safe_name(channel)}_{stage}", style,
                 band=prediction[channel].band,
                 band_label="Pre-fit unc." if stage == "prefit" else "Post-fit unc.",
@@ -76,18 +77,54 @@ def plot_prepostfit(
     return written
 
 
+def axis_title(
+    channel: str,
+    axes: Mapping[str, Mapping[str, Any]] | None,
+    style: PlotStyle,
+    binned: bool = True,
+) -> str:
+    """The x-axis title of a channel.
+
+    ``axes`` maps a channel to ``title`` (``plots.observable_labels``, always used when given),
+    ``nn`` (the class of an NN category: ``NN output: <class>``) or ``observable`` (the column,
+    titled by its feature label). Without a title, a channel drawn by bin index (``binned``
+    false) is titled ``Bin index``, and one not in ``axes`` ``<channel>: fitted observable``.
+    """
+    axis = (axes or {}).get(channel, {})
+    if axis.get("title"):
+        return str(axis["title"])
+    if not binned:
+        return "Bin index"
+    if axis.get("nn"):
+        return style.labels.nn_axis(str(axis["nn"]))
+    if axis.get("observable"):
+        return style.labels.feature(str(axis["observable"]))
+    return f"{channel}: fitted observable"
+
+
+def channel_axes(
+    axes: Mapping[str, Mapping[str, Any]] | None, titles: Mapping[str, str] | None
+) -> dict[str, dict[str, Any]]:
+    """The channels' axes (``--axes``) with the configured titles (``plots.observable_labels``)
+    added as ``title``."""
+    merged = {channel: dict(axis) for channel, axis in (axes or {}).items()}
+    for channel, title in (titles or {}).items():
+        merged.setdefault(channel, {})["title"] = title
+    return merged
+
+
 def _channel_edges(
     channel: str, width: int, binning: Mapping[str, Sequence[float]] | None
-) -> tuple[np.ndarray, str]:
-    """Bin edges of a channel and what its x axis shows: the fitted observable when ``binning``
-    has the channel, else the bin index."""
+) -> np.ndarray:
+    """Bin edges of a channel: the fitted observable's when ``binning`` has the channel, else
+    the bin index."""
     edges = np.asarray((binning or {}).get(channel, np.arange(width + 1)), dtype=float)
     if len(edges) != width + 1:
         raise AnalysisError(
             f"binning of channel {channel!r} has {len(edges) - 1} bins, the workspace "
             f"{width}; rerun the histograms and workspace stages"
         )
-    return edges, "fitted observable" if channel in (binning or {}) else "bin index"
+    return edges
 
 
 def _stack(channel: ChannelYields) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -160,10 +197,15 @@ def read_templates(path: str | Path) -> dict[str, dict[str, dict[str, tuple]]]:
 
 
 def plot_templates(
-    histograms_path: str, output_dir: str | Path, style: PlotStyle, workers: int = 1
+    histograms_path: str,
+    output_dir: str | Path,
+    style: PlotStyle,
+    workers: int = 1,
+    axes: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Path]:
     """Nominal template with the up and down variation of every systematic, per channel and
-    process, ``{channel}__{process}__{systematic}``, with variation/nominal in the ratio panel.
+    process, ``{channel}__{process}__{systematic}``, with variation/nominal in the ratio panel;
+    ``axes`` titles the x axes (see :func:`axis_title`).
 
     A one-sided variation (an alternative sample) is drawn alone. There are hundreds of these
     figures in an analysis, so they are drawn by ``workers`` processes (output does not depend
@@ -183,7 +225,9 @@ def plot_templates(
                     if name in variations
                 }
                 prefix = Path(output_dir) / f"{safe_name(channel)}__{safe_name(process)}__{syst}"
-                tasks.append((channel, process, syst, selected, prefix, style))
+                title = f"{channel}, {style.labels.process(process)}: {syst}"
+                xlabel = axis_title(channel, axes, style)
+                tasks.append((title, xlabel, syst, selected, prefix, style))
     if workers <= 1:
         return [path for task in tasks for path in _template_figure(*task)]
     context = multiprocessing.get_context("spawn")  # no forked matplotlib state
@@ -193,8 +237,8 @@ def plot_templates(
 
 
 def _template_figure(
-    channel: str,
-    process: str,
+    title: str,
+    xlabel: str,
     syst: str,
     variations: Mapping[str, tuple],
     prefix: Path,
@@ -222,46 +266,54 @@ def _template_figure(
         ratio, _ = ratio_with_errors(values, nominal, np.zeros_like(values))
         rax.stairs(np.nan_to_num(ratio, nan=1.0), edges, color=color, linewidth=2)
     rax.axhline(1.0, color="gray", linestyle="--")
+    # no tick labels at the panel's edges, where they would meet the x and upper-panel labels
+    rax.yaxis.set_major_locator(MaxNLocator(nbins=4, prune="both"))
     rax.set_ylabel("Var. / nom.")
-    rax.set_xlabel(f"{channel}: fitted observable")
+    rax.set_xlabel(xlabel)
     ax.set_ylabel("Events / bin")
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
-    ax.legend(title=f"{channel}, {process}: {syst}", fontsize="small")
+    ax.legend(title=title, fontsize="small")
     add_label(ax, style, data=False)
     return save_figure(fig, prefix, style)
 
 
 def _templates(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    plot_templates(args.histograms, args.output_dir, style, args.workers)
+    axes = channel_axes(json.loads(args.axes), settings.get("observable_labels"))
+    plot_templates(args.histograms, args.output_dir, style, args.workers, axes)
 
 
 def _stacks(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     binning = read_json(args.binning) if args.binning else None
     model_settings = json.loads(args.model_settings)
-    plot_prepostfit(
-        args.workspace, args.fit, args.output_dir, style, binning,
-        settings.get("observable_labels"), model_settings,
-    )  # fmt: skip
+    axes = channel_axes(json.loads(args.axes), settings.get("observable_labels"))
+    plot_prepostfit(args.workspace, args.fit, args.output_dir, style, binning, axes, model_settings)
     markdown, latex = yields_tables(args.workspace, args.fit, model_settings)
     write_text(args.markdown, markdown)
     write_text(args.latex, latex)
 
 
+#: The ``--axes`` option: what each channel's x axis shows.
+AXES = {
+    "default": "{}",
+    "help": 'JSON {channel: {"nn": class} or {"observable": column}}: the x-axis titles',
+}
+
 SUBCOMMANDS = {
     "templates": Subcommand(
         _templates,
         {"--histograms": REQUIRED, "--output-dir": REQUIRED,
-         "--workers": {"type": int, "default": 1, "help": "processes drawing figures"}},
+         "--workers": {"type": int, "default": 1, "help": "processes drawing figures"},
+         "--axes": AXES},
     ),
     "stacks": Subcommand(
         _stacks,
         {"--workspace": REQUIRED,
          "--model-settings": {"default": "{}", "help": "the inference section as JSON"},
          "--fit": REQUIRED, "--binning": {"default": None}, "--output-dir": REQUIRED,
-         "--markdown": REQUIRED, "--latex": REQUIRED},
+         "--markdown": REQUIRED, "--latex": REQUIRED, "--axes": AXES},
         help="pre-/post-fit stacks and yields tables",
     ),
 }  # fmt: skip

@@ -23,9 +23,20 @@ import numpy as np  # noqa: E402
 
 from analysis.core.errors import AnalysisError  # noqa: E402
 from analysis.core.io import atomic_path  # noqa: E402
+from analysis.plots.labels import Labels, labels_from_settings  # noqa: E402
 
-#: mplhep styles a user can pick (``plots.style``).
-STYLES = ("CMS", "ATLAS", "LHCb2", "ALICE", "ROOT")
+#: mplhep styles a user can pick (``plots.style``), each with mplhep's experiment-label function.
+EXPERIMENT_LABELS = {
+    "CMS": mplhep.cms.label,
+    "ATLAS": mplhep.atlas.label,
+    "LHCb2": mplhep.lhcb.label,
+    "ALICE": mplhep.alice.label,
+    "ROOT": mplhep.label.exp_label,
+}
+STYLES = tuple(EXPERIMENT_LABELS)
+
+#: Smallest gap between the experiment label and the luminosity text, in font heights.
+HEADER_GAP = 1.0
 
 #: Colours for processes without one in ``plots.colors``: a colour-blind friendly cycle
 #: (Petroff 2021, the 10-colour set recommended by CMS).
@@ -45,6 +56,7 @@ class PlotStyle(NamedTuple):
     formats: tuple[str, ...]
     dpi: int
     colors: dict[str, str]
+    labels: Labels
 
 
 def style_from_settings(settings: Mapping[str, Any]) -> PlotStyle:
@@ -52,7 +64,8 @@ def style_from_settings(settings: Mapping[str, Any]) -> PlotStyle:
 
     Args:
         settings: the ``plots`` section; keys ``style``, ``experiment``, ``label``, ``lumi_text``,
-            ``formats``, ``dpi`` and optionally ``colors`` (process -> matplotlib colour).
+            ``formats``, ``dpi`` and optionally ``colors`` (process -> matplotlib colour) and
+            ``labels`` (see :mod:`analysis.plots.labels`).
 
     Returns:
         The style every plotting function takes.
@@ -74,6 +87,7 @@ def style_from_settings(settings: Mapping[str, Any]) -> PlotStyle:
         formats=formats,
         dpi=int(settings.get("dpi", 150)),
         colors=dict(settings.get("colors") or {}),
+        labels=labels_from_settings(settings.get("labels")),
     )
 
 
@@ -100,25 +114,73 @@ def new_figure(style: PlotStyle, ratio: bool = False, figsize: tuple[float, floa
     return fig, (main, lower)
 
 
-def add_label(ax: Any, style: PlotStyle, data: bool = True, lumi: bool = True) -> None:
-    """Experiment label (e.g. "CMS Private work") and the luminosity text above the axes.
+def add_label(
+    ax: Any, style: PlotStyle, data: bool = True, lumi: bool = True, above: Any = None
+) -> list[Any]:
+    """Experiment label (e.g. "CMS Private work") and the luminosity text above the axes, drawn
+    by mplhep's label function of the style, smaller when both do not fit side by side.
 
     Args:
         ax: the top axes of the figure.
         style: the plot style.
         data: False adds "Simulation" (figures without collision data).
         lumi: False omits the luminosity text (figures not normalised to a luminosity).
+        above: an artist above the axes (e.g. the top axis of a twin axes) that the label is
+            moved above.
+
+    Returns:
+        The text artists of the label.
     """
-    label = style.label if data else f"Simulation {style.label}".strip()
-    ax.text(
-        0.0, 1.01, rf"$\bf{{{style.experiment}}}$ " + label if style.experiment else label,
-        transform=ax.transAxes, ha="left", va="bottom", fontsize="medium",
+    texts = _experiment_label(ax, style, data, lumi, None)
+    scale = _header_scale(ax, texts)
+    if scale < 1.0:
+        sizes = [text.get_fontsize() * scale for text in texts]
+        for text in texts:
+            text.remove()
+        texts = _experiment_label(ax, style, data, lumi, sizes)
+    if above is not None:
+        _move_above(ax, texts, above)
+    return texts
+
+
+def _experiment_label(
+    ax: Any, style: PlotStyle, data: bool, lumi: bool, sizes: Sequence[float] | None
+) -> list[Any]:
+    """The label texts from mplhep, above the axes (``loc=0``) in every style."""
+    rlabel = style.lumi_text if lumi and style.lumi_text else None
+    options: dict[str, Any] = {} if sizes is None else {"fontsize": (*sizes, sizes[-1])[:4]}
+    texts = EXPERIMENT_LABELS[style.style](
+        ax=ax, exp=style.experiment, text=style.label, data=data, rlabel=rlabel, com=None, loc=0,
+        **options,
     )  # fmt: skip
-    if lumi and style.lumi_text:
-        ax.text(
-            1.0, 1.01, style.lumi_text, transform=ax.transAxes, ha="right", va="bottom",
-            fontsize="medium",
-        )  # fmt: skip
+    return [text for text in texts if text is not None]
+
+
+def _header_scale(ax: Any, texts: Sequence[Any]) -> float:
+    """The factor the label's font sizes shrink by so that the experiment label and the
+    luminosity text (the last text) keep a gap of :data:`HEADER_GAP` font heights; 1 if they
+    do."""
+    if len(texts) < 3:
+        return 1.0
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in texts]
+    gap = HEADER_GAP * texts[-1].get_fontsize() * ax.figure.dpi / 72
+    left = max(box.x1 for box in boxes[:-1]) - min(box.x0 for box in boxes[:-1])
+    available = boxes[-1].x1 - min(box.x0 for box in boxes[:-1])
+    needed = left + boxes[-1].width + gap
+    return 1.0 if needed <= available else 0.97 * available / needed
+
+
+def _move_above(ax: Any, texts: Sequence[Any], above: Any) -> None:
+    """Shift the label texts up (in axes coordinates) until they clear ``above``."""
+    renderer = ax.figure.canvas.get_renderer()
+    top = above.get_tightbbox(renderer).y1
+    bottom = min(text.get_window_extent(renderer).y0 for text in texts)
+    shift = (top - bottom + 0.2 * texts[0].get_fontsize() * ax.figure.dpi / 72) / ax.bbox.height
+    if shift > 0:
+        for text in texts:
+            x, y = text.get_position()
+            text.set_position((x, y + shift))
 
 
 def process_colors(processes: Sequence[str], style: PlotStyle) -> dict[str, str]:

@@ -78,8 +78,9 @@ def plot_confusion(diagnostics_path: str, kind: str, prefix: str, style: PlotSty
             color="white" if value > 0.6 else "black",
         )  # fmt: skip
     ticks = np.arange(len(classes))
-    ax.set_xticks(ticks, classes)
-    ax.set_yticks(ticks, classes)
+    names = [style.labels.output(name) for name in classes]
+    ax.set_xticks(ticks, names)
+    ax.set_yticks(ticks, names)
     return _save_matrix(
         fig, ax, image, ("Predicted class", "True class"), f"Weighted {kind}", prefix, style
     )
@@ -96,7 +97,8 @@ def plot_roc(diagnostics_path: str, prefix: str, style: PlotStyle) -> list[Path]
         roc = diagnostics["roc"][name]
         fpr, tpr = np.asarray(roc["fpr"]), np.asarray(roc["tpr"])
         keep = fpr > 0  # log axis
-        ax.plot(tpr[keep], fpr[keep], color=colors[name], label=f"{name} (AUC {roc['auc']:.3f})")
+        label = f"{style.labels.output(name)} (AUC {roc['auc']:.3f})"
+        ax.plot(tpr[keep], fpr[keep], color=colors[name], label=label)
     ax.set_yscale("log")
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel("Signal efficiency (true class)")
@@ -133,12 +135,13 @@ def plot_scores(
     for true_class, entry in scores[output_class].items():
         color = colors.get(true_class, "black")
         ax.stairs(entry["test"], edges, color=color, linewidth=2,
-                  label=f"{true_class} test (KS p = {entry['ks_pvalue']:.2f})")  # fmt: skip
+                  label=f"{style.labels.output(true_class)} test "
+                        f"(KS p = {entry['ks_pvalue']:.2f})")  # fmt: skip
         ax.plot(centres, entry["train"], "o", color=color, markersize=5)
     ax.plot([], [], "o", color="black", label="training (points)")
     ax.set_yscale("log")
     ax.set_xlim(edges[0], edges[-1])
-    ax.set_xlabel(f"NN score {output_class}")
+    ax.set_xlabel(style.labels.nn_axis(output_class))
     ax.set_ylabel("Normalised events")
     ax.legend(fontsize="small", ncol=2, loc="upper center")
     ax.set_ylim(top=ax.get_ylim()[1] * 50)  # room for the legend above the curves
@@ -156,10 +159,13 @@ def plot_taylor_matrix(taylor_path: str, prefix: str, style: PlotStyle) -> list[
     matrix = np.asarray([taylor["first_order"][name] for name in classes], dtype=float)
     largest = matrix.max(axis=1, keepdims=True)
     normalised = matrix / np.where(largest > 0, largest, 1.0)
-    fig, ax = new_figure(style, figsize=(max(10.0, 0.6 * len(features)), 2.0 + 0.9 * len(classes)))
+    width = max(10.0, 0.8 * len(features))  # room for upright feature titles with units
+    fig, ax = new_figure(style, figsize=(width, 2.0 + 0.9 * len(classes)))
     image = ax.imshow(normalised, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(np.arange(len(features)), features, rotation=90)
-    ax.set_yticks(np.arange(len(classes)), classes)
+    ax.set_xticks(
+        np.arange(len(features)), [style.labels.feature(name) for name in features], rotation=90
+    )
+    ax.set_yticks(np.arange(len(classes)), [style.labels.output(name) for name in classes])
     return _save_matrix(
         fig, ax, image, ("Input feature", "Output class"),
         r"$\langle|t_i|\rangle$ / max per class", prefix, style,
@@ -201,7 +207,7 @@ def plot_taylor_ranking(
     if output_class not in taylor["ranking"]:
         raise AnalysisError(f"{taylor_path}: no ranking for class {output_class!r}")
     terms = sorted(taylor["ranking"][output_class], key=lambda term: -term["value"])[:top]
-    labels = [", ".join(term["variables"]) for term in terms]
+    labels = [", ".join(map(style.labels.feature, term["variables"])) for term in terms]
     values = [term["value"] for term in terms]
     colors = ["#3f90da" if term["order"] == 1 else "#ffa90e" for term in terms]
     fig, ax = new_figure(style, figsize=(10, 2.0 + 0.45 * len(terms)))
@@ -214,7 +220,7 @@ def plot_taylor_ranking(
         Patch(color="#ffa90e", label="second order"),
     ]
     ax.set_xlabel(r"$\langle|t|\rangle$ (Taylor coefficient)")
-    ax.legend(handles=legend, title=f"class {output_class}", loc="lower right")
+    ax.legend(handles=legend, title=f"class {style.labels.output(output_class)}", loc="lower right")
     add_label(ax, style, data=False, lumi=False)
     return save_figure(fig, prefix, style)
 

@@ -2,7 +2,8 @@
 the cutflow.
 
 ``cuts`` is the config section ``selection``; ``branches`` the section ``branches`` (names of the
-ID, isolation and b-tagging branches).
+ID, isolation and b-tagging branches); ``tau_ids`` the tau_h ID working points translated once
+(:func:`analysis.selection.workingpoints.tau_id_cuts`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,19 @@ import numpy as np
 from coffea.analysis_tools import PackedSelection
 
 from analysis.selection.nanoaod import field
-from analysis.selection.skim import CUTS
+from analysis.selection.workingpoints import WorkingPointCut
 
 
 def event_selection(
-    objects: Mapping[str, Any], cuts: Mapping[str, Any], branches: Mapping[str, Any]
+    objects: Mapping[str, Any],
+    cuts: Mapping[str, Any],
+    branches: Mapping[str, Any],
+    tau_ids: Mapping[str, WorkingPointCut],
 ) -> tuple[PackedSelection, dict[str, Any]]:
-    """Every cut of ``CUTS`` on every event of the chunk, and the objects the selection picks.
+    """Every cutflow step on every event of the chunk, and the objects the selection picks.
+
+    The steps are the event filters of ``objects["filters"]`` (certified luminosity, MET filters,
+    when configured) and the physics selection of :data:`analysis.selection.skim.CUTS`.
 
     Candidates that depend on an earlier step (the muon-tau_h pair, the jets cleaned against it)
     are None in events failing that step. Masking the chunk once at the end instead of after every
@@ -31,7 +38,7 @@ def event_selection(
     muons, taus = objects["muons"], objects["taus"]
     good_muons = _good_muons(muons, cuts, branches)
     muon = ak.firsts(muons[good_muons])  # the only one in events passing the muon veto
-    good_taus = _good_taus(taus, muon, cuts, branches)
+    good_taus = _good_taus(taus, muon, cuts, tau_ids)
     leading = _leading_index(taus[good_taus])
     tau = ak.firsts(taus[good_taus][leading])
     jets, bjets = _clean_jets(objects["jets"], muon, tau, cuts, branches)
@@ -39,6 +46,8 @@ def event_selection(
     veto = ak.sum(good_muons | _loose_muons(muons, cuts, branches), axis=1) <= 1
     max_bjets = cuts["max_bjets"]
     selection = PackedSelection()
+    for name, passed in objects["filters"].items():
+        selection.add(name, passed)
     selection.add("trigger", objects["trigger"])
     selection.add("muon", ak.any(good_muons, axis=1))
     selection.add("extra_muon_veto", veto)
@@ -55,15 +64,17 @@ def event_selection(
     }
 
 
-def cutflow(steps: Any, weight: ak.Array | None) -> dict[str, dict[str, float]]:
-    """Events and weighted events after each step of ``CUTS`` (weighted = events for data).
+def cutflow(
+    names: Sequence[str], steps: Any, weight: ak.Array | None
+) -> dict[str, dict[str, float]]:
+    """Events and weighted events after each step of ``names`` (weighted = events for data).
 
-    ``steps`` is the result of ``PackedSelection.cutflow(*CUTS[1:])``. genWeight is summed in its
+    ``steps`` is the result of ``PackedSelection.cutflow(*names[1:])``. genWeight is summed in its
     own precision (float32) by awkward; coffea's ``Weights`` would sum float64 products and change
     the recorded sums of real NanoAOD in the last digits.
     """
     flow = {}
-    for name, count, mask in zip(CUTS, steps.nevcutflow, (None, *steps.maskscutflow), strict=True):
+    for name, count, mask in zip(names, steps.nevcutflow, (None, *steps.maskscutflow), strict=True):
         events = float(count)
         if weight is None:
             flow[name] = {"events": events, "weighted": events}
@@ -92,15 +103,15 @@ def _loose_muons(muons: ak.Array, cuts: Mapping[str, Any], branches: Mapping[str
 
 
 def _good_taus(
-    taus: ak.Array, muon: ak.Array, cuts: Mapping[str, Any], branches: Mapping[str, Any]
+    taus: ak.Array, muon: ak.Array, cuts: Mapping[str, Any], tau_ids: Mapping[str, WorkingPointCut]
 ) -> ak.Array:
     tau = cuts["tau"]
     return (
         (taus.pt > tau["pt"])
         & (abs(taus.eta) < tau["eta"])
         & _isin(taus.decayMode, tau["decay_modes"])
-        & (taus[field(branches["tau_id"])] >= tau["id_min"])
-        & (taus[field(branches["tau_antimu"])] >= tau["antimu_min"])
+        & tau_ids["tau_id"].passes(taus)
+        & tau_ids["tau_antimu"].passes(taus)
         & (taus.delta_r(muon) > cuts["pair"]["min_dr"])
     )
 
@@ -112,13 +123,14 @@ def _clean_jets(
     cuts: Mapping[str, Any],
     branches: Mapping[str, Any],
 ) -> tuple[ak.Array, ak.Array]:
-    """Jets (pT-ordered) and b jets passing ID and kinematics, away from the muon and tau_h."""
+    """Jets (pT-ordered) and b jets passing ID and kinematics, away from the muon and tau_h.
+
+    Without a jet ID branch (``branches.jet_id: null``) no jet ID is required.
+    """
     jet_cut, bjet_cut = cuts["jet"], cuts["bjet"]
-    clean = (
-        (jets.jetId >= jet_cut["id_min"])
-        & (jets.delta_r(muon) > jet_cut["min_dr"])
-        & (jets.delta_r(tau) > jet_cut["min_dr"])
-    )
+    clean = (jets.delta_r(muon) > jet_cut["min_dr"]) & (jets.delta_r(tau) > jet_cut["min_dr"])
+    if branches["jet_id"] is not None:
+        clean = (jets[field(branches["jet_id"])] >= jet_cut["id_min"]) & clean
     good = clean & (jets.pt > jet_cut["pt"]) & (abs(jets.eta) < jet_cut["eta"])
     btagged = (
         clean

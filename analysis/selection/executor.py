@@ -13,7 +13,6 @@ from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
 from analysis.core.errors import AnalysisError
-from analysis.selection.skim import CUTS
 
 
 @contextlib.contextmanager
@@ -123,14 +122,15 @@ def _unwrap_worker_errors(
 
 
 def with_empty_defaults(
-    result: Mapping[str, Any] | None, variations: Sequence[str]
+    result: Mapping[str, Any] | None, variations: Sequence[str], steps: Sequence[str]
 ) -> dict[str, Any]:
-    """Accumulated output for inputs without any event (coffea returns nothing then)."""
+    """Accumulated output for inputs without any event (coffea returns nothing then);
+    ``steps`` are the cutflow steps."""
     result = dict(result or {})
     result.setdefault("chunks", [])
     result.setdefault("sumw", {"events": 0.0, "genWeight": 0.0})
     cutflow = dict(result.get("cutflow") or {})
     for variation in variations:
-        cutflow.setdefault(variation, {cut: {"events": 0.0, "weighted": 0.0} for cut in CUTS})
+        cutflow.setdefault(variation, {cut: {"events": 0.0, "weighted": 0.0} for cut in steps})
     result["cutflow"] = cutflow
     return result

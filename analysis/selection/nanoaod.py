@@ -41,19 +41,22 @@ def required_branches(settings: Mapping[str, Any], simulation: bool) -> dict[str
     for name in ("pt", "eta", "phi", "mass", "charge"):
         needed[f"Muon_{name}"] = "muon selection"
         needed[f"Tau_{name}"] = "tau selection"
-    for name in ("pt", "eta", "phi", "mass", "jetId"):
+    for name in ("pt", "eta", "phi", "mass"):
         needed[f"Jet_{name}"] = "jet selection"
-    needed["Tau_decayMode"] = "tau selection"
-    for key in ("muon_id", "muon_iso", "tau_id", "tau_antimu", "btag"):
+    for key in ("muon_id", "muon_iso", "tau_id", "tau_antimu", "tau_decay_mode", "btag"):
         needed[branches[key]] = f"config key branches.{key}"
+    if branches["jet_id"] is not None:
+        needed[branches["jet_id"]] = "config key branches.jet_id (null: no jet ID cut)"
     needed[f"{met}_pt"] = needed[f"{met}_phi"] = "config key branches.met"
-    if settings["variations"].get("met_unclustered"):
-        for axis in "XY":
-            needed[f"{met}_MetUnclustEnUpDelta{axis}"] = (
-                "variations.met_unclustered (set it to false if your NanoAOD lacks it)"
+    if settings["variations"].get("met_unclustered") and simulation:
+        for branch in branches["met_unclustered"]["branches"]:
+            needed[branch] = (
+                "config key branches.met_unclustered (or set variations.met_unclustered to false)"
             )
     for path in selection["trigger"]["paths"]:
         needed[path] = "config key selection.trigger.paths"
+    for flag in selection["met_filters"]:
+        needed[flag] = "config key selection.met_filters"
     if simulation:
         needed[branches["tau_genmatch"]] = "config key branches.tau_genmatch"
         for skim_column, source in weight_columns(settings["weights"]).items():

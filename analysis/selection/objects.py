@@ -81,14 +81,19 @@ def chunk_objects(
 ) -> dict[str, Any]:
     """The objects of a chunk: collections, MET as x and y, trigger, weights, gen matching.
 
-    ``met_unclustered``: also read the unclustered-energy MET shift (simulation only).
+    The taus' ``decayMode`` is the branch ``branches.tau_decay_mode``. ``met_unclustered``: also
+    read the unclustered-energy MET variation (simulation only).
     """
     simulation = weights.simulation
     met = events[branches["met"]]
+    taus = events.Tau
+    decay_mode = field(branches["tau_decay_mode"])
+    if decay_mode != "decayMode":
+        taus = ak.with_field(taus, taus[decay_mode], "decayMode")
     objects = {
         "keys": {key: events[key] for key in EVENT_KEYS},
         "muons": events.Muon,
-        "taus": events.Tau,
+        "taus": taus,
         "jets": events.Jet,
         "met_x": met.pt * np.cos(met.phi),
         "met_y": met.pt * np.sin(met.phi),
@@ -98,8 +103,32 @@ def chunk_objects(
         "genmatch": events.Tau[field(branches["tau_genmatch"])] if simulation else None,
     }
     if met_unclustered and simulation:
-        objects["met_uncl"] = (met.MetUnclustEnUpDeltaX, met.MetUnclustEnUpDeltaY)
+        objects["met_uncl"] = unclustered_met(events, branches["met_unclustered"], objects)
     return objects
+
+
+def unclustered_met(
+    events: ak.Array, spec: Mapping[str, Any], objects: Mapping[str, Any]
+) -> dict[str, tuple[ak.Array, ak.Array]]:
+    """MET (x, y) of the unclustered-energy variation, by direction (``up``, ``down``).
+
+    ``spec`` is ``branches.met_unclustered``: ``form: delta`` names the x and y shifts of the up
+    variation (down is minus them; NanoAOD v9 ``MET_MetUnclustEnUpDelta{X,Y}``), ``form:
+    shifted`` the pT and phi of the varied MET (``PuppiMET_{pt,phi}Unclustered{Up,Down}``).
+    """
+    values = [column(events, branch) for branch in spec["branches"]]
+    met_x, met_y = objects["met_x"], objects["met_y"]
+    if spec["form"] == "delta":
+        dx, dy = values
+        return {
+            direction: (met_x + sign * dx, met_y + sign * dy)
+            for direction, sign in (("up", 1.0), ("down", -1.0))
+        }
+    pt_up, phi_up, pt_down, phi_down = values
+    return {
+        "up": (pt_up * np.cos(phi_up), pt_up * np.sin(phi_up)),
+        "down": (pt_down * np.cos(phi_down), pt_down * np.sin(phi_down)),
+    }
 
 
 def trigger(events: ak.Array, paths: Sequence[str]) -> ak.Array:

@@ -16,7 +16,7 @@ import uproot
 
 from analysis.core.io import EVENT_KEYS, atomic_path, write_json
 from analysis.selection.nanoaod import generator_sumw
-from analysis.selection.skim import CUTS, FEATURES
+from analysis.selection.skim import FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,13 @@ def write_outputs(
     sumw: Mapping[str, Any],
     scratch: Path,
     output_dir: Path,
+    steps: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
-    """Merge each variation's chunks into its skim and write its cutflow; return the cutflows."""
+    """Merge each variation's chunks into its skim and write its cutflow (``steps`` in order);
+    return the cutflows."""
     cutflows = {}
     for variation in variations:
-        cutflows[variation] = variation_cutflow(sample, variation, files, result, sumw)
+        cutflows[variation] = variation_cutflow(sample, variation, files, result, sumw, steps)
         merge_chunks(
             scratch / variation, sorted(result["chunks"]), output_dir / f"{variation}.root"
         )
@@ -110,14 +112,15 @@ def variation_cutflow(
     files: Sequence[str],
     result: Mapping[str, Any],
     sumw: Mapping[str, Any],
+    steps: Sequence[str],
 ) -> dict[str, Any]:
-    """The cutflow JSON of one variation: events and weighted events after each step."""
-    steps = result["cutflow"][variation]
+    """The cutflow JSON of one variation: events and weighted events after each of ``steps``."""
+    counts = result["cutflow"][variation]
     return {
         "sample": sample,
         "variation": variation,
         "files": list(files),
-        "cuts": [{"name": cut, **steps[cut]} for cut in CUTS],
+        "cuts": [{"name": cut, **counts[cut]} for cut in steps],
         "sumw": sumw,
     }
 

@@ -63,19 +63,28 @@ def run_preselection(
     simulation = is_simulation(sample)
     check_inputs(files, treename, required_branches(settings, simulation), sample_name)
     variations = sample_variations(sample, settings["variations"])
+    if settings["branches"]["jet_id"] is None:
+        log.warning("branches.jet_id is null: jets are counted without any jet ID requirement")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with scratch_directory(output_dir, variations) as scratch:
         proc = SkimProcessor(
-            settings, sample, variations, str(scratch), {path: i for i, path in enumerate(files)}
+            settings, sample_name, sample, variations, str(scratch), _file_index(files)
         )
         fileset = {sample_name: {"files": {path: treename for path in files}}}
         result = run_processor(
             proc, fileset, treename, chunksize, workers, dask or {"mode": "local"}
         )
-        result = with_empty_defaults(result, variations)
+        result = with_empty_defaults(result, variations, proc.steps)
         sumw = sum_of_weights(result, files, settings["branches"], simulation)
-        return write_outputs(sample_name, files, variations, result, sumw, scratch, output_dir)
+        return write_outputs(
+            sample_name, files, variations, result, sumw, scratch, output_dir, proc.steps
+        )
+
+
+def _file_index(files: Sequence[str]) -> dict[str, int]:
+    """The position of each input file, so that rows are ordered by (file, entry)."""
+    return {path: index for index, path in enumerate(files)}
 
 
 def _main(argv: Sequence[str] | None = None) -> None:

@@ -21,10 +21,11 @@ from coffea import processor
 
 from analysis.core.config import is_simulation
 from analysis.selection.cuts import cutflow, event_selection
+from analysis.selection.eventfilters import cut_steps, event_filters, load_lumi_mask
 from analysis.selection.objects import WeightInputs, chunk_objects
 from analysis.selection.rows import skim_rows
 from analysis.selection.shifts import shifted
-from analysis.selection.skim import CUTS
+from analysis.selection.workingpoints import tau_id_cuts
 
 #: Per-event entries of the objects that the skim rows read besides the selected candidates.
 ROW_INPUTS = ("keys", "met_x", "met_y", "weight_inputs")
@@ -35,6 +36,7 @@ class SkimProcessor(processor.ProcessorABC):
 
     Args:
         settings: the config sections ``branches``, ``selection``, ``variations``, ``weights``.
+        sample_name: the sample's name (for messages).
         sample: the sample's entry of the samples file.
         variations: the skims to produce (nominal first).
         scratch: directory for per-chunk rows, shared with the dask workers.
@@ -44,6 +46,7 @@ class SkimProcessor(processor.ProcessorABC):
     def __init__(
         self,
         settings: Mapping[str, Any],
+        sample_name: str,
         sample: Mapping[str, Any],
         variations: Sequence[str],
         scratch: str,
@@ -53,6 +56,9 @@ class SkimProcessor(processor.ProcessorABC):
         self.cuts = settings["selection"]
         self.uncertainties = settings["variations"]
         self.weights = WeightInputs(settings["weights"], is_simulation(sample))
+        self.steps = cut_steps(self.cuts)
+        self.tau_ids = tau_id_cuts(self.branches, self.cuts["tau"])
+        self.lumi_mask = load_lumi_mask(self.cuts, sample_name, is_simulation(sample))
         self.variations = list(variations)
         self.scratch = scratch
         self.file_index = dict(file_index)
@@ -67,6 +73,9 @@ class SkimProcessor(processor.ProcessorABC):
             self.cuts["trigger"]["paths"],
             self.weights,
             met_unclustered=bool(self.uncertainties.get("met_unclustered")),
+        )
+        nominal["filters"] = event_filters(
+            events, self.steps, self.lumi_mask, self.cuts["met_filters"]
         )
         output: dict[str, Any] = {
             "cutflow": {},
@@ -86,15 +95,15 @@ class SkimProcessor(processor.ProcessorABC):
 
     def _select(self, objects: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The skim rows of the events passing the selection, and the cutflow."""
-        selection, candidates = event_selection(objects, self.cuts, self.branches)
-        steps = selection.cutflow(*CUTS[1:]).result()
+        selection, candidates = event_selection(objects, self.cuts, self.branches, self.tau_ids)
+        steps = selection.cutflow(*self.steps[1:]).result()
         passed = steps.maskscutflow[-1]
         selected = _take({key: objects[key] for key in ROW_INPUTS}, passed)
         for name, values in candidates.items():
             # the candidates of the selected events exist: drop the option type of the others
             selected[name] = None if values is None else ak.drop_none(values[passed], axis=0)
         rows = skim_rows(selected, self.branches["muon_iso"], list(self.weights.sources))
-        return rows, cutflow(steps, objects["weight"])
+        return rows, cutflow(self.steps, steps, objects["weight"])
 
 
 def _take(objects: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:

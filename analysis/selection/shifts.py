@@ -59,8 +59,8 @@ def _jet_energy_scale(
 def _unclustered_met(
     nominal: Mapping[str, Any], sign: float, uncertainties: Mapping[str, Any]
 ) -> dict[str, Any]:
-    dx, dy = nominal["met_uncl"]
-    return {"met_x": nominal["met_x"] + sign * dx, "met_y": nominal["met_y"] + sign * dy}
+    met_x, met_y = nominal["met_uncl"]["up" if sign > 0 else "down"]
+    return {"met_x": met_x, "met_y": met_y}
 
 
 #: The shift of each variation source.

@@ -7,7 +7,8 @@ space (``PHASE_SPACE``); this module adds the generator weights and writes the f
 The output has the CMS NanoAOD layout read by coffea's ``NanoAODSchema``: jagged ``Muon_*``,
 ``Tau_*``, ``Jet_*`` with ``n<Collection>`` counters, ``MET_*``, ``HLT_IsoMu24``, event keys, and
 for simulation ``genWeight`` (some negative), ``*_genPartFlav``, pileup weights, ``LHEScaleWeight``,
-``PSWeight`` and a ``Runs`` tree with ``genEventSumw``.
+``PSWeight`` and a ``Runs`` tree with ``genEventSumw``. The branches are those of NanoAOD v9, or of
+v15 with ``toydata.nanoaod: v15`` (:mod:`analysis.selection.toylayout`).
 
 Pseudo-data are drawn from the nominal simulated processes: Poisson(mu * xsec * lumi) events
 each, with the truth shifts of ``toydata.truth`` applied (signal strengths, tau_h and jet energy
@@ -35,6 +36,7 @@ from analysis.core.config import has_shape_variations
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_path
 from analysis.selection.toydetector import apply_tau_id_sf, apply_truth_shifts, detector_response
+from analysis.selection.toylayout import in_layout
 from analysis.selection.toyphysics import generate_physics
 
 #: Events generated and written per chunk: bounds memory for any ``scale``.
@@ -258,7 +260,8 @@ def generate_sample(
     sumw = count = 0.0
     tree = None
     with atomic_path(output) as tmp, uproot.recreate(tmp) as fout:
-        for columns in chunks:
+        for generated in chunks:
+            columns = in_layout(generated, settings["toydata"]["nanoaod"])
             if tree is None:
                 tree = fout.mktree("Events", _branch_types(columns), field_name=_nanoaod_name)
             tree.extend(columns)

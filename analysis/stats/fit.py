@@ -16,12 +16,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from analysis.core.errors import AnalysisError, cli_main
-from analysis.core.provenance import package_versions
+from analysis.core.provenance import git_state, package_versions, sha256_of
 from analysis.stats import model as model_utils
 from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
 from analysis.stats.goodness import goodness_of_fit
 from analysis.stats.minimizer import FitSettings, fit_settings, minimize
-from analysis.stats.results import FitResults
+from analysis.stats.results import FitResults, Provenance
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,15 @@ log = logging.getLogger(__name__)
 VERSIONED_PACKAGES = ("pyhf", "iminuit", "numpy", "scipy")
 
 
-def fit(setup: model_utils.Setup, settings: FitSettings) -> FitResults:
+def fit(
+    setup: model_utils.Setup, settings: FitSettings, provenance: Provenance | None = None
+) -> FitResults:
     """The nominal maximum-likelihood fit with HESSE uncertainties and goodness of fit.
 
     Args:
         setup: model, data and POIs.
         settings: minimiser settings.
+        provenance: the code and settings that made it, recorded in the result.
 
     Returns:
         The fit result (``converged`` False when the fallback chain failed, never hidden), with
@@ -64,6 +67,7 @@ def fit(setup: model_utils.Setup, settings: FitSettings) -> FitResults:
         attempts=minimum.attempts,
         workspace_sha256=setup.digest,
         versions={"python": platform.python_version(), **package_versions(VERSIONED_PACKAGES)},
+        provenance=provenance,
     )
 
 
@@ -107,7 +111,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     configure_logging()
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
-    result = fit(setup, fit_settings(settings))
+    result = fit(setup, fit_settings(settings), Provenance(git_state(), sha256_of(settings)))
     poi = setup.model.config.poi_index
     log.info(
         "%s = %.4f +- %.4f (converged: %s, goodness of fit p = %s)",

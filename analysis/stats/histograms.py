@@ -6,9 +6,10 @@ Three steps, each a workflow rule:
    simulation (written to ``binning.json``), so that every variation of every sample shares them;
 2. :func:`fill_sample` - one sample's histograms, all its variations in one pass over its columns
    (weight variations re-use the same bin indices with other weights);
-3. :func:`merge` - sums samples per process, estimates QCD multijet from same-sign data, blinds
-   sensitive data bins, and writes one ROOT file named ``{channel}/{process}/{variation}``
-   (TH1D with sum of squared weights) plus yields tables.
+3. :func:`merge` - sums samples per process, estimates QCD multijet from same-sign data, finds
+   the sensitive bins to blind, and writes one ROOT file named ``{channel}/{process}/{variation}``
+   (TH1D with sum of squared weights) plus yields tables. While the analysis is blinded (config
+   ``unblind: false``, see :mod:`analysis.stats.blinding`) the file holds no data histograms.
 
 The channels and their selections are in :mod:`analysis.stats.channels`.
 """
@@ -20,7 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import hist
 import numpy as np
@@ -231,15 +232,29 @@ def blinding_mask(signal: np.ndarray, background: np.ndarray, threshold: float) 
     return np.asarray(ratio > threshold)
 
 
+class Merged(NamedTuple):
+    """What the merge step writes: the histograms, the blinded bins, the visible data yields."""
+
+    #: ``{channel}/{process}/{variation}``; no data while blinded (never numbers that look like
+    #: data in bins nobody may see)
+    histograms: dict[str, hist.Hist]
+    #: blinded bins per channel (all False when unblinded)
+    blinded: dict[str, list[bool]]
+    #: per channel, the data yield in its unblinded bins (channels without data left out)
+    data_yields: dict[str, float]
+
+
 def merge(
     sample_histograms: Sequence[Mapping[str, hist.Hist]],
     settings: Mapping[str, Any],
     classes: Sequence[str],
-) -> tuple[dict[str, hist.Hist], dict[str, list[bool]]]:
-    """Sum the samples per process, add QCD from data, blind data; drop same-sign histograms.
+    blind: bool,
+) -> Merged:
+    """Sum the samples per process, add QCD from data, blind; drop same-sign histograms.
 
-    Returns:
-        The final histograms and the blinded bins per channel (all False when not blinding).
+    While ``blind``, the bins whose nominal signal-to-background ratio exceeds
+    ``blind_threshold`` are blinded and the data histograms are left out of the result: only
+    their yield in the unblinded bins is kept, for the yields tables.
     """
     summed: dict[str, hist.Hist] = {}
     qcd = settings["qcd"]
@@ -252,17 +267,20 @@ def merge(
     if qcd["from_data"]:
         summed.update(qcd_from_same_sign(summed, chans, settings))
     final = {name: h for name, h in summed.items() if not name.startswith(SAME_SIGN)}
-    blinded = {}
+    blinded, data_yields = {}, {}
     for channel in chans:
-        mask = np.zeros(len(final[f"{channel.name}/{DATA}/{NOMINAL}"].values()), dtype=bool)
-        if settings["blind"]:
+        nbins = len(next(h for n, h in final.items() if n.startswith(f"{channel.name}/")).values())
+        mask = np.zeros(nbins, dtype=bool)
+        if blind:
             threshold = settings["blind_threshold"]
             mask = blinded_bins(final, channel.name, settings["signals"], threshold)
-            view = final[f"{channel.name}/{DATA}/{NOMINAL}"].view()
-            view.value[mask] = 0.0
-            view.variance[mask] = 0.0
         blinded[channel.name] = mask.tolist()
-    return final, blinded
+        data = final.get(f"{channel.name}/{DATA}/{NOMINAL}")
+        if data is not None:
+            data_yields[channel.name] = float(data.values()[~mask].sum())
+    if blind:
+        final = {name: h for name, h in final.items() if name.split("/")[1] != DATA}
+    return Merged(final, blinded, data_yields)
 
 
 def check_processes(histograms: Mapping[str, hist.Hist]) -> None:
@@ -280,25 +298,25 @@ def check_processes(histograms: Mapping[str, hist.Hist]) -> None:
             )
 
 
-def yields_tables(
-    histograms: Mapping[str, hist.Hist], blinded: Mapping[str, Sequence[bool]]
-) -> tuple[str, str]:
-    """Nominal yields +- MC statistical uncertainty per channel, as markdown and LaTeX."""
+def yields_tables(merged: Merged) -> tuple[str, str]:
+    """Nominal yields +- MC statistical uncertainty per channel, and the data yield of its
+    unblinded bins, as markdown and LaTeX."""
     markdown, latex = [], []
+    histograms = merged.histograms
     for channel in sorted({name.split("/")[0] for name in histograms}):
-        rows = []
+        simulated = []
         for name in sorted(histograms):
             chan, process, variation = name.split("/")
-            if chan == channel and variation == NOMINAL:
+            if chan == channel and variation == NOMINAL and process != DATA:
                 h = histograms[name]
-                rows.append((process, h.values().sum(), np.sqrt(h.variances().sum())))
-        data = [row for row in rows if row[0] == DATA]
-        simulated = [row for row in rows if row[0] != DATA]
+                simulated.append((process, h.values().sum(), np.sqrt(h.variances().sum())))
         total = (sum(r[1] for r in simulated), np.sqrt(sum(r[2] ** 2 for r in simulated)))
-        data_text = f"{data[0][1]:.0f}" if data else "-"
-        if data and any(blinded.get(channel, [])):
-            mask = blinded[channel]
-            data_text += f" ({sum(mask)} of {len(mask)} bins blinded)"
+        data_text = "-"
+        if channel in merged.data_yields:
+            data_text = f"{merged.data_yields[channel]:.0f}"
+            mask = merged.blinded.get(channel, [])
+            if any(mask):
+                data_text += f" ({sum(mask)} of {len(mask)} bins blinded)"
         cells = [[p, value_error(v, e)] for p, v, e in simulated]
         cells += [["total", value_error(*total)], ["data", data_text]]
         markdown += markdown_section(channel, ["process", "yield"], cells)
@@ -337,6 +355,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--blinding", help="merge: blinded bins (JSON)")
     parser.add_argument("--yields", nargs=2, help="merge: markdown and LaTeX yields tables")
+    parser.add_argument(
+        "--unblind", action="store_true", help="merge: keep the data (config unblind)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = json.loads(args.settings)
@@ -357,16 +378,17 @@ def _main(argv: Sequence[str] | None = None) -> None:
         )  # fmt: skip
         write_histograms(args.output, histograms)
     else:
-        final, blinded = merge([read_histograms(p) for p in args.inputs], histograms_settings,
-                               classes)  # fmt: skip
-        check_processes(final)
-        write_histograms(args.output, final)
-        write_json(args.blinding, blinded)
-        markdown, latex = yields_tables(final, blinded)
+        merged = merge([read_histograms(p) for p in args.inputs], histograms_settings, classes,
+                       blind=not args.unblind)  # fmt: skip
+        check_processes(merged.histograms)
+        write_histograms(args.output, merged.histograms)
+        write_json(args.blinding, merged.blinded)
+        markdown, latex = yields_tables(merged)
         for path, text in zip(args.yields, (markdown, latex), strict=True):
             write_text(path, text)
-        log.info("%d histograms, blinded bins: %s", len(final),
-                 {c: int(sum(m)) for c, m in blinded.items()})  # fmt: skip
+        log.info("%d histograms, blinded bins: %s%s", len(merged.histograms),
+                 {c: int(sum(m)) for c, m in merged.blinded.items()},
+                 "" if args.unblind else " (blinded: data left out)")  # fmt: skip
 
 
 main = cli_main(_main)

@@ -42,13 +42,15 @@ RESTART = "workspace initial values"
 
 
 class FitSettings(NamedTuple):
-    """Minimiser settings (config ``inference.fit``)."""
+    """Minimiser settings (config ``inference.fit``, and ``inference.refits`` for the refits)."""
 
     strategy: int = 1
     refit_strategy: int = 0
     tolerance: float = 1e-4
     max_calls: int = 100_000
     batched_gradient: bool = True
+    batched_refits: bool = True  # config inference.refits.batched
+    device: str = "cpu"  # config inference.refits.device
 
 
 class Minimum(NamedTuple):
@@ -72,8 +74,11 @@ class _Snapshot(NamedTuple):
 
 
 def fit_settings(settings: Mapping[str, Any]) -> FitSettings:
-    """The minimiser settings from a stage's settings (the ``fit`` entry; defaults if absent)."""
-    fields = settings.get("fit") or {}
+    """The minimiser settings from a stage's settings: the ``fit`` entry, and the ``refits`` entry
+    (``batched``, ``device``) where the stage has one; defaults where absent."""
+    fields = dict(settings.get("fit") or {})
+    refits = settings.get("refits") or {}
+    fields.update({f"{key}_refits" if key == "batched" else key: refits[key] for key in refits})
     return FitSettings(**{key: fields[key] for key in FitSettings._fields if key in fields})
 
 

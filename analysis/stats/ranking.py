@@ -25,7 +25,7 @@ from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats import model as model_utils
 from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
 from analysis.stats.fit import read_fit
-from analysis.stats.minimizer import FitSettings, fit_settings, refit
+from analysis.stats.minimizer import FitSettings, Minimum, fit_settings
 from analysis.stats.results import FitResults, Impact, RankingChunk, RankingResults
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,29 @@ def chunk_labels(labels: Sequence[str], chunk: int, chunk_size: int) -> list[str
     return list(labels[chunk * chunk_size : (chunk + 1) * chunk_size])
 
 
+class Ranked(NamedTuple):
+    """Impacts of some parameters, and how many refits they took and how many of those the
+    batched refits left to MINUIT (see :mod:`analysis.stats.refits`)."""
+
+    impacts: tuple[Impact, ...]
+    refits: int
+    fallbacks: int
+
+
+class _Shifts(NamedTuple):
+    """One parameter's shifted values (moved onto its bounds where beyond them)."""
+
+    index: int
+    targets: dict[str, float]
+    clipped: tuple[str, ...]
+
+
 def impacts(
     setup: model_utils.Setup, record: FitResults, labels: Sequence[str], settings: FitSettings
-) -> list[Impact]:
+) -> Ranked:
     """Impacts of the given parameters on the POI (``setup.pois[0]``).
+
+    All refits of all parameters are solved together (:func:`analysis.stats.refits.refits`).
 
     Args:
         setup: model, data and POIs.
@@ -94,8 +113,11 @@ def impacts(
         settings: minimiser settings.
 
     Returns:
-        One :class:`Impact` per parameter, in the given order.
+        One :class:`Impact` per parameter, in the given order, and the refit counts.
     """
+    # imported here: the workflow imports this module to count the chunks, without torch
+    from analysis.stats.refits import Request, refits
+
     model = setup.model
     priors = _Priors(
         model_utils.prefit_uncertainties(model),
@@ -103,30 +125,63 @@ def impacts(
         model_utils.modifier_types(model),
         np.asarray(model.config.suggested_bounds(), dtype=float),
     )
-    return [_impact(setup, record, label, settings, priors) for label in labels]
+    shifts = [
+        _shifts(record, model_utils.parameter_index(model, label), priors) for label in labels
+    ]
+    requests = [
+        (n, shift, Request((entry.index,), (target,)))
+        for n, entry in enumerate(shifts)
+        for shift, target in entry.targets.items()
+        if target != record.values[entry.index]  # no pre-fit width, or at the bound: no refit
+    ]
+    outcome = refits(setup, record, [request for _, _, request in requests], settings)
+    minima: list[dict[str, Minimum]] = [{} for _ in labels]
+    for (n, shift, _), minimum in zip(requests, outcome.minima, strict=True):
+        minima[n][shift] = minimum
+    results = tuple(
+        _impact(setup, record, label, entry, found, priors)
+        for label, entry, found in zip(labels, shifts, minima, strict=True)
+    )
+    return Ranked(results, len(requests), outcome.fallbacks)
 
 
-def _impact(
-    setup: model_utils.Setup,
-    record: FitResults,
-    label: str,
-    settings: FitSettings,
-    priors: _Priors,
-) -> Impact:
-    """One parameter's four refits and its entry of the ranking."""
-    i = model_utils.parameter_index(setup.model, label)
-    value, post, pre = record.values[i], record.uncertainties[i], priors.widths[i]
+def _shifts(record: FitResults, index: int, priors: _Priors) -> _Shifts:
+    """The four shifted values of a parameter, clipped at its bounds, and which were clipped."""
+    value, post, pre = record.values[index], record.uncertainties[index], priors.widths[index]
     shifted = {
         "prefit_up": value + pre,
         "prefit_down": value - pre,
         "postfit_up": value + post,
         "postfit_down": value - post,
     }
-    deltas, clipped, converged = _poi_shifts(setup, record, i, shifted, settings, priors.bounds[i])
+    lower, upper = priors.bounds[index]
+    targets = {shift: float(np.clip(shifted[shift], lower, upper)) for shift in SHIFTS}
+    clipped = tuple(shift for shift in SHIFTS if targets[shift] != shifted[shift])
+    return _Shifts(index, targets, clipped)
+
+
+def _impact(
+    setup: model_utils.Setup,
+    record: FitResults,
+    label: str,
+    shifts: _Shifts,
+    minima: dict[str, Minimum],
+    priors: _Priors,
+) -> Impact:
+    """One parameter's entry of the ranking from its refits (a shift without a refit moved
+    nothing: impact 0)."""
+    i, poi = shifts.index, setup.model.config.poi_index
+    value, post, pre = record.values[i], record.uncertainties[i], priors.widths[i]
+    deltas = {
+        shift: float(minima[shift].values[poi] - record.values[poi]) if shift in minima else 0.0
+        for shift in SHIFTS
+    }
     centre = priors.centres[i]
     constrained = not np.isnan(centre) and pre > 0
-    if clipped:
-        log.warning("%s: shift(s) %s clipped at the parameter's bounds", label, clipped)
+    if shifts.clipped:
+        log.warning(
+            "%s: shift(s) %s clipped at the parameter's bounds", label, list(shifts.clipped)
+        )
     log.info(
         "%s: post-fit impact %+.4f / %+.4f", label, deltas["postfit_up"], deltas["postfit_down"]
     )
@@ -139,36 +194,9 @@ def _impact(
         float((value - centre) / pre) if constrained else None,
         float(post / pre) if constrained else None,
         *(deltas[shift] for shift in SHIFTS),
-        tuple(clipped),
-        converged,
+        shifts.clipped,
+        all(minimum.converged for minimum in minima.values()),
     )
-
-
-def _poi_shifts(
-    setup: model_utils.Setup,
-    record: FitResults,
-    index: int,
-    shifted: dict[str, float],
-    settings: FitSettings,
-    bounds: np.ndarray,
-) -> tuple[dict[str, float], list[str], bool]:
-    """The POI's shift from its best fit with the parameter held at each shifted value (moved
-    onto its bounds where beyond them), the shifts so moved, and whether every refit converged."""
-    poi = setup.model.config.poi_index
-    value = record.values[index]
-    deltas, clipped, converged = {}, [], True
-    for shift in SHIFTS:
-        target = float(np.clip(shifted[shift], bounds[0], bounds[1]))
-        if target != shifted[shift]:
-            clipped.append(shift)
-        if target == value:
-            # no pre-fit width (free parameter), or already at the bound: nothing moves
-            deltas[shift] = 0.0
-            continue
-        minimum = refit(setup, record, [index], [target], settings)
-        converged = converged and minimum.converged
-        deltas[shift] = float(minimum.values[poi] - record.values[poi])
-    return deltas, clipped, converged
 
 
 def gather(chunks: Sequence[RankingChunk], sources: Sequence[str]) -> RankingResults:
@@ -234,8 +262,10 @@ def _main(argv: Sequence[str] | None = None) -> None:
             f"{args.exclude} matches all of them"
         )
     selected = chunk_labels(labels, args.chunk, args.chunk_size)
-    results = impacts(setup, record, selected, fit_settings(settings))
-    RankingChunk(setup.pois[0], args.chunk, len(labels), tuple(results)).write(args.output)
+    ranked = impacts(setup, record, selected, fit_settings(settings))
+    RankingChunk(
+        setup.pois[0], args.chunk, len(labels), ranked.impacts, ranked.refits, ranked.fallbacks
+    ).write(args.output)
 
 
 main = cli_main(_main)

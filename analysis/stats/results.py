@@ -26,6 +26,7 @@ import numpy as np
 
 from analysis.core.errors import AnalysisError
 from analysis.core.io import read_json, write_json
+from analysis.core.provenance import GitState
 
 # --- entries -------------------------------------------------------------------------------------
 
@@ -39,6 +40,14 @@ class Attempt(NamedTuple):
     valid: bool
     edm: float
     twice_nll: float
+
+
+class Provenance(NamedTuple):
+    """What made a result besides its inputs: the git state of the code (None outside a git
+    checkout) and a digest of the settings the stage received."""
+
+    git: GitState | None
+    settings_sha256: str
 
 
 class GoodnessOfFit(NamedTuple):
@@ -199,6 +208,7 @@ class FitResults(ResultsFile):
     attempts: tuple[Attempt, ...]
     workspace_sha256: str
     versions: dict[str, str | None]
+    provenance: Provenance | None = None  # None: not recorded (a fit.json of an older version)
 
     @functools.cached_property
     def covariance(self) -> np.ndarray:
@@ -225,11 +235,12 @@ class FitResults(ResultsFile):
             "minuit": [attempt._asdict() for attempt in self.attempts],
             "workspace_sha256": self.workspace_sha256,
             "versions": dict(self.versions),
+            "provenance": _json(self.provenance),
         }
 
     @classmethod
     def from_json(cls, document: Any) -> FitResults:
-        document = _object(document, cls.what)
+        document = {"provenance": None, **_object(document, cls.what)}
         correlation = _object(document["correlation"], "correlation")
         labels = _typed(correlation["parameters"], tuple[str, ...], "correlation parameters")
         matrix = np.asarray(_typed(correlation["matrix"], np.ndarray, "correlation matrix"))
@@ -269,7 +280,8 @@ class PullsResults(ResultsFile):
 
 @dataclass(frozen=True, eq=False)
 class RankingChunk(ResultsFile):
-    """Impacts of one chunk of the ranked parameters (``ranking/chunk_<i>.json``)."""
+    """Impacts of one chunk of the ranked parameters (``ranking/chunk_<i>.json``), with the number
+    of refits they took and how many of those the batched refits left to MINUIT (``fallbacks``)."""
 
     what: ClassVar[str] = "ranking chunk"
     stage: ClassVar[str] = "ranking"
@@ -278,6 +290,8 @@ class RankingChunk(ResultsFile):
     chunk: int
     n_ranked: int
     impacts: tuple[Impact, ...]
+    refits: int
+    fallbacks: int
 
 
 @dataclass(frozen=True, eq=False)

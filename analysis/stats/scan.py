@@ -1,7 +1,8 @@
 """Profile-likelihood scans of the POIs (``scan_{poi}.json``, ``scan2d.json``), in parallel chunks.
 
 At each scan point the scanned parameter(s) are held fixed and all others refitted (warm-started
-from the nominal fit, see :func:`analysis.stats.minimizer.profile_start`); the curve is
+from the nominal fit, see :func:`analysis.stats.minimizer.profile_start`, all points of a chunk
+together, see :mod:`analysis.stats.refits`); the curve is
 -2 Delta log L relative to the global minimum. The 68% and 95% intervals are where a cubic spline
 through the points crosses 1 and 3.84 (one degree of freedom). Like the ranking, the points are
 split into chunks (one job each) and merged by ``gather``; with two POIs a 2D grid is scanned the
@@ -25,7 +26,7 @@ from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats import model as model_utils
 from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
 from analysis.stats.fit import read_fit
-from analysis.stats.minimizer import FitSettings, fit_settings, refit
+from analysis.stats.minimizer import FitSettings, fit_settings
 from analysis.stats.results import FitResults, Scan2DResults, ScanChunk, ScanPoint, ScanResults
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ def profile(
     points: Sequence[Sequence[float]],
     settings: FitSettings,
 ) -> list[ScanPoint]:
-    """Refit at each point with ``parameters`` held at its values.
+    """Refit at each point with ``parameters`` held at its values (all points together, see
+    :func:`analysis.stats.refits.refits`).
 
     Args:
         setup: model, data and POIs.
@@ -121,12 +123,16 @@ def profile(
     Returns:
         One :class:`ScanPoint` per point.
     """
-    indices = [model_utils.parameter_index(setup.model, name) for name in parameters]
+    # imported here: the workflow imports this module to count the chunks, without torch
+    from analysis.stats.refits import Request, refits
+
+    indices = tuple(model_utils.parameter_index(setup.model, name) for name in parameters)
+    requests = [Request(indices, tuple(float(value) for value in point)) for point in points]
+    outcome = refits(setup, record, requests, settings)
     results = []
-    for point in points:
-        minimum = refit(setup, record, indices, point, settings)
-        results.append(ScanPoint(tuple(point), minimum.twice_nll, minimum.converged))
-        log.info("%s = %s: -2 log L = %.6f", parameters, point, minimum.twice_nll)
+    for request, minimum in zip(requests, outcome.minima, strict=True):
+        results.append(ScanPoint(request.targets, minimum.twice_nll, minimum.converged))
+        log.info("%s = %s: -2 log L = %.6f", parameters, request.targets, minimum.twice_nll)
     return results
 
 

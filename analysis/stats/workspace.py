@@ -12,8 +12,10 @@ One channel per histogram channel, one sample per process, and the modifiers:
 - the QCD estimate's ``qcd_norm`` normsys and ``qcd_shape`` histosys;
 - ``staterror_<channel>`` (Barlow-Beeston lite) for bins above the relative-uncertainty threshold.
 
-Variations below the pruning thresholds are dropped and listed with their size. The result is
-validated against the pyhf schema and written with sorted keys, so equal inputs give equal bytes.
+The observations are the data once the analysis is unblinded (config ``unblind``), and the
+Asimov prediction until then (:mod:`analysis.stats.blinding`). Variations below the pruning
+thresholds are dropped and listed with their size. The result is validated against the pyhf
+schema and written with sorted keys, so equal inputs give equal bytes.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pyhf
 
 from analysis.core.config import NOMINAL
 from analysis.core.errors import AnalysisError, cli_main
-from analysis.core.io import read_json, write_json
+from analysis.core.io import write_json
 from analysis.core.variations import names, sources
 from analysis.stats.histograms import DATA, read_histograms
 
@@ -97,7 +99,8 @@ def build_workspace(
     histograms: Mapping[str, Any],
     settings: Mapping[str, Any],
     histogram_settings: Mapping[str, Any],
-    blinded: Mapping[str, Sequence[bool]] | None = None,
+    *,
+    unblind: bool,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The pyhf workspace and the list of pruned variations.
 
@@ -105,9 +108,10 @@ def build_workspace(
         histograms: ``{channel}/{process}/{variation}`` histograms (see analysis.stats.histograms).
         settings: the ``workspace`` config section.
         histogram_settings: the ``histograms`` config section (signals, QCD settings).
-        blinded: blinded bins per channel; their observations are the nominal prediction
-            (signal strength 1), so the workspace never holds blinded data. Fit such a workspace
-            on Asimov data (``inference`` config) until unblinding.
+        unblind: the config's ``unblind``: the observations are the data; while blinded they
+            are the Asimov prediction (the sum of the nominal samples: signal strength 1, every
+            nuisance at its nominal value) in every bin, so the workspace never holds data
+            (any data histogram is ignored) and nothing exported from it does either.
 
     Returns:
         (workspace specification, pruned variations with their size).
@@ -120,14 +124,15 @@ def build_workspace(
     )
     channels, observations, pruned = [], [], []
     for channel, templates in templates_by_channel(histograms).items():
-        if DATA not in templates:
+        if unblind and DATA not in templates:
             raise AnalysisError(f"channel '{channel}': no data histogram; add a data sample")
         samples = _samples(channel, templates, settings, processes, pruned)
         _add_staterror(channel, samples, settings["staterror_threshold"])
         channels.append({"name": channel, "samples": samples})
-        observed = templates[DATA][NOMINAL][0].copy()
-        mask = np.asarray((blinded or {}).get(channel, np.zeros(len(observed), bool)), bool)
-        observed[mask] = np.sum([sample["data"] for sample in samples], axis=0)[mask]
+        if unblind:
+            observed = templates[DATA][NOMINAL][0]
+        else:
+            observed = np.sum([sample["data"] for sample in samples], axis=0)
         observations.append({"name": channel, "data": observed.tolist()})
     spec = {
         "channels": channels,
@@ -297,7 +302,11 @@ def _measurement(pois: Mapping[str, list[dict[str, Any]]], settings: Mapping[str
 def _main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build the pyhf workspace from the histograms.")
     parser.add_argument("--histograms", required=True)
-    parser.add_argument("--blinding", required=True, help="blinded bins per channel (JSON)")
+    parser.add_argument(
+        "--unblind",
+        action="store_true",
+        help="observations: the data (else Asimov; config unblind)",
+    )
     parser.add_argument("--settings", required=True, help="workspace and histograms config")
     parser.add_argument("--output", required=True)
     parser.add_argument("--pruned", required=True, help="list of pruned variations (JSON)")
@@ -308,7 +317,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         read_histograms(args.histograms),
         settings["workspace"],
         settings["histograms"],
-        read_json(args.blinding),
+        unblind=args.unblind,
     )
     for entry in pruned:
         log.info(
@@ -318,8 +327,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
         )  # fmt: skip
     model = pyhf.Workspace(spec).model()
     log.info(
-        "workspace: %d channels, %d parameters, POI %s",
+        "workspace: %d channels, %d parameters, POI %s, observations: %s",
         len(spec["channels"]), len(model.config.par_order), model.config.poi_name,
+        "data" if args.unblind else "Asimov (blinded)",
     )  # fmt: skip
     write_json(args.output, spec)
     write_json(args.pruned, pruned)

@@ -6,7 +6,7 @@ import pyhf
 import pytest
 import torch
 
-from bench.uncertainty_aware import pyhf_model
+from analysis.ml.gaussian_toy import pyhf_model
 
 Templates = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 

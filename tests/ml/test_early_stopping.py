@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from analysis.ml.early_stopping import EarlyStopping, LoopSettings, train_with_early_stopping
-from bench.uncertainty_aware import make_sample, train
+from analysis.ml.gaussian_toy import make_sample, train
 
 
 def test_early_stopping_stops_after_patience_and_restores_best():

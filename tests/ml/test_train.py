@@ -11,7 +11,7 @@ import torch
 
 from analysis.core.io import write_tree
 from analysis.ml.diagnostics import weighted_roc
-from analysis.ml.network import load_model
+from analysis.ml.network import load_model, save_model
 from analysis.ml.train import (
     fit_network,
     load_training_data,
@@ -22,6 +22,7 @@ from analysis.ml.train import (
 from analysis.selection.friends import make_friend
 from analysis.selection.preselect import run_preselection
 from tests.conftest import preselect_settings
+from tests.ml.forward import numpy_scores
 
 SMALL_NETWORK = {
     "network": {"hidden": [16], "activation": "tanh", "dropout": 0.0},
@@ -107,15 +108,42 @@ def test_training_is_deterministic_on_cpu(gaussian_inputs, gaussian_settings, tm
     assert (model.fold, model.classes, model.features) == (1, ["sig", "bkg"], ["x1", "x2"])
 
 
-def test_early_stopping_keeps_the_best_validation_model(gaussian_inputs, gaussian_settings):
-    settings = {**gaussian_settings, "max_epochs": 40, "patience": 2, "learning_rate": 0.05}
-    data = load_training_data(gaussian_inputs, settings)
-    _, history = fit_network(data, 0, settings, torch.device("cpu"))
+@pytest.fixture(scope="module")
+def noise_inputs(tmp_path_factory):
+    """Two classes with the same feature distributions: nothing to learn, only to overfit."""
+    directory = tmp_path_factory.mktemp("noise")
+    signal = write_gaussian_sample(directory, "signal", 0.0, 300, 3)
+    background = write_gaussian_sample(directory, "background", 0.0, 300, 4)
+    return [("sig", *signal), ("bkg", *background)]
+
+
+def test_early_stopping_stops_after_patience_and_keeps_the_best_model(
+    noise_inputs, gaussian_settings, tmp_path
+):
+    # Featureless classes, few events and a large learning rate: training memorises the training
+    # events, so the validation loss rises and early stopping must trigger (asserted, not assumed).
+    settings = {**gaussian_settings, "max_epochs": 40, "patience": 3, "learning_rate": 0.05,
+                "batch_size": 32}  # fmt: skip
+    data = load_training_data(noise_inputs, settings)
+    model, history = fit_network(data, 0, settings, torch.device("cpu"))
     best = history["best_epoch"]
     assert history["val_loss"][best] == min(history["val_loss"])
-    assert history["epochs"] <= settings["max_epochs"]
-    if history["epochs"] < settings["max_epochs"]:
-        assert history["epochs"] - 1 - best == settings["patience"]
+    # Fails on an off-by-one in the patience count, or a loop that never stops early.
+    assert history["epochs"] < settings["max_epochs"]
+    assert history["epochs"] - 1 - best == settings["patience"]
+    assert best < history["epochs"] - 1  # the last epochs were worse: restoring matters
+    # The kept model has the best epoch's validation loss, recomputed by hand from the saved file
+    # (fails if the last epoch's weights are kept instead of the best ones).
+    validation = training_split(data, 0, settings)["validation"]
+    save_model(tmp_path / "model.pt", model)
+    probabilities = numpy_scores(tmp_path / "model.pt", validation.inputs)
+    weights = training_weights(
+        validation.labels, validation.weights, 2, settings["negative_weights"]
+    ).astype(np.float64)
+    picked = probabilities[np.arange(len(validation.labels)), validation.labels]
+    loss = float(np.sum(-np.log(picked) * weights) / weights.sum())
+    assert loss == pytest.approx(history["val_loss"][best], rel=1e-4)
+    assert loss < history["val_loss"][-1]
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +154,9 @@ def toy_training_inputs(tmp_path_factory, toy_files, default_config, default_sam
     settings["variations"] = dict.fromkeys(settings["variations"])  # nominal only: all off
     friend_settings = {
         "lumi": default_config["lumi"],
-        "weights": default_config["weights"],
+        "weights": {**default_config["weights"], "tau_id_sf": None},
         "folds": 2,
     }
-    friend_settings["weights"]["tau_id_sf"] = None
     inputs = []
     for sample, class_name in (("ZTT", "ztt"), ("TT", "tt"), ("W", "w")):
         output = directory / sample

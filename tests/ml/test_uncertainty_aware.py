@@ -6,6 +6,8 @@ cross entropy when a systematic matters, for a binary and a multiclass network.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +16,7 @@ from torch import nn
 from analysis.core.errors import AnalysisError
 from analysis.ml.differentiable_histogram import Binning, EventSet
 from analysis.ml.early_stopping import LoopSettings, train_with_early_stopping
-from analysis.ml.profile_scan import interval_68, profile_scan
-from analysis.ml.uncertainty_aware import uncertainty_aware_loss
-from bench.uncertainty_aware import (
+from analysis.ml.gaussian_toy import (
     fisher_summary,
     make_sample,
     network_templates,
@@ -24,6 +24,8 @@ from bench.uncertainty_aware import (
     stacked_templates,
     train,
 )
+from analysis.ml.profile_scan import interval_68, profile_scan
+from analysis.ml.uncertainty_aware import uncertainty_aware_loss
 
 
 def test_loss_gradient_reaches_every_network_parameter_binary_and_multiclass():
@@ -149,8 +151,19 @@ def test_multiclass_uncertainty_aware_training_beats_cross_entropy():
     assert variances["uncertainty_aware"] < 0.9 * variances["cross_entropy"]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_loss_on_cuda_matches_cpu():
+@pytest.fixture()
+def cuda_device() -> torch.device:
+    """The CUDA device; without one the test skips, or fails under REQUIRE_CUDA=1 (a GPU CI)."""
+    if not torch.cuda.is_available():
+        message = "no CUDA device visible to torch; on a GPU machine run it with REQUIRE_CUDA=1"
+        if os.environ.get("REQUIRE_CUDA") == "1":
+            pytest.fail(message.split(";")[0] + ", and REQUIRE_CUDA=1 requires one")
+        pytest.skip(message)
+    return torch.device("cuda")
+
+
+def test_loss_on_cuda_matches_cpu(cuda_device):
+    """Fails if the loss builds a tensor on the CPU (device mismatch) or differs on the GPU."""
     generator = torch.Generator().manual_seed(8)
     sample = _three_class_sample(2000, generator)
     torch.manual_seed(0)
@@ -158,7 +171,7 @@ def test_loss_on_cuda_matches_cpu():
     cpu = _multiclass_ua_loss(
         network, {k: v.double() if v.is_floating_point() else v for k, v in sample.items()}
     )
-    device = torch.device("cuda")
+    device = cuda_device
     network = network.to(device)
     cuda_sample = {
         k: (v.double() if v.is_floating_point() else v).to(device) for k, v in sample.items()

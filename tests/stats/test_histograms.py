@@ -17,6 +17,7 @@ from analysis.stats.histograms import (
     merge,
     read_histograms,
     write_histograms,
+    yields_tables,
 )
 
 CLASSES = ["sig", "bkg"]
@@ -51,7 +52,6 @@ def settings():
             "norm_uncertainty": 0.2,
             "shape_tilt": 0.1,
         },  # fmt: skip
-        "blind": False,
         "blind_threshold": 0.5,
     }
 
@@ -173,9 +173,9 @@ def test_blinding_mask():
     assert mask.tolist() == [False, True, True, False, False]
 
 
-def test_qcd_from_same_sign_data_and_blinding(settings, caplog):
-    settings = {**settings, "control_regions": None, "blind": True}
-    sample_histograms = [
+def qcd_case():
+    """Per-sample histograms of two channels: data, a background, a signal and a QCD simulation."""
+    return [
         {  # data: SS 100/10 per bin, OS anything
             "ss_sig/data/nominal": constant([100, 10], [100, 10]),
             "ss_bkg/data/nominal": constant([50, 50], [50, 50]),
@@ -194,8 +194,13 @@ def test_qcd_from_same_sign_data_and_blinding(settings, caplog):
             "sig/QCD/nominal": constant([999, 999], [1, 1]),
         },
     ]
+
+
+def test_qcd_from_same_sign_data_and_blinding(settings, caplog):
+    settings = {**settings, "control_regions": None}
     with caplog.at_level(logging.WARNING):
-        final, blinded = merge(sample_histograms, settings, CLASSES)
+        merged = merge(qcd_case(), settings, CLASSES, blind=True)
+    final = merged.histograms
     qcd = final["sig/QCD/nominal"]
     np.testing.assert_allclose(qcd.values(), [(100 - 30) * 1.2, 0.0])  # 10 - 20 < 0: clipped
     np.testing.assert_allclose(qcd.variances()[0], (100 + 4) * 1.2**2)
@@ -204,9 +209,23 @@ def test_qcd_from_same_sign_data_and_blinding(settings, caplog):
     up = final["bkg/QCD/qcd_shape_up"].values()
     assert up == pytest.approx([48 * 0.9, 48 * 1.1])
     # signal/background in sig: 1/(60+84) and 10/5 -> only the second bin is blinded
-    assert blinded["sig"] == [False, True] and blinded["bkg"] == [False, False]
-    assert final["sig/data/nominal"].values().tolist() == [90.0, 0.0]
+    assert merged.blinded == {"sig": [False, True], "bkg": [False, False]}
+    # blinded: no data histogram at all (a zeroed one would be fitted as data by other tools);
+    # the yields tables keep the data of the unblinded bins only (the bug: counting bin 2's 30)
+    assert not any("/data/" in name for name in final)
+    assert merged.data_yields == {"sig": 90.0, "bkg": 160.0}
+    markdown, latex = yields_tables(merged)
+    assert "| data | 90 (1 of 2 bins blinded) |" in markdown and "Data & 160" in latex
     assert not any(name.startswith("ss_") for name in final)
+
+
+def test_unblinded_merge_keeps_the_data_whole(settings):
+    """unblind: the data histograms are written as filled (the bug: blinding regardless)."""
+    merged = merge(qcd_case(), {**settings, "control_regions": None}, CLASSES, blind=False)
+    assert merged.histograms["sig/data/nominal"].values().tolist() == [90.0, 30.0]
+    assert merged.blinded == {"sig": [False, False], "bkg": [False, False]}
+    assert merged.data_yields == {"sig": 120.0, "bkg": 160.0}
+    assert "| data | 120 |" in yields_tables(merged)[0]
 
 
 def test_root_file_round_trip(tmp_path):

@@ -244,8 +244,12 @@ def test_ranking_matches_cabinetry():
     chunks = []
     for chunk in range(ranking.chunk_count_for(len(labels), size)):
         selected = ranking.chunk_labels(labels, chunk, size)
-        impacts = ranking.impacts(setup, record, selected, SETTINGS)
-        chunks.append(RankingChunk(setup.pois[0], chunk, len(labels), tuple(impacts)))
+        ranked = ranking.impacts(setup, record, selected, SETTINGS)
+        chunks.append(
+            RankingChunk(
+                setup.pois[0], chunk, len(labels), ranked.impacts, ranked.refits, ranked.fallbacks
+            )
+        )
     ours = ranking.gather(chunks, ["chunk"] * len(chunks)).impacts
     pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=REFERENCE_TOL))
     fit_results = cabinetry.fit.fit(setup.model, setup.data, tolerance=REFERENCE_TOL)
@@ -275,7 +279,8 @@ def test_ranking_of_the_large_workspace_against_pyhf_fits():
     result = fit_module.fit(setup, SETTINGS)
     labels = ["jet_es", "staterror_cat_ggH[4]", "mu_qqH"]
     impacts = {
-        impact.parameter: impact for impact in ranking.impacts(setup, result, labels, SETTINGS)
+        impact.parameter: impact
+        for impact in ranking.impacts(setup, result, labels, SETTINGS).impacts
     }
     names = setup.model.config.par_names
     poi = setup.model.config.poi_index
@@ -301,7 +306,7 @@ def test_ranking_clips_shifts_at_the_bounds():
     workspace = pyhf.Workspace(spec)
     setup = model_utils.build(workspace, model_utils.ModelSettings())
     result = fit_module.fit(setup, SETTINGS)
-    (impact,) = ranking.impacts(setup, result, ["bkg_norm"], SETTINGS)
+    (impact,) = ranking.impacts(setup, result, ["bkg_norm"], SETTINGS).impacts
     assert "prefit_down" in impact.clipped and "prefit_up" not in impact.clipped
     values, _ = pyhf_fixed_fit(setup, {"bkg_norm": -0.5})
     poi = setup.model.config.poi_index
@@ -544,7 +549,7 @@ def test_inference_workflow_on_a_patched_external_workspace(tmp_path):
         "external_workspace": str(WORKSPACES / "simple.json"),
         "patch": str(WORKSPACES / "patchset.json"),
         "patch_name": "signal_high",
-        "asimov": False,  # the config's default is on while our analysis is blinded
+        "asimov": False,  # the default (null) fits Asimov data while our analysis is blinded
         "ranking": {"chunk_size": 2},
         "scan": {"points": 15, "chunk_size": 8},
     }
@@ -689,7 +694,8 @@ def test_the_workspace_our_analysis_builds():
     )
     # impacts of the two parameters with the largest post-fit effect, against pyhf refits
     names = setup.model.config.par_names
-    for impact in ranking.impacts(setup, result, ["staterror_ggH[0]", "tau_id"], SETTINGS):
+    labels = ["staterror_ggH[0]", "tau_id"]
+    for impact in ranking.impacts(setup, result, labels, SETTINGS).impacts:
         i = names.index(impact.parameter)
         target = result.values[i] + result.uncertainties[i]
         values, _ = pyhf_fixed_fit(setup, {impact.parameter: target})

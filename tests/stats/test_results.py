@@ -3,12 +3,14 @@ malformed file is one error line naming the file and the stage to rerun."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from analysis.core.errors import AnalysisError
+from analysis.core.provenance import GitState
 from analysis.stats import results
 
 FIT = results.FitResults(
@@ -42,7 +44,7 @@ EXAMPLES = [
         (results.Pull("lumi", "lumi", 1.01, 0.02, 1.0, 0.02, 0.5, 1.0),),
         (results.FreeParameter("bkg_norm", "normfactor", 1.1, 0.1),),
     ),
-    results.RankingChunk("mu", 0, 2, (IMPACT, FREE)),
+    results.RankingChunk("mu", 0, 2, (IMPACT, FREE), 7, 1),
     results.RankingResults((FREE, IMPACT)),
     results.ScanChunk(("mu",), 1, 3, (results.ScanPoint((0.5,), 13.0, True),)),
     results.ScanResults(
@@ -134,3 +136,19 @@ def test_other_files_name_their_stage(tmp_path):
     path.write_text("{")
     with pytest.raises(AnalysisError, match="not valid JSON"):
         results.LimitResults.read(path)
+
+
+def test_fit_provenance_reads_back_and_may_be_absent(tmp_path):
+    recorded = results.Provenance(GitState("0123abc", True), "f00d")
+    dataclasses.replace(FIT, provenance=recorded).write(tmp_path / "fit.json")
+    # a nested entry written as a list, or read back as a plain dict, would fail here
+    assert results.FitResults.read(tmp_path / "fit.json").provenance == recorded
+    assert json.loads((tmp_path / "fit.json").read_text())["provenance"] == {
+        "git": {"commit": "0123abc", "dirty": True}, "settings_sha256": "f00d"
+    }  # fmt: skip
+    # a fit.json written before provenance was recorded still reads (a required key would stop
+    # the pulls and ranking of every existing results directory)
+    older = FIT.to_json()
+    del older["provenance"]
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert results.FitResults.read(tmp_path / "older.json").provenance is None

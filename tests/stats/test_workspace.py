@@ -1,4 +1,5 @@
-"""Workspace: modifiers value by value on a hand-made case, pruning, blinding, bytes, closure."""
+"""Workspace: modifiers value by value on a hand-made case, pruning, blinded (Asimov) and
+unblinded observations, bytes, closure."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pyhf
 import pytest
 
+from analysis.core.errors import AnalysisError
 from analysis.stats.workspace import build_workspace, symmetrized
 
 SETTINGS = {
@@ -55,7 +57,7 @@ def modifiers(spec, sample):
 
 
 def test_two_bin_modifiers_value_by_value():
-    spec, pruned = build_workspace(two_bin_case(), SETTINGS, HISTOGRAM_SETTINGS)
+    spec, pruned = build_workspace(two_bin_case(), SETTINGS, HISTOGRAM_SETTINGS, unblind=True)
     background = modifiers(spec, "B")
     # es: norm 33/30 and 27/30, shapes are the templates scaled back to the nominal yield
     assert background[("es", "normsys")] == pytest.approx({"hi": 1.1, "lo": 0.9})
@@ -90,16 +92,34 @@ def test_symmetrize_all_and_staterror_threshold():
     up, down = symmetrized(np.array([10.0]), np.array([13.0]), np.array([9.0]), "all")
     assert (up[0], down[0]) == (12.0, 8.0)
     settings = {**SETTINGS, "staterror_threshold": 0.1}
-    spec, _ = build_workspace(two_bin_case(), settings, HISTOGRAM_SETTINGS)
+    spec, _ = build_workspace(two_bin_case(), settings, HISTOGRAM_SETTINGS, unblind=True)
     # relative MC uncertainty: bin 0 sqrt(1.5)/12 = 0.10, bin 1 sqrt(5)/28 = 0.08 < 0.1
     assert modifiers(spec, "B")[("staterror_sr", "staterror")] == pytest.approx([1.0, 0.0])
 
 
-def test_blinded_observations_hold_the_prediction_and_bytes_are_stable():
-    first, _ = build_workspace(two_bin_case(), SETTINGS, HISTOGRAM_SETTINGS, {"sr": [False, True]})
-    second, _ = build_workspace(two_bin_case(), SETTINGS, HISTOGRAM_SETTINGS, {"sr": [False, True]})
-    assert first["observations"][0]["data"] == [40.0, 28.0]
+def test_blinded_observations_are_asimov_and_bytes_are_stable():
+    """Blinded: every observation is the nominal prediction (S + B at mu = 1), whatever the data
+    histogram says, or none at all (histograms.root holds none while blinded). The bugs: data
+    leaking into the workspace, or an error asking for the data a blinded file leaves out."""
+    histograms = two_bin_case()
+    first, _ = build_workspace(histograms, SETTINGS, HISTOGRAM_SETTINGS, unblind=False)
+    del histograms["sr/data/nominal"]
+    second, _ = build_workspace(histograms, SETTINGS, HISTOGRAM_SETTINGS, unblind=False)
+    assert first["observations"] == [{"name": "sr", "data": [12.0, 28.0]}]
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    # equal to the pyhf model's Asimov main data (constrained at nominal, mu at its init of 1)
+    model = pyhf.Workspace(first).model()
+    expected = model.expected_data(model.config.suggested_init(), include_auxdata=False)
+    assert first["observations"][0]["data"] == pytest.approx(np.asarray(expected).tolist())
+
+
+def test_unblinded_observations_are_the_data_and_are_required():
+    spec, _ = build_workspace(two_bin_case(), SETTINGS, HISTOGRAM_SETTINGS, unblind=True)
+    assert spec["observations"] == [{"name": "sr", "data": [40.0, 30.0]}]
+    histograms = two_bin_case()
+    del histograms["sr/data/nominal"]
+    with pytest.raises(AnalysisError, match="channel 'sr': no data histogram"):
+        build_workspace(histograms, SETTINGS, HISTOGRAM_SETTINGS, unblind=True)
 
 
 def test_closure_recovers_mu_and_a_shifted_nuisance():
@@ -120,7 +140,7 @@ def test_closure_recovers_mu_and_a_shifted_nuisance():
         "sr/B/syst_down": make(down),
     }
     settings = {**SETTINGS, "normalization": {}}
-    spec, _ = build_workspace(histograms, settings, HISTOGRAM_SETTINGS)
+    spec, _ = build_workspace(histograms, settings, HISTOGRAM_SETTINGS, unblind=True)
     workspace = pyhf.Workspace(spec)
     model = workspace.model()
     pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(verbose=0))

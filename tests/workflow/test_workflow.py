@@ -98,9 +98,14 @@ def test_toy_workflow_to_scores(toy_run):
     assert read_json(results / "train" / "fold1" / "history.json")["epochs"] >= 1
     histograms = read_histograms(results / "histograms" / "histograms.root")
     assert {"ggH/ggH/nominal", "ggH/ZTT/tau_es_up", "ztt/TT/tune_TT_up", "misc/QCD/qcd_shape_up",
-            "wjets_highmt/data/nominal", "qqH/W/pileup_down"} <= set(histograms)  # fmt: skip
+            "qqH/W/pileup_down"} <= set(histograms)  # fmt: skip
+    # blinded by default: no data histogram in the file, Asimov observations in the workspace
+    assert not [name for name in histograms if name.split("/")[1] == "data"]
     workspace = pyhf.Workspace(read_json(results / "workspace" / "workspace.json"))
-    assert workspace.model().config.poi_name == "mu"
+    model = workspace.model()
+    assert model.config.poi_name == "mu"
+    asimov = model.expected_data(model.config.suggested_init(), include_auxdata=False)
+    np.testing.assert_allclose(workspace.data(model, include_auxdata=False), asimov, rtol=1e-9)
 
 
 def test_nothing_left_to_do_after_a_run(toy_run):
@@ -189,6 +194,46 @@ def test_bad_config_stops_with_one_line(tmp_path):
         "error: config: key 'lumi': -1 is less than or equal to the minimum of 0; "
         "see config/README.md for allowed values"
     ]
+
+
+def test_fitting_data_while_blinded_stops_with_one_line(tmp_path):
+    """`inference.asimov: false` alone once fitted blinded bins that hold the prediction."""
+    configfile = tmp_path / "fit_data.yaml"
+    blinded_fit_on_data = {"results": str(tmp_path), "inference": {"asimov": False}}
+    configfile.write_text(yaml.safe_dump(blinded_fit_on_data))
+    result = snakemake("-n", "fit", "--configfile", str(configfile), check=False)
+    assert result.returncode != 0
+    errors = [
+        line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")
+    ]
+    assert errors == [
+        "error: config: inference.asimov: false fits observed data but the analysis is blinded "
+        "(unblind: false); set unblind: true to unblind histograms and fits together, or leave "
+        "inference.asimov null"
+    ]
+
+
+def test_exports_of_the_workspace(toy_run):
+    """`snakemake datacard xml` on the toy run: a combine datacard whose blinded data_obs is the
+    Asimov prediction, and HistFactory XML that pyhf reads back as the same workspace."""
+    import uproot
+
+    from analysis.stats.histfactory import read_xml
+
+    tmp, results = toy_run
+    snakemake("datacard", "xml", "--configfile", str(tiny_toy_config(tmp, results)))
+    spec = read_json(results / "workspace" / "workspace.json")
+    text = (results / "datacard" / "datacard.txt").read_text()
+    assert "# BLINDED: data_obs is the Asimov prediction" in text
+    assert f"imax {len(spec['channels'])} " in text
+    with uproot.open(results / "datacard" / "shapes.root") as shapes:
+        for channel in spec["channels"]:
+            name = channel["name"]
+            total = sum(np.asarray(sample["data"]) for sample in channel["samples"])
+            np.testing.assert_allclose(shapes[f"{name}/data_obs"].values(), total, rtol=1e-9)
+    back = read_xml(results / "xml")
+    assert sorted(back.channels) == sorted(c["name"] for c in spec["channels"])
+    assert back.get_measurement()["config"]["poi"] == "mu"
 
 
 def test_lint_is_clean():

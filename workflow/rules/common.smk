@@ -13,6 +13,8 @@ from snakemake.exceptions import WorkflowError
 
 from analysis.core.config import (
     TRAIN_EXECUTION_KEYS,
+    analysis_settings,
+    check_features,
     check_samples,
     check_train_classes,
     class_names,
@@ -25,7 +27,12 @@ from analysis.core.config import (
     validate as validate_document,
 )
 from analysis.core.errors import AnalysisError
+from analysis.core.provenance import environment_sha256, git_state, sha256_of
 from analysis.core.variations import NOMINAL
+from analysis.selection.samplefiles import sample_files as expand_sample_files
+from analysis.selection.skim import FEATURES, INT_COLUMNS
+from analysis.stats.channels import channels
+from analysis.stats.blinding import check_renamed_keys, fit_asimov
 
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -34,11 +41,14 @@ SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 def _load_samples():
     """The samples file, validated; stops with one line naming what is wrong."""
     try:
+        check_renamed_keys(config)
         validate_document(config, SCHEMAS / "config.schema.yaml", "config")
+        fit_asimov(config)  # refuses fitting data while blinded
         samples = load_yaml(config["samples"])
         validate_document(samples, SCHEMAS / "samples.schema.yaml", config["samples"])
         check_samples(samples["samples"], config["samples"])
         check_train_classes(samples["samples"], config["train"]["classes"])
+        check_features(config["train"]["features"], [*FEATURES, *INT_COLUMNS])
     except AnalysisError as err:
         sys.exit(f"error: {err}")
     return samples["samples"]
@@ -107,11 +117,22 @@ def variation_outputs(pattern, variations):
 
 
 def sample_files(wildcards):
-    """Input files of a sample: its NanoAOD files, or the toy file the workflow generates."""
+    """Input files of a sample: its NanoAOD files (a list, glob or list file, expanded by
+    analysis/selection/samplefiles.py), or the toy file the workflow generates."""
     sample = SAMPLES[wildcards.sample]
     if "toy" in sample:
         return [paths.toydata.format(sample=wildcards.sample)]
-    return sample["files"]
+    try:
+        return expand_sample_files(wildcards.sample, sample["files"])
+    except AnalysisError as err:
+        sys.exit(f"error: {err}")
+
+
+def certified_lumi_file(wildcards):
+    """The certified-luminosity JSON, an input of collision-data samples when configured."""
+    certified = config["selection"]["certified_lumi"]["file"]
+    is_data = SAMPLES[wildcards.sample]["type"] == "data"
+    return [certified] if certified and is_data and "://" not in certified else []
 
 
 def preselect_outputs(variations):
@@ -219,6 +240,10 @@ def binning_inputs():
     }
 
 
+#: `--unblind` for the stages the blinding switch changes (analysis/stats/blinding.py), else ""
+UNBLIND_FLAG = "--unblind" if config["unblind"] else ""
+
+
 def histogram_settings():
     """What the histogram steps read: histograms config, class order, weight variations."""
     return as_json(
@@ -228,7 +253,8 @@ def histogram_settings():
 
 # --- stats.smk: inference (fit, pulls, ranking, scan, significance, limits) ----------------------
 
-INFERENCE = config["inference"]
+#: the inference section, its `asimov` resolved from `unblind` (analysis/stats/blinding.py)
+INFERENCE = {**config["inference"], "asimov": fit_asimov(config)}
 #: a pyhf workspace from elsewhere is fitted: the stages upstream of the inference do not run
 EXTERNAL = bool(INFERENCE["external_workspace"])
 #: Settings that shape every likelihood the inference stages build (the workspace file aside).
@@ -315,8 +341,10 @@ STACKED_SAMPLES = [name for name, sample in SAMPLES.items() if "alternative" not
 
 def plot_settings():
     """The plots section without input selections: only these plot options are params of plot
-    rules, so a restyle reruns the plot rules and nothing else."""
-    return as_json({k: v for k, v in config["plots"].items() if k not in PLOT_INPUT_KEYS})
+    rules, so a restyle reruns the plot rules and nothing else. A params function, as labels hold
+    mathtext braces (``p_{T}``) that Snakemake would expand as wildcards in a params string."""
+    settings = as_json({k: v for k, v in config["plots"].items() if k not in PLOT_INPUT_KEYS})
+    return lambda wildcards: settings
 
 
 def figure(prefix, caption, category, subcategory, labels=None):
@@ -361,11 +389,29 @@ def stack_inputs(wildcards):
     return inputs
 
 
+def channel_axes():
+    """What the x axis of each channel shows, as JSON, for the titles of the stacks and templates:
+    ``{"nn": class}`` for a classifier category, ``{"observable": column}`` for a control region
+    (nothing for an external workspace, drawn by bin index)."""
+    if EXTERNAL:
+        return as_json({})
+    return as_json(
+        {
+            channel.name: (
+                {"nn": CLASSES[channel.category]}
+                if channel.category is not None
+                else {"observable": channel.observable}
+            )
+            for channel in channels(config["histograms"], CLASSES)
+        }
+    )
+
+
 def feature_blinding():
     """Blinding of the feature figures, as JSON: the histograms' signals and S/B threshold while
     the analysis is blinded, else null."""
     histograms = config["histograms"]
-    if not histograms["blind"]:
+    if config["unblind"]:
         return "null"
     return as_json({"signals": histograms["signals"], "threshold": histograms["blind_threshold"]})
 
@@ -393,3 +439,25 @@ def scan_plots(wildcards):
     if len(pois) == 2 and len(shown) == 2:
         outputs.append(f"{paths.plots.contour}.png")
     return outputs
+
+
+# --- provenance.smk ------------------------------------------------------------------------------
+# versions.json is refreshed when one of these changes (Snakemake reruns a job whose params
+# changed), not with threads, memory or chunk sizes (analysis.core.config.EXECUTION_KEYS).
+
+
+def code_version(wildcards):
+    """The git state of the workflow's checkout as JSON (null without git or a checkout). Only
+    whether tracked files differ is recorded, not how: editing a dirty tree reruns nothing."""
+    state = git_state(workflow.basedir)
+    return as_json(state._asdict() if state else None)
+
+
+def environment_version(wildcards):
+    """A digest of every installed package and its version."""
+    return environment_sha256()
+
+
+def config_version(wildcards):
+    """A digest of the config without its execution settings, and of the samples it names."""
+    return sha256_of({"config": analysis_settings(config), "samples": SAMPLES})

@@ -35,6 +35,10 @@ paths = _layout(
     yields_tex="histograms/yields.tex",
     workspace="workspace/workspace.json",
     pruned="workspace/pruned.json",
+    # stats: exports of the workspace
+    datacard="datacard/datacard.txt",
+    datacard_shapes="datacard/shapes.root",
+    xml="xml",
     # stats: inference (one scan per POI; `2d` names the scan of two POIs)
     fit="fit/fit.json",
     pulls="fit/pulls.json",
@@ -89,6 +93,8 @@ paths.logs = _layout(
     histograms_sample="histograms/{sample}.log",
     histograms_merge="histograms/merge.log",
     workspace_build="workspace/workspace.log",
+    datacard_export="datacard/datacard.log",
+    xml_export="xml/xml.log",
     inference_fit="fit/fit.log",
     inference_pulls="fit/pulls.log",
     ranking_chunk="fit/ranking/chunk_{chunk}.log",

@@ -46,6 +46,7 @@ rule plot_features:
         processes=stacked_processes(),
         features=config["train"]["features"],
         blinding=feature_blinding(),
+        qcd=as_json(config["histograms"]["qcd"]),
     log:
         paths.logs.plot_features,
     conda:
@@ -53,8 +54,8 @@ rule plot_features:
     shell:
         "python -m analysis.plots.distributions --settings {params.settings:q} features "
         "--skims {input.skims:q} --friends {input.friends:q} --processes {params.processes:q} "
-        "--features {params.features:q} --blinding {params.blinding:q} --output-dir {output:q} "
-        "2> {log:q}"
+        "--features {params.features:q} --blinding {params.blinding:q} --qcd {params.qcd:q} "
+        "--output-dir {output:q} 2> {log:q}"
 
 
 rule plot_history:
@@ -137,7 +138,7 @@ rule report_provenance:
             category="0. Provenance",
         ),
     params:
-        config=as_json(config),
+        config=lambda wildcards: as_json(config),  # a function: no wildcards in its braces
     log:
         paths.logs.report_provenance,
     conda:
@@ -147,8 +148,8 @@ rule report_provenance:
         "--versions-table {output.versions:q} --config-copy {output.config:q} 2> {log:q}"
 
 
-rule plots:
-    """Every figure and table whose inputs this workflow produces today."""
+rule plots_inputs:
+    """Figures and tables of the inputs and the training: cutflow, features, classifier."""
     input:
         rules.plot_cutflow.output,
         rules.plot_features.output,
@@ -175,6 +176,7 @@ rule plot_templates:
         ),
     params:
         settings=plot_settings(),
+        axes=channel_axes(),
     threads: 2
     log:
         paths.logs.plot_templates,
@@ -182,7 +184,8 @@ rule plot_templates:
         "../../envs/plots.yaml"
     shell:
         "python -m analysis.plots.stacks --settings {params.settings:q} templates "
-        "--histograms {input:q} --output-dir {output:q} --workers {threads} 2> {log:q}"
+        "--histograms {input:q} --axes {params.axes:q} --output-dir {output:q} "
+        "--workers {threads} 2> {log:q}"
 
 
 rule plot_stacks:
@@ -208,6 +211,7 @@ rule plot_stacks:
         settings=plot_settings(),
         model=inference_settings(),
         binning=lambda wildcards, input: input.get("binning", ""),
+        axes=channel_axes(),
     log:
         paths.logs.plot_stacks,
     conda:
@@ -215,7 +219,7 @@ rule plot_stacks:
     shell:
         "python -m analysis.plots.stacks --settings {params.settings:q} stacks "
         "--workspace {input.workspace:q} --model-settings {params.model:q} --fit {input.fit:q} "
-        "--binning={params.binning:q} "
+        "--binning={params.binning:q} --axes {params.axes:q} "
         "--output-dir {output.stacks:q} --markdown {output.markdown:q} "
         "--latex {output.latex:q} 2> {log:q}"
 
@@ -308,3 +312,11 @@ rule plots_fit:
         rules.plot_fit_summary.output,
         scan_plots,
         rules.plot_limits.output,
+
+
+rule plots:
+    """Every figure and table, so that `snakemake plots --report report.html` holds them all
+    (with an external workspace: the fit figures and the provenance)."""
+    input:
+        rules.report_provenance.output if EXTERNAL else rules.plots_inputs.input,
+        rules.plots_fit.input,

@@ -30,7 +30,8 @@ rule toydata_sample:
 rule preselect_sample:
     """Nominal simulation: the nominal skim plus every object-level shape variation."""
     input:
-        sample_files,
+        files=sample_files,
+        certified_lumi=certified_lumi_file,
     output:
         **preselect_outputs(MC_VARIATIONS),
     params:
@@ -55,7 +56,7 @@ rule preselect_sample:
         "../../envs/preselect.yaml"
     shell:
         "python -m analysis.selection.preselect --sample {wildcards.sample} "
-        "--sample-spec {params.sample:q} --files {input:q} --settings {params.settings:q} "
+        "--sample-spec {params.sample:q} --files {input.files:q} --settings {params.settings:q} "
         "--output-dir {params.output_dir:q} --chunksize {resources.chunksize} "
         "--workers {threads} --dask-mode {resources.dask_mode} "
         "--dask-address {resources.dask_address} --dask-jobs {resources.dask_jobs} 2> {log:q}"

@@ -65,13 +65,14 @@ rule histograms_merge:
         yields_tex=paths.yields_tex,
     params:
         settings=histogram_settings(),
+        unblind=UNBLIND_FLAG,
     log:
         paths.logs.histograms_merge,
     conda:
         "../../envs/histograms.yaml"
     shell:
         "python -m analysis.stats.histograms merge --inputs {input:q} "
-        "--settings {params.settings:q} --output {output.histograms:q} "
+        "--settings {params.settings:q} {params.unblind} --output {output.histograms:q} "
         "--blinding {output.blinding:q} "
         "--yields {output.yields_md:q} {output.yields_tex:q} 2> {log:q}"
 
@@ -80,7 +81,6 @@ rule workspace_build:
     """The pyhf workspace, validated against the pyhf schema; pruned variations listed."""
     input:
         histograms=rules.histograms_merge.output.histograms,
-        blinding=rules.histograms_merge.output.blinding,
     output:
         workspace=paths.workspace,
         pruned=paths.pruned,
@@ -88,14 +88,54 @@ rule workspace_build:
         settings=as_json(
             {"workspace": config["workspace"], "histograms": config["histograms"]}
         ),
+        unblind=UNBLIND_FLAG,
     log:
         paths.logs.workspace_build,
     conda:
         "../../envs/histograms.yaml"
     shell:
         "python -m analysis.stats.workspace --histograms {input.histograms:q} "
-        "--blinding {input.blinding:q} --settings {params.settings:q} "
+        "--settings {params.settings:q} {params.unblind} "
         "--output {output.workspace:q} --pruned {output.pruned:q} 2> {log:q}"
+
+
+# ---- exports of the workspace ----
+# For other tools: a CMS combine datacard and HistFactory XML, written from the workspace JSON.
+
+
+rule datacard_export:
+    """The workspace as a combine datacard with its shapes file (data_obs Asimov while blinded)."""
+    input:
+        workspace=paths.workspace,
+        binning=paths.binning,
+    output:
+        datacard=paths.datacard,
+        shapes=paths.datacard_shapes,
+    params:
+        unblind=UNBLIND_FLAG,
+    log:
+        paths.logs.datacard_export,
+    conda:
+        "../../envs/histograms.yaml"
+    shell:
+        "python -m analysis.stats.datacard --workspace {input.workspace:q} "
+        "--binning {input.binning:q} {params.unblind} --datacard {output.datacard:q} "
+        "--shapes {output.shapes:q} 2> {log:q}"
+
+
+rule xml_export:
+    """The workspace as HistFactory XML + ROOT (pyhf's json2xml)."""
+    input:
+        workspace=paths.workspace,
+    output:
+        directory(paths.xml),
+    log:
+        paths.logs.xml_export,
+    conda:
+        "../../envs/histograms.yaml"
+    shell:
+        "python -m analysis.stats.histfactory --workspace {input.workspace:q} "
+        "--output-dir {output:q} 2> {log:q}"
 
 
 rule histograms:
@@ -107,6 +147,18 @@ rule histograms:
 rule workspace:
     input:
         rules.workspace_build.output,
+        rules.versions.output,
+
+
+rule datacard:
+    input:
+        rules.datacard_export.output,
+        rules.versions.output,
+
+
+rule xml:
+    input:
+        rules.xml_export.output,
         rules.versions.output,
 
 
@@ -162,7 +214,7 @@ rule ranking_chunk:
     output:
         paths.ranking_chunk,
     params:
-        settings=inference_settings(),
+        settings=inference_settings("refits"),
         chunk_size=INFERENCE["ranking"]["chunk_size"],
         exclude=INFERENCE["ranking"]["exclude"],
     wildcard_constraints:
@@ -203,7 +255,7 @@ rule scan_chunk:
     output:
         paths.scan_chunk,
     params:
-        settings=inference_settings("scan"),
+        settings=inference_settings("scan", "refits"),
         parameters=scan_parameters,
     wildcard_constraints:
         chunk=r"\d+",

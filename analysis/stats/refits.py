@@ -1,0 +1,163 @@
+"""Refits with some parameters held fixed, solved together, with MINUIT as the fallback.
+
+The ranking (and any caller with many conditional fits) hands over all its refits at once. With
+``inference.refits.batched`` they are warm-started like MINUIT's refits
+(:func:`analysis.stats.minimizer.profile_start`) and minimised together by projected Newton steps
+on the exact gradient and Hessian (:mod:`analysis.stats.newton` on
+:mod:`analysis.stats.likelihood` and :mod:`analysis.stats.hessian`), in batches of at most
+:data:`MAX_BATCH`. A refit the fast path cannot bring to a valid minimum (see
+:mod:`analysis.stats.newton`) is redone by MINUIT (:func:`analysis.stats.minimizer.refit`) and
+counted, so a caller can report how many fell back."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from analysis.core.device import select_device
+from analysis.core.progress import Progress, track
+from analysis.stats import likelihood as likelihood_module
+from analysis.stats import model as model_utils
+from analysis.stats import newton
+from analysis.stats.minimizer import FitSettings, Minimum, default_steps, profile_start, refit
+from analysis.stats.results import FitResults
+
+log = logging.getLogger(__name__)
+
+#: Most refits minimised in one batch: bounds the memory of the batched Hessians (refits x
+#: parameters^2 plus refits x parameters x the model's modifier entries), far below it on the
+#: analysis's workspaces; results do not depend on it.
+MAX_BATCH = 64
+
+#: Convergence goal and limits of the Newton steps.
+NEWTON = newton.NewtonSettings()
+
+#: Likelihoods built once per model, data and device.
+_LIKELIHOODS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class Request(NamedTuple):
+    """One refit: parameters ``indices`` held at ``targets``."""
+
+    indices: tuple[int, ...]
+    targets: tuple[float, ...]
+
+
+class Outcome(NamedTuple):
+    """The minima in the order requested, and which of them MINUIT had to redo."""
+
+    minima: tuple[Minimum, ...]
+    fell_back: tuple[bool, ...]
+
+    @property
+    def fallbacks(self) -> int:
+        """How many refits the fast path left to MINUIT."""
+        return sum(self.fell_back)
+
+
+def refits(
+    setup: model_utils.Setup,
+    record: FitResults,
+    requests: Sequence[Request],
+    settings: FitSettings,
+) -> Outcome:
+    """Every requested refit, warm-started from the nominal fit ``record``.
+
+    Args:
+        setup: model and data.
+        record: the nominal fit (start values and covariance).
+        requests: the refits.
+        settings: minimiser settings (``batched_refits``, ``device``; MINUIT's for the fallback).
+
+    Returns:
+        The minima (``converged`` is the batched or the MINUIT refit's convergence) and which
+        refits fell back to MINUIT.
+    """
+    likelihood = _likelihood(setup, settings) if settings.batched_refits else None
+    progress = Progress(len(requests), "refits", "refits", logger=log)
+    if likelihood is None:
+        if settings.batched_refits:
+            log.warning("the model has modifiers the batched refits do not implement; using MINUIT")
+        minima = [
+            refit(setup, record, r.indices, r.targets, settings) for r in track(requests, progress)
+        ]
+        return Outcome(tuple(minima), (settings.batched_refits,) * len(requests))
+    minima: list[Minimum] = []
+    fell_back: list[bool] = []
+    for first in range(0, len(requests), MAX_BATCH):
+        batch = requests[first : first + MAX_BATCH]
+        found = _batched(setup, record, batch, likelihood)
+        for request, minimum in zip(batch, found, strict=True):
+            fell_back.append(minimum is None)
+            if minimum is None:
+                minimum = refit(setup, record, request.indices, request.targets, settings)
+            minima.append(minimum)
+        progress.update(len(batch))
+    if any(fell_back):
+        log.warning("%d of %d refits fell back to MINUIT", sum(fell_back), len(requests))
+    return Outcome(tuple(minima), tuple(fell_back))
+
+
+def _batched(
+    setup: model_utils.Setup,
+    record: FitResults,
+    requests: Sequence[Request],
+    likelihood: likelihood_module.Likelihood,
+) -> list[Minimum | None]:
+    """The batch's minima by projected Newton steps; None where that gave no valid minimum."""
+    model = setup.model
+    bounds = np.asarray(model.config.suggested_bounds(), dtype=float)
+    steps = default_steps(model)
+    starts = np.empty((len(requests), model.config.npars))
+    free = np.tile(model_utils.free_mask(model), (len(requests), 1))
+    for row, request in enumerate(requests):
+        starts[row] = profile_start(record, bounds, request.indices, request.targets, steps)[0]
+        free[row, list(request.indices)] = False
+    with _cpu_threads(likelihood.device):
+        found = newton.minimize(likelihood, starts, free, bounds, NEWTON)
+    minima: list[Minimum | None] = []
+    for row in range(len(requests)):
+        if not found.valid[row]:
+            log.info(
+                "refit %s at %s: no valid minimum by Newton steps (edm %.2g after %d "
+                "iterations); MINUIT refits it", requests[row].indices, requests[row].targets,
+                found.edm[row], found.iterations[row],
+            )  # fmt: skip
+            minima.append(None)
+            continue
+        values = found.values[row]
+        minima.append(Minimum(values, None, None, float(found.twice_nll[row]), True, ()))
+    return minima
+
+
+def _likelihood(
+    setup: model_utils.Setup, settings: FitSettings
+) -> likelihood_module.Likelihood | None:
+    """The vectorised likelihood of the setup's model and data, built once per device."""
+    device = select_device(settings.device, "inference.refits.device")
+    cache = _LIKELIHOODS.setdefault(setup.model, {})
+    key = (setup.data.tobytes(), str(device))
+    if key not in cache:
+        cache[key] = likelihood_module.build(setup.model, setup.data, device)
+    return cache[key]
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device) -> Iterator[None]:
+    """One torch thread on the CPU while the batch runs: its tensors are small, and extra
+    threads only wait on each other (several times slower on a busy machine)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

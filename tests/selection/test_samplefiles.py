@@ -1,0 +1,114 @@
+"""A sample's `files`: a list, a glob or a text file of paths; a missing file is one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analysis.core.errors import AnalysisError
+from analysis.selection.samplefiles import sample_files
+from tests.conftest import DATA, REPO
+
+TT_FILE = "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+
+
+@pytest.fixture
+def nano_files(tmp_path) -> list[Path]:
+    """Three empty stand-ins for NanoAOD files (only their names matter here)."""
+    files = [tmp_path / f"nano_{i}.root" for i in (2, 10, 1)]
+    for path in files:
+        path.touch()
+    return files
+
+
+def test_list_glob_and_list_file_give_the_same_files(tmp_path, nano_files):
+    # catches an unsorted glob (file order is the output's row order) or a list file read as a
+    # single path, with its comment and blank lines kept
+    expected = sorted(str(path) for path in nano_files)
+    listing = tmp_path / "files.txt"
+    listing.write_text("# my sample\n" + "\n".join(expected) + "\n\n")
+    assert sample_files("DY", expected) == expected
+    assert sample_files("DY", str(tmp_path / "nano_*.root")) == expected
+    assert sample_files("DY", str(listing)) == expected
+    assert sample_files("DY", [expected[0], str(tmp_path / "nano_1?.root")]) == expected[:2]
+
+
+def test_remote_files_are_left_to_the_reader():
+    # catches a remote URL checked on the local disk (it would always be "missing")
+    url = "root://eosuser.cern.ch//eos/user/me/TTbar.root"
+    assert sample_files("TT", [url]) == [url]
+
+
+@pytest.mark.parametrize(
+    "entry, where",
+    [("{tmp}/missing.root", "the samples file"), ("{tmp}/list.txt", "{tmp}/list.txt")],
+)
+def test_missing_file_names_itself_in_one_line(tmp_path, entry, where):
+    # catches a missing file surfacing later as a Snakemake "MissingInputException" listing
+    # every file of every sample, or a list file whose missing entry is not named
+    (tmp_path / "list.txt").write_text(f"{tmp_path}/missing.root\n")
+    with pytest.raises(AnalysisError) as err:
+        sample_files("DY", [entry.format(tmp=tmp_path)])
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"sample 'DY': input file {tmp_path}/missing.root not found" in message
+    assert f"(listed in {where.format(tmp=tmp_path)})" in message
+
+
+def test_glob_without_match_and_missing_list_file_are_clear_errors(tmp_path):
+    # catches an empty sample passed on silently
+    with pytest.raises(AnalysisError, match=r"sample 'DY': no file matches .*\*\.root"):
+        sample_files("DY", str(tmp_path / "*.root"))
+    with pytest.raises(AnalysisError, match=r"sample 'DY': file list .*nope\.txt not found"):
+        sample_files("DY", str(tmp_path / "nope.txt"))
+
+
+def test_workflow_expands_a_list_file_and_stops_on_a_missing_file(tmp_path):
+    # catches the workflow passing the list file itself to the preselection, or a traceback
+    listing = tmp_path / "dy.txt"
+    listing.write_text(f"{DATA / 'nano_dy.root'}\n")
+    samples = tmp_path / "samples.yaml"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "samples": str(samples),
+                "results": str(tmp_path / "results"),
+                "train": {
+                    "classes": [
+                        {"name": "zl", "processes": ["ZL"]},
+                        {"name": "tt", "processes": ["TT"]},
+                    ]
+                },
+            }
+        )
+    )
+    tt = {"type": "mc", "process": "TT", "xsec": 1.0, "files": [str(DATA / TT_FILE)]}
+    dy = {"type": "mc", "process": "ZL", "xsec": 1.0, "files": str(listing)}
+    samples.write_text(yaml.safe_dump({"samples": {"DY": dy, "TT": tt}}))
+    planned = _dry_run(config, tmp_path / "results" / "preselect" / "DY" / "nominal.root")
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert f"--files {DATA / 'nano_dy.root'} --settings" in planned.stdout
+    listing.write_text(f"{tmp_path}/gone.root\n")
+    failed = _dry_run(config, tmp_path / "results" / "preselect" / "DY" / "nominal.root")
+    errors = [line for line in (failed.stdout + failed.stderr).splitlines() if "error" in line]
+    assert failed.returncode != 0
+    assert errors == [
+        f"error: sample 'DY': input file {tmp_path}/gone.root not found (listed in {listing}); "
+        "fix the path or remove the file from the list"
+    ]
+
+
+def _dry_run(config: Path, target: Path) -> subprocess.CompletedProcess:
+    """``snakemake -n -p`` of one target with ``config``, from the repository root."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "--configfile"]
+    return subprocess.run(
+        [*command, str(config), "--", str(target)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=env, check=False,
+    )  # fmt: skip
