@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = load_yaml(REPO / "config" / "config.yaml")["train"]
-    settings = {**settings, "classes": class_names(settings["classes"])}
+    settings = {**settings, "classes": class_names(settings["classes"]), "folds": 2}
     settings.update(max_epochs=args.epochs, patience=args.epochs + 1)
     device = select_device("auto", "train.device")
     data = synthetic_data(args.events, len(settings["features"]), len(settings["classes"]))

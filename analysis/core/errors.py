@@ -10,6 +10,7 @@ no scratch or temporary files behind.
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +18,10 @@ from collections.abc import Callable, Sequence
 
 class AnalysisError(Exception):
     """A problem with the user's input: the message says what is wrong and what to do."""
+
+
+#: Format of every stage's log lines.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
 def cli_main(func: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str] | None], int]:
@@ -31,6 +36,8 @@ def cli_main(func: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence
 
     @functools.wraps(func)
     def wrapper(argv: Sequence[str] | None = None) -> int:
+        # a stage's stderr is its log file: lines with time stamps, progress (INFO) included
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
         # SIGTERM would end the process without running `finally` blocks and context exits
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:

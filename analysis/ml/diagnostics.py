@@ -201,7 +201,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--taylor", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
     settings = json.loads(args.settings)
     inputs = list(zip(json.loads(args.classes), args.skims, args.friends, strict=True))

@@ -59,7 +59,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--outputs", nargs="+", required=True)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not len(args.skims) == len(args.friends) == len(args.outputs):
         raise AnalysisError("inject: need one friend tree and one output per skim")
     torch.set_num_threads(args.threads)

@@ -2,8 +2,8 @@
 
 Events are split by the friend-tree ``fold`` column (``event % k``): the model for fold ``k`` is
 trained on all other folds and later scores only fold ``k``, so no event is scored by a model that
-saw it. Inside the training folds a seeded random validation split drives early stopping, and the
-model with the best validation loss is kept.
+saw it. Inside the training folds a split by event number (the one the uncertainty-aware
+fine-tuning uses too) drives early stopping, and the model with the best validation loss is kept.
 
 Event weights: the physics weight of each event, with negative weights handled by
 ``train.negative_weights`` (``abs``: use |w|, the default, keeping the kinematics of
@@ -42,7 +42,7 @@ from analysis.ml.network import (
     save_model,
 )
 from analysis.ml.train_uncertainty_aware import VariationInput, fine_tune
-from analysis.ml.training_data import DeviceData, TrainingData, read_samples
+from analysis.ml.training_data import DeviceData, TrainingData, is_validation, read_samples
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,6 @@ def training_weights(
     return result.astype(np.float32)
 
 
-def validation_mask(n_events: int, fraction: float, seed: int) -> np.ndarray:
-    """A seeded random choice of ``fraction`` of the events for validation."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(n_events, dtype=bool)
-    mask[rng.permutation(n_events)[: int(round(fraction * n_events))]] = True
-    return mask
-
-
 def _batch_order(
     data: DeviceData, n_classes: int, balanced: bool, generator: torch.Generator
 ) -> torch.Tensor:
@@ -153,15 +145,13 @@ def training_split(
     Events whose weight the negative-weight policy sets to zero are left out.
     """
     others = data.select(data.folds != fold)
-    is_validation = validation_mask(
-        len(others.labels), settings["validation_fraction"], int(settings["seed"]) + fold
-    )
+    validation = is_validation(others.events, settings["validation_fraction"], settings["folds"])
     usable = training_weights(
         others.labels, others.weights, len(settings["classes"]), settings["negative_weights"]
     ) != 0  # fmt: skip
     return {
-        "train": others.select(~is_validation & usable),
-        "validation": others.select(is_validation & usable),
+        "train": others.select(~validation & usable),
+        "validation": others.select(validation & usable),
     }
 
 
@@ -303,7 +293,7 @@ def train(
     Args:
         inputs: (class name, skim path, friend path) per training sample.
         fold: the fold the model will score (it trains on all others).
-        settings: the ``train`` config section (plus ``folds`` and ``signals`` for the
+        settings: the ``train`` config section plus ``folds`` (and ``signals`` for the
             uncertainty-aware loss).
         model_path: output model file.
         history_path: output training history (JSON).
@@ -351,7 +341,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--history", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     inputs = list(zip(json.loads(args.classes), args.skims, args.friends, strict=True))
     variations = [VariationInput(**entry) for entry in json.loads(args.variations)]
     processes = json.loads(args.processes) if args.processes else None

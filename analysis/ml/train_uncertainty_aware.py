@@ -8,8 +8,9 @@ validation events and the best network kept.
 Inputs per fold: the nominal training events of every training sample with their physics weights
 and process, and for each systematic the up/down event sets: the variation skims (tau_es, jet_es,
 met_uncl) or, for a weight variation, the nominal events with ``weight_<syst>_<direction>``.
-Only events of the other folds are used; the split into training and validation events is by
-event number, so an event and its shifted copies land on the same side. Weights are scaled to the
+Only events of the other folds are used; the split into training and validation events is the
+pre-training's (:func:`analysis.ml.training_data.is_validation`, by event number), so the
+fine-tuning never early-stops on events the pre-training trained on. Weights are scaled to the
 expected yield of the full dataset (by ``folds / (folds - 1)`` and the inverse of the split
 fraction), because the loss depends on absolute event counts.
 """
@@ -21,20 +22,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from analysis.core.errors import AnalysisError
 from analysis.ml.differentiable_histogram import Binning, EventSet
 from analysis.ml.early_stopping import LoopSettings, train_with_early_stopping
 from analysis.ml.network import Standardization
-from analysis.ml.training_data import DeviceData, TrainingData, read_sample, read_samples
+from analysis.ml.training_data import (
+    DeviceData,
+    TrainingData,
+    is_validation,
+    read_sample,
+    read_samples,
+)
 from analysis.ml.uncertainty_aware import uncertainty_aware_loss
 
 log = logging.getLogger(__name__)
-
-#: Multiplier of the event-number hash deciding the validation split (Knuth's golden ratio).
-_HASH = np.uint64(2654435761)
 
 #: Each systematic's event sets by direction (``up``, ``down``).
 Variations = Mapping[str, Mapping[str, TrainingData]]
@@ -50,12 +53,6 @@ class VariationInput:
     skim: str
     friend: str
     weight: str  # friend column with the event weight
-
-
-def is_validation(events: np.ndarray, fraction: float, folds: int) -> np.ndarray:
-    """Validation events chosen by a hash of the event number (same choice for shifted copies)."""
-    hashed = ((events // np.uint64(folds)) * _HASH) % np.uint64(2**32)
-    return hashed.astype(np.float64) / 2**32 < fraction
 
 
 def fine_tune(

@@ -18,6 +18,18 @@ import torch
 from analysis.core.io import read_with_friends
 from analysis.ml.network import Standardization
 
+#: Multiplier of the event-number hash deciding the validation split (Knuth's golden ratio).
+_HASH = np.uint64(2654435761)
+
+
+def is_validation(events: np.ndarray, fraction: float, folds: int) -> np.ndarray:
+    """The validation events of every training step: a hash of the event number, so the
+    cross-entropy pre-training and the uncertainty-aware fine-tuning validate on the same events,
+    and an event and its shifted copies land on the same side. The fold (``event % folds``) is
+    divided out, so the choice does not depend on which fold a model scores."""
+    hashed = ((events.astype(np.uint64) // np.uint64(folds)) * _HASH) % np.uint64(2**32)
+    return hashed.astype(np.float64) / 2**32 < fraction
+
 
 @dataclass
 class TrainingData:

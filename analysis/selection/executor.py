@@ -1,23 +1,52 @@
 """Running the preselection processor with coffea: the dask cluster (local, an existing
-scheduler, or Slurm through dask-jobqueue) or in-process, and the accumulated result."""
+scheduler, or Slurm through dask-jobqueue) or in-process, the accumulated result, and progress
+lines in the job's log as chunks finish (workers report them through the dask scheduler's event
+log, so the lines come from the driver whatever runs the chunks)."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import uproot
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
 from analysis.core.errors import AnalysisError
+from analysis.core.progress import INTERVAL, Progress
+
+#: dask event-log topic on which workers report finished chunks (their numbers of events).
+PROGRESS_TOPIC = "preselect-chunk-done"
+#: Seconds between two progress lines of the preselection.
+PROGRESS_INTERVAL = INTERVAL
+#: Seconds the driver waits for the last chunks' reports once coffea has returned.
+REPORT_WAIT = 5.0
+
+#: The driver's progress when the chunks run in this process (``dask.mode: none``).
+_in_process_progress: Progress | None = None
+
+
+def chunk_done(events: int) -> None:
+    """Report a finished chunk of ``events`` events to the driver's progress lines: from a dask
+    worker through the scheduler's event log, in-process directly."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not inside a dask worker
+        if _in_process_progress is not None:
+            _in_process_progress.update(events)
+        return
+    worker.log_event(PROGRESS_TOPIC, events)
 
 
 @contextlib.contextmanager
 def dask_executor(
-    workers: int, dask: Mapping[str, Any]
+    workers: int, dask: Mapping[str, Any], progress: Progress
 ) -> Iterator[processor.executor.ExecutorBase]:
     """The coffea executor for ``preselect.dask.mode``, with its cluster torn down afterwards.
 
@@ -25,10 +54,16 @@ def dask_executor(
     rule's threads); ``scheduler`` connects to ``dask.address``; ``slurm`` starts a dask-jobqueue
     SLURMCluster of ``dask.jobs`` worker jobs, each configured the dask-jobqueue way (the
     ``jobqueue.slurm`` section of the dask config: ~/.config/dask/jobqueue.yaml or
-    ``DASK_JOBQUEUE__SLURM__*`` variables); ``none`` runs chunks in this process.
+    ``DASK_JOBQUEUE__SLURM__*`` variables); ``none`` runs chunks in this process. Finished
+    chunks count into ``progress``.
     """
+    global _in_process_progress
     if dask["mode"] == "none":
-        yield processor.IterativeExecutor(status=False)
+        _in_process_progress = progress
+        try:
+            yield processor.IterativeExecutor(status=False)
+        finally:
+            _in_process_progress = None
         return
     from distributed import Client
 
@@ -37,7 +72,12 @@ def dask_executor(
         if not isinstance(cluster, str):
             stack.enter_context(cluster)
         client = stack.enter_context(Client(cluster))
+        client.subscribe_topic(PROGRESS_TOPIC, lambda event: progress.update(event[1]))
         yield processor.DaskExecutor(client=client, status=False, retries=0)
+        # the reports travel on after coffea has its result: wait (briefly) for the last ones
+        deadline = time.monotonic() + REPORT_WAIT
+        while progress.done < progress.total and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _cluster(workers: int, dask: Mapping[str, Any]) -> Any:
@@ -86,14 +126,30 @@ def run_processor(
     workers: int,
     dask: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Run ``proc`` over ``fileset`` in chunks of ``chunksize`` events; return its accumulator."""
+    """Run ``proc`` over ``fileset`` in chunks of ``chunksize`` events; return its accumulator.
+
+    ``proc`` calls :func:`chunk_done` at the end of every chunk, for the progress lines.
+    """
+    files = [path for entry in fileset.values() for path in entry["files"]]
+    progress = Progress(
+        _entries(files, treename), "preselection", "events", interval=PROGRESS_INTERVAL
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="coffea")
-        with dask_executor(workers, dask) as executor:
+        with dask_executor(workers, dask, progress) as executor:
             runner = processor.Runner(
                 executor=executor, schema=NanoAODSchema, chunksize=chunksize, savemetrics=False
             )
             return _unwrap_worker_errors(runner, fileset, proc, treename)
+
+
+def _entries(files: Sequence[str], treename: str) -> int:
+    """Events in ``treename`` of all ``files`` (the inputs were checked to have it)."""
+    total = 0
+    for path in files:
+        with uproot.open(path) as file:
+            total += file[treename].num_entries
+    return total
 
 
 def _unwrap_worker_errors(

@@ -179,7 +179,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--settings", required=True, help="lumi, weights and folds, as JSON")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     columns = make_friend(
         args.skim,
         args.cutflow,

@@ -102,7 +102,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dask-address", default="none", help="scheduler address (scheduler mode)")
     parser.add_argument("--dask-jobs", type=int, default=1, help="worker jobs (slurm mode)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cutflows = run_preselection(
         args.sample,
         json.loads(args.sample_spec),

@@ -22,6 +22,7 @@ from coffea import processor
 from analysis.core.config import is_simulation
 from analysis.selection.cuts import cutflow, event_selection
 from analysis.selection.eventfilters import cut_steps, event_filters, load_lumi_mask
+from analysis.selection.executor import chunk_done
 from analysis.selection.objects import WeightInputs, chunk_objects
 from analysis.selection.rows import skim_rows
 from analysis.selection.shifts import shifted
@@ -87,6 +88,7 @@ class SkimProcessor(processor.ProcessorABC):
                 shifted(nominal, variation, self.uncertainties)
             )
             np.savez(os.path.join(self.scratch, variation, chunk), **rows)
+        chunk_done(len(events))
         return output
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:

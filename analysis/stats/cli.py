@@ -11,9 +11,8 @@ from analysis.core.errors import AnalysisError
 
 
 def configure_logging() -> None:
-    """Log lines with time stamps for a stage's log file; pyhf's chatter about building the model
-    (one line per modifier) only from warnings up."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    """pyhf's chatter about building the model (one line per modifier) only from warnings up
+    (the log format itself is set by :func:`analysis.core.errors.cli_main`)."""
     logging.getLogger("pyhf").setLevel(logging.WARNING)
 
 

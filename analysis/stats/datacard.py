@@ -352,7 +352,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--datacard", required=True, help="datacard text file")
     parser.add_argument("--shapes", required=True, help="shapes ROOT file, beside the datacard")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     card = card_from_workspace(read_json(args.workspace))
     write_shapes(args.shapes, card, read_json(args.binning) if args.binning else None)
     shapes_file = os.path.relpath(args.shapes, os.path.dirname(os.path.abspath(args.datacard)))

@@ -25,6 +25,7 @@ import pyhf.writexml
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_directory, read_json
+from analysis.stats.cli import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workspace", required=True, help="pyhf JSON workspace")
     parser.add_argument("--output-dir", required=True, help="directory of the XML and ROOT files")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("pyhf").setLevel(logging.WARNING)
+    configure_logging()
     spec = read_json(args.workspace)
     top = write_xml(spec, args.output_dir)
     log.info("HistFactory XML of %d channels: %s", len(spec["channels"]), top)

@@ -359,7 +359,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
         "--unblind", action="store_true", help="merge: keep the data (config unblind)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = json.loads(args.settings)
     histograms_settings, classes = settings["histograms"], settings["classes"]
     if args.step == "binning":

@@ -311,7 +311,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--pruned", required=True, help="list of pruned variations (JSON)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = json.loads(args.settings)
     spec, pruned = build_workspace(
         read_histograms(args.histograms),

@@ -23,6 +23,7 @@ from analysis.selection.friends import make_friend
 from analysis.selection.preselect import run_preselection
 from tests.conftest import preselect_settings
 from tests.ml.forward import numpy_scores
+from tests.ml.test_train_uncertainty_aware import HASH
 
 SMALL_NETWORK = {
     "network": {"hidden": [16], "activation": "tanh", "dropout": 0.0},
@@ -34,7 +35,7 @@ SMALL_NETWORK = {
 
 def small_settings(default_config, features, classes):
     settings = copy.deepcopy(default_config["train"])
-    settings.update(SMALL_NETWORK, features=features, classes=classes)
+    settings.update(SMALL_NETWORK, features=features, classes=classes, folds=3)
     return settings
 
 
@@ -77,6 +78,25 @@ def test_a_fold_model_never_sees_its_fold(gaussian_inputs, gaussian_settings):
         # every other-fold event is used exactly once (train or validation)
         assert np.array_equal(np.sort(used), np.sort(data.events[data.folds != fold]))
         assert not np.isin(parts["train"].events, parts["validation"].events).any()
+
+
+def test_validation_events_are_those_of_the_fine_tuning(gaussian_inputs, gaussian_settings):
+    """The pre-training validates on exactly the events the uncertainty-aware fine-tuning
+    validates on (its split, written out independently in test_train_uncertainty_aware.py): fails
+    if the pre-training drew its own random split, so that the fine-tuning early-stopped on events
+    the pre-training trained on."""
+    data = load_training_data(gaussian_inputs, gaussian_settings)
+    fraction, folds = gaussian_settings["validation_fraction"], gaussian_settings["folds"]
+    hashed = ((data.events // np.uint64(folds)) * HASH) % np.uint64(2**32)
+    expected_validation = hashed.astype(np.float64) / 2**32 < fraction
+    for fold in range(folds):
+        validation = training_split(data, fold, gaussian_settings)["validation"]
+        usable = training_weights(
+            data.labels, data.weights, 2, gaussian_settings["negative_weights"]
+        ) != 0  # fmt: skip
+        expected = data.events[expected_validation & (data.folds != fold) & usable]
+        assert np.array_equal(np.sort(validation.events), np.sort(expected)), fold
+        assert abs(len(validation.events) / np.sum((data.folds != fold) & usable) - fraction) < 0.03
 
 
 def test_class_weights_are_balanced_and_follow_the_negative_policy():

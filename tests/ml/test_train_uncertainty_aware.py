@@ -31,8 +31,8 @@ UA_SETTINGS = {
     "uncertainty_aware": {"max_steps": 30, "patience": 10, "learning_rate": 1.0e-3, "bins": 8},
 }
 SYSTEMATICS = ("tau_es", "jet_es")
-#: The validation split of the fine-tuning by event number (analysis/ml/train_uncertainty_aware.py:
-#: Knuth's multiplicative hash), written out here.
+#: The validation split of the pre-training and the fine-tuning by event number
+#: (analysis/ml/training_data.py: Knuth's multiplicative hash), written out here.
 HASH = np.uint64(2654435761)
 
 

@@ -208,8 +208,8 @@ def train_settings():
     train = config["train"]
     settings = {key: value for key, value in train.items() if key not in TRAIN_EXECUTION_KEYS}
     settings["classes"] = CLASSES
+    settings["folds"] = config["friends"]["folds"]  # the validation split divides the fold out
     if train["loss"] == "uncertainty_aware":
-        settings["folds"] = config["friends"]["folds"]
         settings["signals"] = config["histograms"]["signals"]
     else:
         del settings["uncertainty_aware"]  # irrelevant: editing it must not retrain

@@ -1,0 +1,79 @@
+"""CLs limits and significance (analysis.stats.limits) where the POI's bounds get in the way, and
+on the workspace the toy analysis builds (where pyhf's own root finding does not converge)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pyhf
+import pytest
+
+from analysis.core.errors import AnalysisError
+from analysis.stats import limits, minimizer
+from analysis.stats import model as model_utils
+from tests.conftest import DATA
+
+WORKSPACES = DATA / "workspaces"
+SETTINGS = minimizer.FitSettings()
+
+logging.getLogger("pyhf").setLevel(logging.WARNING)
+
+
+def with_poi_bounds(tmp_path: Path, name: str, low: float, high: float) -> model_utils.Setup:
+    """Workspace ``name`` with the POI's bounds set in its measurement, as an analyst would."""
+    spec = json.loads((WORKSPACES / f"{name}.json").read_text())
+    config = spec["measurements"][0]["config"]
+    poi = config["poi"]
+    config["parameters"] = [p for p in config["parameters"] if p["name"] != poi] + [
+        {"name": poi, "bounds": [[low, high]], "inits": [(low + high) / 2]}
+    ]
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(spec))
+    return model_utils.setup_from_files(path, {})
+
+
+def test_limit_above_the_upper_bound_is_one_line(tmp_path):
+    """The simple workspace's limits lie near 1; with the POI capped at 0.2 the root search must
+    stop at the bound and say which limit and which bound (fails if a limit were clipped to the
+    bound and reported as a number)."""
+    setup = with_poi_bounds(tmp_path, "simple", 0.0, 0.2)
+    with pytest.raises(AnalysisError, match=r"limit lies above the POI's upper bound 0\.2"):
+        limits.upper_limit(setup, "mu", SETTINGS)
+
+
+def test_bounds_that_exclude_zero_are_refused_by_the_limits(tmp_path):
+    """CLs needs the background-only hypothesis mu = 0 inside the bounds."""
+    setup = with_poi_bounds(tmp_path, "simple", 0.5, 5.0)
+    with pytest.raises(AnalysisError, match="exclude 0, the background-only hypothesis"):
+        limits.upper_limit(setup, "mu", SETTINGS)
+
+
+def test_bounds_that_exclude_one_are_refused_by_the_significance(tmp_path):
+    """The expected significance is computed at mu = 1, which must lie inside the bounds."""
+    setup = with_poi_bounds(tmp_path, "simple", 0.0, 0.5)
+    with pytest.raises(AnalysisError, match="exclude 1, the signal hypothesis"):
+        limits.significance(setup, "mu", SETTINGS)
+
+
+def test_limits_on_the_toy_analysis_workspace_give_cls_alpha():
+    """On the workspace the toy analysis builds (38 parameters, staterror), pyhf's hypotest at our
+    observed and median expected limits gives CLs = 0.05: an independent check where
+    ``toms748_scan`` itself does not converge."""
+    setup = model_utils.setup_from_files(WORKSPACES / "toy_analysis.json", {})
+    poi = setup.pois[0]
+    ours = limits.upper_limit(setup, poi, SETTINGS)
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=1e-4))
+    bounds = setup.model.config.suggested_bounds()
+    index = setup.model.config.poi_index
+    bounds[index] = (0.0, bounds[index][1])
+    observed, _ = pyhf.infer.hypotest(
+        ours.observed, setup.data, setup.model, par_bounds=bounds, return_expected_set=True
+    )
+    _, expected = pyhf.infer.hypotest(
+        ours.expected, setup.data, setup.model, par_bounds=bounds, return_expected_set=True
+    )
+    assert float(observed) == pytest.approx(0.05, abs=1e-3)
+    assert float(expected[2]) == pytest.approx(0.05, abs=1e-3)
+    assert list(ours.expected_band) == sorted(ours.expected_band)
