@@ -1,0 +1,153 @@
+"""Saturated goodness-of-fit tests with toys (analysis/stats/gof.py, input_gof.py,
+gof_histograms.py): the statistic by hand, the toys' p-values, seeding, chunks and binning."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyhf
+import pytest
+import scipy.stats
+
+from analysis.core.errors import AnalysisError
+from analysis.stats import gof, gof_histograms, input_gof
+from analysis.stats.minimizer import FitSettings
+from analysis.stats.results import GofChunk, GofResults, GofTest
+
+SETTINGS = FitSettings()
+
+logging.getLogger("pyhf").setLevel(logging.WARNING)
+
+
+def two_bins(scale: float = 1.0) -> pyhf.pdf.Model:
+    """Signal on a background with a Poisson-constrained (shapesys) uncertainty per bin."""
+    return pyhf.simplemodels.uncorrelated_background(
+        signal=[5.0 * scale, 10.0 * scale],
+        bkg=[50.0 * scale, 60.0 * scale],
+        bkg_uncertainty=[5.0 * scale, 6.0 * scale],
+    )
+
+
+def pseudo_data(model: pyhf.pdf.Model, rng: np.random.Generator) -> np.ndarray:
+    """Data drawn from the model at its nominal parameters, independently of gof.sample_toys:
+    Poisson main data and Poisson auxiliary data of the shapesys (its only constraint)."""
+    pars = np.asarray(model.config.suggested_init(), dtype=float)
+    main = rng.poisson(np.asarray(model.expected_actualdata(pars)))
+    aux = rng.poisson(np.asarray(model.config.auxdata, dtype=float))
+    return np.r_[main, aux].astype(float)
+
+
+def test_saturated_statistic_by_hand():
+    """chi2 = 2 sum[nu - n + n log(n / nu)] over the bins plus the same Poisson form for the
+    auxiliary data, at the best fit (pyhf's): catches a missing constraint term, a saturated
+    model with the wrong rate, a sign, or a factor 2; ndof = bins - free parameters (mu)."""
+    model = two_bins()
+    data = np.r_[[70.0, 58.0], model.config.auxdata]
+    sampled = gof.saturated_test(model, data, SETTINGS, 0, 1)
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=1e-8))
+    best = np.asarray(pyhf.infer.mle.fit(data, model), dtype=float)
+    nu = np.asarray(model.expected_actualdata(best))
+    n = data[:2]
+    tau = np.asarray(model.config.auxdata, dtype=float)
+    gamma = best[model.config.par_slice("uncorr_bkguncrt")]
+    main = 2 * np.sum(nu - n + n * np.log(n / nu))
+    aux = 2 * np.sum(gamma * tau - tau + tau * np.log(tau / (gamma * tau)))
+    assert sampled.ndof == 1
+    assert sampled.chi2 == pytest.approx(main + aux, abs=1e-3)
+    assert sampled.p_value_asymptotic == pytest.approx(scipy.stats.chi2.sf(main + aux, 1), 1e-2)
+
+
+def test_toys_randomise_the_auxiliary_data_around_the_parameters():
+    """The toys' auxiliary data scatter as the constraint says around the given parameters, the
+    main data as Poisson around their expectation: catches auxiliary data left at the nominal
+    values (nuisances not randomised) or toys drawn at the wrong point."""
+    model = two_bins()
+    pars = np.array([2.0, 1.1, 0.9])  # mu, gamma_1, gamma_2
+    toys = gof.sample_toys(model, pars, 20000, np.random.default_rng(3))
+    tau = np.asarray(model.config.auxdata, dtype=float)
+    expected = np.asarray(model.expected_actualdata(pars))
+    assert toys[:, :2].mean(axis=0) == pytest.approx(expected, rel=0.01)
+    assert toys[:, 2:].mean(axis=0) == pytest.approx(tau * pars[1:], rel=0.01)
+    assert toys[:, 2:].var(axis=0) == pytest.approx(tau * pars[1:], rel=0.05)
+
+
+def test_toy_p_values_are_uniform_and_match_the_asymptotic_ones():
+    """On pseudo-data drawn from the model itself, the toy p-values of several data sets (each
+    with its own seed) are uniform (KS, loose threshold), and with large counts (asymptotic
+    regime) close to the chi2 p-values: catches a statistic compared the wrong way round, toys
+    generated from the wrong point, or toys refitted differently from the data."""
+    model = two_bins(scale=10.0)
+    rng = np.random.default_rng(11)
+    toy_p, asymptotic_p = [], []
+    for seed in range(24):
+        sampled = gof.saturated_test(model, pseudo_data(model, rng), SETTINGS, 40, seed)
+        toy_p.append(sampled.p_value)
+        asymptotic_p.append(sampled.p_value_asymptotic)
+        assert sampled.fallbacks == 0
+    assert scipy.stats.kstest(toy_p, "uniform").pvalue > 1e-3
+    assert np.mean(np.abs(np.subtract(toy_p, asymptotic_p))) < 0.1
+
+
+def test_same_seed_same_toys():
+    """A test's toys follow from its seed alone: same seed, identical statistics; another seed,
+    others. Catches a global random state or a seed not passed on."""
+    model = two_bins()
+    data = np.r_[[60.0, 75.0], model.config.auxdata]
+    first = gof.saturated_test(model, data, SETTINGS, 15, 7)
+    again = gof.saturated_test(model, data, SETTINGS, 15, 7)
+    other = gof.saturated_test(model, data, SETTINGS, 15, 8)
+    assert np.array_equal(first.toy_chi2, again.toy_chi2)
+    assert not np.array_equal(first.toy_chi2, other.toy_chi2)
+    assert gof.test_seed(1, ("a", "b")) == gof.test_seed(1, ("a", "b"))
+    assert gof.test_seed(1, ("a", "b")) != gof.test_seed(1, ("a", "c"))
+
+
+def test_minuit_refits_of_toys_agree_with_newton_steps():
+    """Toys refitted by MINUIT (batched refits off) give the statistics of the Newton steps:
+    catches a Newton minimum that is not the minimum, or a fallback that fits other data."""
+    model = two_bins()
+    data = np.r_[[62.0, 66.0], model.config.auxdata]
+    newton = gof.saturated_test(model, data, SETTINGS, 10, 5)
+    minuit = gof.saturated_test(model, data, SETTINGS._replace(batched_refits=False), 10, 5)
+    assert minuit.fallbacks == 10 and newton.fallbacks == 0
+    assert newton.toy_chi2 == pytest.approx(minuit.toy_chi2, abs=1e-3)
+
+
+def test_tests_chunks_and_summary(tmp_path):
+    """Tests are every variable then every pair; chunks cover them once and gather restores their
+    order; the summary counts p-values below 5%: catches a lost or repeated chunk and a summary
+    over the wrong p-values."""
+    tests = input_gof.tests_of(["a", "b", "c"], pairs=True)
+    assert tests == [("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c")]
+    assert input_gof.tests_of(["a", "b"], pairs=False) == [("a",), ("b",)]
+    assert input_gof.chunk_count(6, 4) == 2
+    entries = [GofTest(t, 10, 1.0, 9, p, 0.5, 100, 0, 1) for t, p in
+               zip(tests, [0.01, 0.2, 0.5, 0.03, 0.9, 0.7], strict=True)]  # fmt: skip
+    chunks = [
+        GofChunk("asimov", 1, 6, tuple(entries[4:])),
+        GofChunk("asimov", 0, 6, tuple(entries[:4])),
+    ]
+    result = input_gof.gather(chunks, ["c1", "c0"])
+    assert [t.variables for t in result.tests] == tests
+    assert result.fraction_below_5_percent == pytest.approx(2 / 6)
+    result.write(tmp_path / "gof.json")
+    back = GofResults.read(tmp_path / "gof.json")
+    assert back.tests == result.tests and back.data == "asimov"
+    with pytest.raises(AnalysisError, match="miss or repeat"):
+        input_gof.gather(chunks[:1], ["c1"])
+    with pytest.raises(AnalysisError, match="does not exist"):
+        input_gof.chunk_tests(tests, 2, 4)
+
+
+def test_equally_populated_bins_and_bin_index():
+    """Quantile edges give equal yields, merge for a discrete variable, and values beyond the
+    ends fall into the outer bins: catches unweighted quantiles and events lost at the edges."""
+    values = np.arange(100, dtype=float)
+    edges = gof_histograms.quantile_edges(values, np.ones(100), 4)
+    counts = np.bincount(gof_histograms.bin_index(values, edges), minlength=4)
+    assert counts.tolist() == [25, 25, 25, 25]
+    weighted = gof_histograms.quantile_edges(values, np.where(values < 50, 3.0, 1.0), 2)
+    assert weighted[1] == pytest.approx(33.0, abs=1.0)
+    assert len(gof_histograms.quantile_edges(np.repeat([0.0, 1.0, 2.0], 10), np.ones(30), 10)) <= 4
+    assert gof_histograms.bin_index(np.array([-5.0, 1e9]), edges).tolist() == [0, 3]
