@@ -21,10 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pyhf
-
 from analysis.core.errors import AnalysisError, cli_main
-from analysis.stats import model as model_utils
 from analysis.stats.cli import configure_logging, parse_settings
 from analysis.stats.results import GofChunk, GofResults
 
@@ -70,7 +67,11 @@ def run_chunk(manifest: Mapping[str, Any], settings: Mapping[str, Any], chunk: i
             ``histograms``, ``workspace``, ``weights`` and ``inference`` config sections.
         chunk: the chunk index.
     """
+    # imported here: the workflow imports this module to count the chunks
+    import pyhf
+
     from analysis.stats import gof_histograms as inputs
+    from analysis.stats import model as model_utils
     from analysis.stats.gof import saturated_test, test_result, test_seed
     from analysis.stats.minimizer import fit_settings
 
