@@ -3,8 +3,9 @@
 One frozen dataclass per file: the nominal fit (``fit.json``), the pulls (``pulls.json``), a ranking
 chunk (``ranking/chunk_<i>.json``) and the merged ranking (``ranking.json``), a scan chunk
 (``scan/<scan>/chunk_<i>.json``), the 1D and 2D scans (``scan_<poi>.json``, ``scan2d.json``), the
-significance (``significance.json``) and the limits (``limits.json``). Their entries (a pull, an
-impact, a scan point, ...) are NamedTuples whose fields are the JSON keys.
+significance (``significance.json``) and the limits (``limits.json``); and the goodness-of-fit
+tests of the input variables (``results/gof/chunk_<i>.json``, ``gof.json``). Their entries (a
+pull, an impact, a scan point, ...) are NamedTuples whose fields are the JSON keys.
 
 Every stage writes its file with ``write`` and every reader (later stages, the figures, the
 workflow) uses ``read``, which checks that every key is there with the right type: a missing or
