@@ -83,7 +83,9 @@ def plot_histogram(results: GofResults, prefix: str | Path, style: PlotStyle) ->
 
 
 def _data_text(results: GofResults) -> str:
-    return "data" if results.data == "observed" else "Asimov closure"
+    return {"observed": "data", "asimov": "Asimov data", "pseudo": "pseudo-data"}.get(
+        results.data, results.data
+    )
 
 
 def _draw(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:

@@ -62,9 +62,9 @@ def fit_asimov(config: Mapping[str, Any]) -> bool:
 
 
 def gof_data(config: Mapping[str, Any]) -> str:
-    """What the input-variable goodness-of-fit tests fit, from a validated config: ``observed``
-    or ``asimov``. ``gof.data`` null follows ``unblind`` (Asimov data and toys while blinded: a
-    closure of the tests).
+    """What the input-variable goodness-of-fit tests fit, from a validated config: ``observed``,
+    ``asimov`` or ``pseudo`` (pseudo-data drawn from the pre-fit model). ``gof.data`` null
+    follows ``unblind``: Asimov data while blinded.
 
     Raises:
         AnalysisError: ``gof.data: observed`` while ``unblind: false``.
@@ -75,6 +75,6 @@ def gof_data(config: Mapping[str, Any]) -> str:
     if data == "observed" and not config["unblind"]:
         raise AnalysisError(
             "config: gof.data: observed tests the data but the analysis is blinded "
-            "(unblind: false); set unblind: true, or leave gof.data null (Asimov closure)"
+            "(unblind: false); set unblind: true, or use gof.data: pseudo (or null: Asimov)"
         )
     return str(data)

@@ -214,3 +214,14 @@ def test_a_mis_modelled_input_fails_and_a_modelled_one_passes(default_config):
     pair, spec = run_test(synthetic_samples(0.0), ("x", "y"), default_config, bins=3, toys=20)
     assert pair.ndof == 8 and len(spec["observations"][0]["data"]) == 9
     assert spec["channels"][0]["name"] == "x_vs_y"
+
+
+def test_pseudo_data_are_seeded_and_not_the_toys():
+    """Pseudo-data (``gof.data: pseudo``) follow from the test's seed, but not on the toys'
+    stream: catches the data set being the first toy, which would bias its p-value."""
+    model = two_bins()
+    first, again = gof.pseudo_data(model, 4), gof.pseudo_data(model, 4)
+    assert np.array_equal(first, again)
+    pars = np.asarray(model.config.suggested_init(), dtype=float)
+    toy = gof.sample_toys(model, pars, 1, np.random.default_rng(4))[0]
+    assert not np.array_equal(first, toy)
