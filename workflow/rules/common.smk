@@ -50,6 +50,8 @@ def _load_samples():
         check_samples(samples["samples"], config["samples"])
         check_train_classes(samples["samples"], config["train"]["classes"])
         check_features(config["train"]["features"], [*FEATURES, *INT_COLUMNS])
+        gof_variables = config["gof"]["variables"] or []
+        check_features(gof_variables, [*FEATURES, *INT_COLUMNS], key="gof.variables")
     except AnalysisError as err:
         sys.exit(f"error: {err}")
     return samples["samples"]
