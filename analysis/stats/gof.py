@@ -51,7 +51,7 @@ class Sampled(NamedTuple):
         return float(np.mean(self.toy_chi2 >= self.chi2))
 
 
-def test_seed(seed: int, variables: Sequence[str]) -> int:
+def seed_of(seed: int, variables: Sequence[str]) -> int:
     """The seed of one test: the configured seed combined with the test's variables, so that
     each test has its own toys and a rerun (in any chunk) the same ones."""
     name = "|".join(variables).encode()
@@ -153,7 +153,7 @@ def pseudo_data(model: Any, seed: int) -> np.ndarray:
     return sample_toys(model, pars, 1, np.random.default_rng([seed, 1]))[0]
 
 
-def test_result(
+def entry_of(
     variables: Sequence[str], bins: int, sampled: Sampled, n_toys: int, seed: int
 ) -> GofTest:
     """The entry of ``gof.json`` for one test."""

@@ -37,7 +37,7 @@ class SampleColumns(NamedTuple):
     columns: Mapping[str, Mapping[str, np.ndarray]]
 
 
-def test_name(variables: Sequence[str]) -> str:
+def channel_name(variables: Sequence[str]) -> str:
     """The channel name of a test: the variable, or ``a_vs_b`` for a pair."""
     return "_vs_".join(variables)
 
@@ -128,13 +128,13 @@ def variable_edges(
     return edges
 
 
-def test_settings(
+def settings_of(
     variables: Sequence[str], settings: Mapping[str, Any], n_bins: int
 ) -> dict[str, Any]:
     """The ``histograms`` settings of one test: its channel as the only region."""
     region = {"selection": settings["signal_region"], "observable": INDEX,
               "edges": np.arange(n_bins + 1, dtype=float).tolist()}  # fmt: skip
-    return {**settings, "control_regions": {test_name(variables): region}}
+    return {**settings, "control_regions": {channel_name(variables): region}}
 
 
 def fill_test(
@@ -148,7 +148,7 @@ def fill_test(
     analysis's histograms stage names them, and the number of bins."""
     sizes = [len(edges[name]) - 1 for name in variables]
     n_bins = int(np.prod(sizes))
-    channel = _channel(test_name(variables), settings)
+    channel = _channel(channel_name(variables), settings)
     chans = [channel, same_sign(channel)]
     per_sample = []
     for sample in samples:
@@ -192,7 +192,7 @@ def _fill_sample(
     return result
 
 
-def test_workspace(
+def workspace_of(
     per_sample: Sequence[Mapping[str, hist.Hist]],
     variables: Sequence[str],
     n_bins: int,
@@ -202,7 +202,7 @@ def test_workspace(
 ) -> dict[str, Any]:
     """The test's pyhf workspace: samples summed, QCD from same-sign data, the analysis's
     modifiers; the observations are the data when ``observed``, else the Asimov prediction."""
-    histogram_settings = test_settings(variables, settings, n_bins)
+    histogram_settings = settings_of(variables, settings, n_bins)
     merged = merge(per_sample, histogram_settings, [], blind=False)
     spec, _ = build_workspace(
         merged.histograms, workspace_settings, histogram_settings, unblind=observed

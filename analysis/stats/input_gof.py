@@ -75,7 +75,7 @@ def run_chunk(manifest: Mapping[str, Any], settings: Mapping[str, Any], chunk: i
 
     from analysis.stats import gof_histograms as inputs
     from analysis.stats import model as model_utils
-    from analysis.stats.gof import pseudo_data, saturated_test, test_result, test_seed
+    from analysis.stats.gof import entry_of, pseudo_data, saturated_test, seed_of
     from analysis.stats.minimizer import fit_settings
 
     gof = settings["gof"]
@@ -92,19 +92,19 @@ def run_chunk(manifest: Mapping[str, Any], settings: Mapping[str, Any], chunk: i
     results = []
     for test in selected:
         per_sample, n_bins = inputs.fill_test(samples, test, edges, histograms, settings["weights"])
-        spec = inputs.test_workspace(
+        spec = inputs.workspace_of(
             per_sample, test, n_bins, histograms, settings["workspace"], observed
         )
         setup = model_utils.build(
             pyhf.Workspace(spec), model_utils.model_settings(settings["inference"])
         )
-        seed = test_seed(gof["seed"], test)
+        seed = seed_of(gof["seed"], test)
         data = pseudo_data(setup.model, seed) if gof["data"] == "pseudo" else setup.data
         sampled = saturated_test(setup.model, data, minimizer, gof["toys"], seed)
-        results.append(test_result(test, n_bins, sampled, gof["toys"], seed))
+        results.append(entry_of(test, n_bins, sampled, gof["toys"], seed))
         log.info(
             "%s: %d bins, chi2 %.2f / %d, p-value %.3f (toys), %s (asymptotic), %d fallbacks",
-            inputs.test_name(test), n_bins, sampled.chi2, sampled.ndof, sampled.p_value,
+            inputs.channel_name(test), n_bins, sampled.chi2, sampled.ndof, sampled.p_value,
             sampled.p_value_asymptotic, sampled.fallbacks,
         )  # fmt: skip
     return GofChunk(gof["data"], chunk, len(tests), tuple(results))

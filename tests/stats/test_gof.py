@@ -99,8 +99,8 @@ def test_same_seed_same_toys():
     other = gof.saturated_test(model, data, SETTINGS, 15, 8)
     assert np.array_equal(first.toy_chi2, again.toy_chi2)
     assert not np.array_equal(first.toy_chi2, other.toy_chi2)
-    assert gof.test_seed(1, ("a", "b")) == gof.test_seed(1, ("a", "b"))
-    assert gof.test_seed(1, ("a", "b")) != gof.test_seed(1, ("a", "c"))
+    assert gof.seed_of(1, ("a", "b")) == gof.seed_of(1, ("a", "b"))
+    assert gof.seed_of(1, ("a", "b")) != gof.seed_of(1, ("a", "c"))
 
 
 def test_minuit_refits_of_toys_agree_with_newton_steps():
@@ -189,7 +189,7 @@ def run_test(samples, variables, default_config, bins=5, toys=60):
     weights = {"variations": {}, "tau_id_sf": None}
     edges = gof_histograms.variable_edges(samples, ["x", "y"], histograms, bins, observed=True)
     per_sample, n_bins = gof_histograms.fill_test(samples, variables, edges, histograms, weights)
-    spec = gof_histograms.test_workspace(
+    spec = gof_histograms.workspace_of(
         per_sample, variables, n_bins, histograms, default_config["workspace"], observed=True
     )
     model = pyhf.Workspace(spec).model()
