@@ -12,6 +12,7 @@ bin index of its events (a derived column), so one filling path serves 1D and 2D
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -24,6 +25,8 @@ from analysis.core.variations import Variation
 from analysis.stats.channels import SAME_SIGN, Channel, passes, same_sign, selection_columns
 from analysis.stats.histograms import DATA, fill_columns, merge, sample_weight_variations
 from analysis.stats.workspace import build_workspace
+
+log = logging.getLogger(__name__)
 
 #: The derived column holding an event's bin of the test (its channel's observable).
 INDEX = "gof_bin"
@@ -201,10 +204,44 @@ def workspace_of(
     observed: bool,
 ) -> dict[str, Any]:
     """The test's pyhf workspace: samples summed, QCD from same-sign data, the analysis's
-    modifiers; the observations are the data when ``observed``, else the Asimov prediction."""
+    modifiers; the observations are the data when ``observed``, else the Asimov prediction.
+
+    Bins without any predicted event are left out (see :func:`predicted_bins`)."""
     histogram_settings = settings_of(variables, settings, n_bins)
     merged = merge(per_sample, histogram_settings, [], blind=False)
-    spec, _ = build_workspace(
-        merged.histograms, workspace_settings, histogram_settings, unblind=observed
-    )
+    kept = predicted_bins(merged.histograms)
+    data = merged.histograms.get(f"{channel_name(variables)}/{DATA}/{NOMINAL}")
+    lost = 0.0 if data is None or not observed else float(data.values()[~kept].sum())
+    if lost > 0:
+        log.warning(
+            "%s: %g data events in bins without prediction, left out", channel_name(variables), lost
+        )
+    histograms = {name: _Bins(h, kept) for name, h in merged.histograms.items()}
+    spec, _ = build_workspace(histograms, workspace_settings, histogram_settings, unblind=observed)
     return spec
+
+
+def predicted_bins(histograms: Mapping[str, hist.Hist]) -> np.ndarray:
+    """Bins with a positive nominal prediction. A product bin of a pair may be empty in the
+    simulation; it holds no information on the model, and its zero expectation has no
+    finite -2 log L derivatives (data there would make the statistic infinite anyway)."""
+    total = sum(
+        np.asarray(h.values(), dtype=float)
+        for name, h in histograms.items()
+        if name.endswith(f"/{NOMINAL}") and name.split("/")[1] != DATA
+    )
+    return np.asarray(total > 0)
+
+
+class _Bins:
+    """A histogram's values and variances in some of its bins (what the workspace reads)."""
+
+    def __init__(self, histogram: hist.Hist, kept: np.ndarray):
+        self._values = np.asarray(histogram.values(), dtype=float)[kept]
+        self._variances = np.asarray(histogram.variances(), dtype=float)[kept]
+
+    def values(self) -> np.ndarray:
+        return self._values
+
+    def variances(self) -> np.ndarray:
+        return self._variances

@@ -101,6 +101,7 @@ def run_chunk(manifest: Mapping[str, Any], settings: Mapping[str, Any], chunk: i
         seed = seed_of(gof["seed"], test)
         data = pseudo_data(setup.model, seed) if gof["data"] == "pseudo" else setup.data
         sampled = saturated_test(setup.model, data, minimizer, gof["toys"], seed)
+        n_bins = setup.model.config.nmaindata  # without bins nothing is predicted in
         results.append(entry_of(test, n_bins, sampled, gof["toys"], seed))
         log.info(
             "%s: %d bins, chi2 %.2f / %d, p-value %.3f (toys), %s (asymptotic), %d fallbacks",
