@@ -148,13 +148,16 @@ def analysis_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def check_features(features: list[str], columns: Sequence[str]) -> None:
-    """Every ``train.features`` entry is a column the preselection writes (``columns``): a
-    misspelled name stops the workflow before any job, not when training starts."""
+def check_features(
+    features: list[str], columns: Sequence[str], key: str = "train.features"
+) -> None:
+    """Every entry of ``features`` (the config's ``key``) is a column the preselection writes
+    (``columns``): a misspelled name stops the workflow before any job, not when training (or a
+    goodness-of-fit test) starts."""
     unknown = [name for name in features if name not in columns]
     if unknown:
         raise AnalysisError(
-            f"config: key 'train.features': '{unknown[0]}' is not a column of the skims; "
+            f"config: key '{key}': '{unknown[0]}' is not a column of the skims; "
             f"use some of {', '.join(columns)}"
         )
 

@@ -59,3 +59,22 @@ def fit_asimov(config: Mapping[str, Any]) -> bool:
             "leave inference.asimov null"
         )
     return bool(asimov)
+
+
+def gof_data(config: Mapping[str, Any]) -> str:
+    """What the input-variable goodness-of-fit tests fit, from a validated config: ``observed``,
+    ``asimov`` or ``pseudo`` (pseudo-data drawn from the pre-fit model). ``gof.data`` null
+    follows ``unblind``: Asimov data while blinded.
+
+    Raises:
+        AnalysisError: ``gof.data: observed`` while ``unblind: false``.
+    """
+    data = config["gof"]["data"]
+    if data is None:
+        return "observed" if config["unblind"] else "asimov"
+    if data == "observed" and not config["unblind"]:
+        raise AnalysisError(
+            "config: gof.data: observed tests the data but the analysis is blinded "
+            "(unblind: false); set unblind: true, or use gof.data: pseudo (or null: Asimov)"
+        )
+    return str(data)

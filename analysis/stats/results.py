@@ -3,8 +3,9 @@
 One frozen dataclass per file: the nominal fit (``fit.json``), the pulls (``pulls.json``), a ranking
 chunk (``ranking/chunk_<i>.json``) and the merged ranking (``ranking.json``), a scan chunk
 (``scan/<scan>/chunk_<i>.json``), the 1D and 2D scans (``scan_<poi>.json``, ``scan2d.json``), the
-significance (``significance.json``) and the limits (``limits.json``). Their entries (a pull, an
-impact, a scan point, ...) are NamedTuples whose fields are the JSON keys.
+significance (``significance.json``) and the limits (``limits.json``); and the goodness-of-fit
+tests of the input variables (``results/gof/chunk_<i>.json``, ``gof.json``). Their entries (a
+pull, an impact, a scan point, ...) are NamedTuples whose fields are the JSON keys.
 
 Every stage writes its file with ``write`` and every reader (later stages, the figures, the
 workflow) uses ``read``, which checks that every key is there with the right type: a missing or
@@ -135,6 +136,22 @@ class Limit(NamedTuple):
     def expected_band(self) -> tuple[float, float, float, float, float]:
         """The expected limits from -2 to +2 sigma (the median in the middle)."""
         return self[1:]
+
+
+class GofTest(NamedTuple):
+    """One saturated goodness-of-fit test of input variables (``gof.json``): one variable (1D)
+    or a pair on the product binning (2D), its statistic, and its p-values from toys and from the
+    asymptotic chi2 distribution (None without degrees of freedom)."""
+
+    variables: tuple[str, ...]
+    bins: int
+    chi2: float
+    ndof: int
+    p_value: float
+    p_value_asymptotic: float | None
+    toys: int
+    fallbacks: int
+    seed: int
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -381,6 +398,35 @@ class LimitResults(ResultsFile):
     pois: dict[str, Limit]
     test_statistic: str = "qtilde"
     calculator: str = "asymptotics"
+
+
+@dataclass(frozen=True, eq=False)
+class GofChunk(ResultsFile):
+    """Goodness-of-fit tests of one chunk of the input variables (``gof/chunk_<i>.json``); ``data``
+    is ``observed`` or ``asimov`` (the closure while blinded)."""
+
+    what: ClassVar[str] = "goodness-of-fit chunk"
+    stage: ClassVar[str] = "gof"
+
+    data: str
+    chunk: int
+    n_tests: int
+    tests: tuple[GofTest, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class GofResults(ResultsFile):
+    """The goodness-of-fit tests of the input variables (``gof.json``) and their summary: the
+    fraction of tests with a toy p-value below 5% and the Kolmogorov-Smirnov p-value of the
+    hypothesis that the toy p-values are uniform."""
+
+    what: ClassVar[str] = "goodness-of-fit summary"
+    stage: ClassVar[str] = "gof"
+
+    data: str
+    tests: tuple[GofTest, ...]
+    fraction_below_5_percent: float
+    uniformity_p_value: float
 
 
 # --- JSON <-> typed values -----------------------------------------------------------------------

@@ -25,3 +25,21 @@ def test_misspelled_feature_stops_before_any_job(tmp_path):
     )
     assert "m_vis" in errors[0]  # the name meant is among those listed
     assert not any(tmp_path.iterdir()), "nothing was written"
+
+
+def test_gof_settings_errors_stop_before_any_job(tmp_path):
+    """A misspelled `gof.variables` entry and testing observed data while blinded each stop the
+    dry run with one line naming the key: catches a check that names `train.features` or runs
+    the goodness-of-fit tests on blinded data."""
+    for setting, expected in (
+        ("gof={variables: [mvis]}", "error: config: key 'gof.variables': 'mvis' is not a column"),
+        ("gof={data: observed}", "error: config: gof.data: observed tests the data but"),
+    ):
+        result = snakemake("-n", "gof", "--config", setting, f"results={tmp_path}", check=False)
+        assert result.returncode != 0
+        errors = [
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            if line.startswith("error:")
+        ]
+        assert len(errors) == 1 and errors[0].startswith(expected), errors

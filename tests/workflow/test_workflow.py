@@ -167,6 +167,43 @@ def test_same_config_same_results(toy_run):
     assert cutflows[0] == cutflows[1]
 
 
+def test_gof_target_on_a_copy_of_the_toy_run(toy_run):
+    """`snakemake gof` (on a copy of the toy run, so the pinned outputs stay as they are): a
+    gof.json with every variable and pair in order, Asimov data while blinded (statistic 0,
+    p-value 1), and both figures; catches a chunk left out of the gather, tests run on data while
+    blinded, or a figure not produced."""
+    import shutil
+
+    from analysis.stats.results import GofResults
+
+    tmp, results = toy_run
+    copy = tmp / "gof_results"
+    shutil.copytree(results, copy, symlinks=True)
+    variables = ["m_vis", "pt_2", "njets"]
+    configfile = tmp / "gof.yaml"
+    settings = {"variables": variables, "toys": 10, "chunk_size": 4}
+    configfile.write_text(
+        yaml.safe_dump({**TINY_TOY_CONFIG, "results": str(copy), "gof": settings})
+    )
+    snakemake("gof", "--configfile", str(configfile))
+    gof = GofResults.read(copy / "gof" / "gof.json")
+    assert gof.data == "asimov"
+    assert [test.variables for test in gof.tests] == [
+        ("m_vis",),
+        ("pt_2",),
+        ("njets",),
+        ("m_vis", "pt_2"),
+        ("m_vis", "njets"),
+        ("pt_2", "njets"),
+    ]
+    # Asimov data: the saturated statistic is 0, so no toy is below it
+    assert all(test.chi2 < 1e-3 and test.p_value == 1.0 and test.toys == 10 for test in gof.tests)
+    assert 0.0 <= gof.uniformity_p_value <= 1.0
+    for name in ("p_values", "p_value_histogram"):
+        assert (copy / "plots" / "gof" / f"{name}.png").stat().st_size > 0
+    assert not (results / "gof").exists()
+
+
 def test_real_nanoaod_through_a_samples_file(tmp_path):
     results = tmp_path / "results"
     snakemake(

@@ -32,7 +32,7 @@ from analysis.core.variations import NOMINAL
 from analysis.selection.samplefiles import sample_files as expand_sample_files
 from analysis.selection.skim import FEATURES, INT_COLUMNS
 from analysis.stats.channels import channels
-from analysis.stats.blinding import check_renamed_keys, fit_asimov
+from analysis.stats.blinding import check_renamed_keys, fit_asimov, gof_data
 
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -44,11 +44,14 @@ def _load_samples():
         check_renamed_keys(config)
         validate_document(config, SCHEMAS / "config.schema.yaml", "config")
         fit_asimov(config)  # refuses fitting data while blinded
+        gof_data(config)  # refuses testing data while blinded
         samples = load_yaml(config["samples"])
         validate_document(samples, SCHEMAS / "samples.schema.yaml", config["samples"])
         check_samples(samples["samples"], config["samples"])
         check_train_classes(samples["samples"], config["train"]["classes"])
         check_features(config["train"]["features"], [*FEATURES, *INT_COLUMNS])
+        gof_variables = config["gof"]["variables"] or []
+        check_features(gof_variables, [*FEATURES, *INT_COLUMNS], key="gof.variables")
     except AnalysisError as err:
         sys.exit(f"error: {err}")
     return samples["samples"]
@@ -440,6 +443,54 @@ def scan_plots(wildcards):
         outputs.append(f"{paths.plots.contour}.png")
     return outputs
 
+
+# --- stats.smk: goodness of fit of the input variables (not part of `all`) ----------------------
+
+#: the gof section, its variables (null: the training features) and data resolved
+GOF = {
+    **config["gof"],
+    "variables": config["gof"]["variables"] or config["train"]["features"],
+    "data": gof_data(config),
+}
+
+
+def gof_settings():
+    """What a goodness-of-fit job reads: the tests, and how the analysis builds its model."""
+    inference = {key: INFERENCE[key] for key in ("interpolation", "fit", "refits")}
+    return as_json(
+        {
+            "gof": GOF,
+            "histograms": config["histograms"],
+            "workspace": config["workspace"],
+            "weights": config["weights"],
+            "inference": inference,
+        }
+    )
+
+
+def gof_manifest():
+    """Every sample's entry and its skim, weight friend and scores per variation, as JSON."""
+    patterns = (paths.skim, paths.friend, paths.scores)
+    return as_json(
+        {
+            name: {
+                "spec": SAMPLES[name],
+                "files": {
+                    variation: [p.format(sample=name, variation=variation) for p in patterns]
+                    for variation in sample_variations(SAMPLES[name], config["variations"])
+                },
+            }
+            for name in SAMPLES
+        }
+    )
+
+
+def gof_chunks():
+    """The chunk files of the goodness-of-fit tests (their number follows from the config)."""
+    from analysis.stats.input_gof import chunk_count, tests_of
+
+    n_tests = len(tests_of(GOF["variables"], GOF["pairs"]))
+    return expand(paths.gof_chunk, chunk=range(chunk_count(n_tests, GOF["chunk_size"])))
 
 # --- provenance.smk ------------------------------------------------------------------------------
 # versions.json is refreshed when one of these changes (Snakemake reruns a job whose params

@@ -49,6 +49,9 @@ paths = _layout(
     scan2d="fit/scan2d.json",
     significance="fit/significance.json",
     limits="fit/limits.json",
+    # stats: goodness of fit of the input variables
+    gof_chunk="gof/chunk_{chunk}.json",
+    gof="gof/gof.json",
 )
 
 #: Figures and tables of the report; a figure is a path without extension (one file per format).
@@ -77,6 +80,8 @@ paths.plots = _layout(
     scan="fit/scan_{scan}",
     contour="fit/contour",
     limits="fit/limits",
+    gof_matrix="gof/p_values",
+    gof_histogram="gof/p_value_histogram",
 )
 
 #: One log per rule, named after the rule (a `use rule ... with` variant shares its parent's).
@@ -104,6 +109,8 @@ paths.logs = _layout(
     scan2d_gather="fit/scan2d.log",
     inference_significance="fit/significance.log",
     inference_limits="fit/limits.log",
+    gof_chunk="gof/chunk_{chunk}.log",
+    gof_gather="gof/gof.log",
     plot_cutflow="plots/cutflow.log",
     plot_features="plots/features.log",
     plot_history="plots/history_fold{fold}.log",
@@ -116,4 +123,5 @@ paths.logs = _layout(
     plot_scan="plots/scan_{scan}.log",
     plot_contour="plots/contour.log",
     plot_limits="plots/limits.log",
+    plot_gof="plots/gof.log",
 )

@@ -304,6 +304,27 @@ rule plot_limits:
         "--prefix {params.prefix:q} 2> {log:q}"
 
 
+rule plot_gof:
+    """The goodness-of-fit p-values of the inputs: matrix (1D diagonal, 2D off it), histogram."""
+    input:
+        paths.gof,
+    output:
+        matrix=figure(paths.plots.gof_matrix, "gof_matrix", "5. Goodness of fit", "Matrix"),
+        histogram=figure(
+            paths.plots.gof_histogram, "gof_histogram", "5. Goodness of fit", "p-values"
+        ),
+    params:
+        settings=plot_settings(),
+        matrix=lambda wildcards, output: str(output.matrix[0]).removesuffix(".png"),
+        histogram=lambda wildcards, output: str(output.histogram[0]).removesuffix(".png"),
+    log:
+        paths.logs.plot_gof,
+    conda:
+        "../../envs/plots.yaml"
+    shell:
+        "python -m analysis.plots.gof --settings {params.settings:q} p-values --input {input:q} "
+        "--matrix {params.matrix:q} --histogram {params.histogram:q} 2> {log:q}"
+
 rule plots_fit:
     """Figures of the statistical model and fits (no templates for an external workspace)."""
     input:
@@ -320,3 +341,13 @@ rule plots:
     input:
         rules.report_provenance.output if EXTERNAL else rules.plots_inputs.input,
         rules.plots_fit.input,
+
+
+# ---- goodness of fit of the inputs (not part of `all` nor `plots`) ----
+
+
+rule gof:
+    """The goodness-of-fit tests of the input variables and their figures."""
+    input:
+        rules.gof_gather.output,
+        rules.plot_gof.output,

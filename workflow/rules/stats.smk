@@ -389,3 +389,47 @@ rule inference:
         scan_outputs,
         rules.significance.input,
         rules.limits.input,
+
+
+# ---- goodness of fit of the input variables ----
+# Not part of `all`: `snakemake gof` tests every input variable and pair, chunks of tests fanned
+# out one job each (their number follows from the config).
+
+
+rule gof_chunk:
+    """Saturated goodness-of-fit tests with toys of one chunk of input variables and pairs."""
+    input:
+        skims=every_sample(paths.skim),
+        friends=every_sample(paths.friend),
+        scores=every_sample(paths.scores),
+    output:
+        paths.gof_chunk,
+    params:
+        manifest=gof_manifest(),
+        settings=gof_settings(),
+    wildcard_constraints:
+        chunk=r"\d+",
+    log:
+        paths.logs.gof_chunk,
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/gof.yaml"
+    shell:
+        "python -m analysis.stats.input_gof chunk --manifest {params.manifest:q} "
+        "--settings {params.settings:q} --chunk {wildcards.chunk} --output {output:q} 2> {log:q}"
+
+
+rule gof_gather:
+    """Every test in gof.json, with the fraction below 5% and the uniformity of the p-values."""
+    input:
+        gof_chunks(),
+    output:
+        paths.gof,
+    log:
+        paths.logs.gof_gather,
+    conda:
+        "../../envs/gof.yaml"
+    shell:
+        "python -m analysis.stats.input_gof gather {input:q} --output {output:q} 2> {log:q}"

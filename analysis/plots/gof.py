@@ -1,0 +1,109 @@
+"""Figures of the goodness-of-fit tests of the input variables (``gof/gof.json``).
+
+The p-value matrix (the 1D test of each variable on the diagonal, the 2D test of each pair off
+it, in percent) and the histogram of the p-values with the uniform distribution they follow when
+the model describes every input.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.core.errors import AnalysisError
+from analysis.plots.cli import REQUIRED, Subcommand, command_line
+from analysis.plots.labels import labels_from_settings
+from analysis.plots.style import PlotStyle, add_label, new_figure, save_figure
+from analysis.stats.results import GofResults, GofTest
+
+#: Bins of the p-value histogram.
+HISTOGRAM_BINS = 10
+
+
+def p_value_matrix(tests: Sequence[GofTest]) -> tuple[list[str], np.ndarray]:
+    """The variables in test order and the symmetric matrix of toy p-values (NaN: not tested)."""
+    names: list[str] = []
+    for test in tests:
+        names += [name for name in test.variables if name not in names]
+    matrix = np.full((len(names), len(names)), np.nan)
+    for test in tests:
+        rows = [names.index(name) for name in test.variables]
+        first, second = rows[0], rows[-1]
+        matrix[first, second] = matrix[second, first] = test.p_value
+    return names, matrix
+
+
+def plot_matrix(
+    results: GofResults, prefix: str | Path, style: PlotStyle, labels: Mapping[str, str]
+) -> list[Path]:
+    """The p-value matrix in percent: 1D tests on the diagonal, 2D tests off it."""
+    names, matrix = p_value_matrix(results.tests)
+    size = 4.0 + 0.55 * len(names)
+    fig, ax = new_figure(style, figsize=(size + 2.0, size))
+    image = ax.imshow(100 * matrix, cmap="RdYlGn", vmin=0.0, vmax=100.0, origin="lower")
+    if len(names) <= 30:  # the numbers stay readable
+        for (row, column), value in np.ndenumerate(matrix):
+            if np.isfinite(value):
+                ax.text(column, row, f"{100 * value:.0f}", ha="center", va="center",
+                        fontsize="x-small")  # fmt: skip
+    ticks = np.arange(len(names))
+    texts = [labels.get(name, name) for name in names]
+    ax.set_xticks(ticks, texts, rotation=90, fontsize="x-small")
+    ax.set_yticks(ticks, texts, fontsize="x-small")
+    ax.minorticks_off()
+    bar = fig.colorbar(image, ax=ax)
+    bar.set_label(f"Toy p-value (%), {_data_text(results)}")
+    add_label(ax, style, data=results.data == "observed")
+    return save_figure(fig, prefix, style)
+
+
+def plot_histogram(results: GofResults, prefix: str | Path, style: PlotStyle) -> list[Path]:
+    """The toy p-values of every test with the uniform expectation."""
+    p_values = np.array([test.p_value for test in results.tests], dtype=float)
+    edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    counts = np.histogram(np.clip(p_values, 0.0, 1.0), edges)[0]
+    fig, ax = new_figure(style)
+    ax.stairs(counts, edges, color="black", label=f"{len(p_values)} tests ({_data_text(results)})")
+    expected = len(p_values) / HISTOGRAM_BINS
+    ax.axhline(expected, color="tab:blue", linestyle="--", label="Uniform expectation")
+    ax.fill_between([0.0, 1.0], expected - np.sqrt(expected), expected + np.sqrt(expected),
+                    color="tab:blue", alpha=0.2, label=r"$\pm 1\sigma$ (Poisson)")  # fmt: skip
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.6 * max(counts.max(initial=0), expected + np.sqrt(expected)))
+    ax.set_xlabel("Toy p-value")
+    ax.set_ylabel("Tests")
+    ax.legend(loc="upper right", fontsize="small",
+              title=f"KS uniformity p-value {results.uniformity_p_value:.2f}")  # fmt: skip
+    add_label(ax, style, data=results.data == "observed")
+    return save_figure(fig, prefix, style)
+
+
+def _data_text(results: GofResults) -> str:
+    return {"observed": "data", "asimov": "Asimov data", "pseudo": "pseudo-data"}.get(
+        results.data, results.data
+    )
+
+
+def _draw(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
+    results = GofResults.read(args.input)
+    if not results.tests:
+        raise AnalysisError(f"{args.input}: no tests; rerun the gof target")
+    labels = labels_from_settings(settings.get("labels")).features
+    plot_matrix(results, args.matrix, style, labels)
+    plot_histogram(results, args.histogram, style)
+
+
+SUBCOMMANDS = {
+    "p-values": Subcommand(
+        _draw, {"--input": REQUIRED, "--matrix": REQUIRED, "--histogram": REQUIRED}
+    )
+}
+
+main = command_line("Figures of the goodness-of-fit tests of the input variables.", SUBCOMMANDS)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

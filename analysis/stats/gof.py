@@ -1,0 +1,172 @@
+"""Saturated goodness-of-fit tests with toys (config ``gof``), for any pyhf model and its data.
+
+The statistic is Cousins' saturated-model -2 log likelihood ratio
+(:func:`analysis.stats.goodness.goodness_of_fit`). Its p-value is sampled with toys generated
+from the post-fit model: the auxiliary data of every constrained parameter is drawn from its
+constraint around the post-fit value (Gaussian, or Poisson for ``shapesys``) and the main data
+from Poisson distributions at the post-fit expectation. Every toy is refitted like the data
+(projected Newton steps of :mod:`analysis.stats.newton` from the post-fit point, MINUIT where
+those give no valid minimum) and the p-value is the fraction of toys whose statistic is at least
+the observed one. The asymptotic chi2 p-value is kept alongside. A test's toys follow from its
+seed alone, so a rerun gives identical numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.stats
+
+from analysis.stats import model as model_utils
+from analysis.stats.goodness import goodness_of_fit
+from analysis.stats.minimizer import FitSettings, minimize
+from analysis.stats.results import GofResults, GofTest
+
+log = logging.getLogger(__name__)
+
+#: The p-value below which a test counts as failed in the summary.
+THRESHOLD = 0.05
+#: Most Newton iterations of a toy's fit before MINUIT takes over.
+TOY_ITERATIONS = 100
+
+
+class Sampled(NamedTuple):
+    """The statistic of the data, the statistics of its toys and how many toys MINUIT refitted."""
+
+    chi2: float
+    ndof: int
+    p_value_asymptotic: float | None
+    toy_chi2: np.ndarray
+    fallbacks: int
+
+    @property
+    def p_value(self) -> float:
+        """Fraction of toys at least as discrepant as the data (0 without toys)."""
+        if len(self.toy_chi2) == 0:
+            return 0.0
+        return float(np.mean(self.toy_chi2 >= self.chi2))
+
+
+def seed_of(seed: int, variables: Sequence[str]) -> int:
+    """The seed of one test: the configured seed combined with the test's variables, so that
+    each test has its own toys and a rerun (in any chunk) the same ones."""
+    name = "|".join(variables).encode()
+    return int(np.random.SeedSequence([seed, zlib.crc32(name)]).generate_state(1)[0])
+
+
+def sample_toys(model: Any, pars: np.ndarray, n_toys: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_toys, main + aux)`` pseudo-data around the parameters ``pars``.
+
+    The auxiliary data are drawn from each constraint centred at ``pars`` (the nuisance
+    parameters randomised by their constraints), the main data from Poisson distributions at the
+    expectation of ``pars``.
+    """
+    expected = np.asarray(model.expected_actualdata(pars), dtype=float)
+    main = rng.poisson(np.clip(expected, 0.0, None), size=(n_toys, len(expected)))
+    aux = [_sample_aux(model, name, pars, n_toys, rng) for name in model.config.auxdata_order]
+    return np.hstack([main.astype(float), *aux]) if aux else main.astype(float)
+
+
+def _sample_aux(
+    model: Any, name: str, pars: np.ndarray, n_toys: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Auxiliary data of one constrained parameter set, ``(n_toys, size)``."""
+    param_set = model.config.param_set(name)
+    centre = np.asarray(pars[model.config.par_slice(name)], dtype=float)
+    if param_set.pdf_type == "poisson":
+        factors = np.asarray(param_set.factors, dtype=float)
+        return rng.poisson(np.clip(centre * factors, 0.0, None), (n_toys, len(centre))).astype(
+            float
+        )
+    width = np.broadcast_to(np.asarray(param_set.width(), dtype=float), centre.shape)
+    return rng.normal(centre, width, size=(n_toys, len(centre)))
+
+
+def saturated_test(
+    model: Any, data: np.ndarray, settings: FitSettings, n_toys: int, seed: int
+) -> Sampled:
+    """Fit the data, compute the saturated statistic, and sample its distribution with toys.
+
+    Args:
+        model: the pyhf model.
+        data: main and auxiliary data.
+        settings: minimiser settings (``inference.fit``).
+        n_toys: number of toys.
+        seed: seed of the toys.
+
+    Returns:
+        The statistic with its asymptotic p-value, and the statistic of every toy.
+    """
+    best = minimize(model, data, settings)
+    if not best.converged:
+        log.warning("the fit to the data did not converge; its statistic may be too large")
+    observed = goodness_of_fit(model, data, best.twice_nll)
+    toys = sample_toys(model, best.values, n_toys, np.random.default_rng(seed))
+    minima, fallbacks = _fit_toys(model, toys, best.values, settings)
+    toy_chi2 = np.array(
+        [goodness_of_fit(model, toy, nll).chi2 for toy, nll in zip(toys, minima, strict=True)]
+    )
+    return Sampled(observed.chi2, observed.ndof, observed.p_value, toy_chi2, fallbacks)
+
+
+def _fit_toys(
+    model: Any, toys: np.ndarray, start: np.ndarray, settings: FitSettings
+) -> tuple[list[float], int]:
+    """The minimum of -2 log L of every toy, and how many of them MINUIT had to find.
+
+    Each toy has its own data, so it has its own likelihood; on these small models building it
+    costs about as much as one Newton iteration.
+    """
+    # imported here: the workflow imports this module to count the chunks, without torch
+    from analysis.stats import likelihood as likelihood_module
+    from analysis.stats import newton
+
+    # a toy starts a whole Poisson fluctuation away from its minimum, further than a refit of
+    # the ranking: on the toy analysis's tests up to ~60 Newton iterations, where 25 left about
+    # a third of the toys to MINUIT
+    steps = newton.NewtonSettings(max_iterations=TOY_ITERATIONS)
+    bounds = np.asarray(model.config.suggested_bounds(), dtype=float)
+    start = np.clip(start, bounds[:, 0], bounds[:, 1])[None, :]
+    free = model_utils.free_mask(model)[None, :]
+    minima, fallbacks = [], 0
+    for toy in toys:
+        likelihood = likelihood_module.build(model, toy) if settings.batched_refits else None
+        if likelihood is not None:
+            found = newton.minimize(likelihood, start, free, bounds, steps)
+            if found.valid[0]:
+                minima.append(float(found.twice_nll[0]))
+                continue
+        fallbacks += 1
+        minima.append(minimize(model, toy, settings, start=start[0]).twice_nll)
+    return minima, fallbacks
+
+
+def pseudo_data(model: Any, seed: int) -> np.ndarray:
+    """One pseudo-data set drawn from the pre-fit model (every parameter at its nominal value),
+    from a stream of its own (not the toys'): blinded data with the statistical scatter of real
+    data, so that the p-values of a correct model are uniform."""
+    pars = model_utils.asimov_parameters(model)
+    return sample_toys(model, pars, 1, np.random.default_rng([seed, 1]))[0]
+
+
+def entry_of(
+    variables: Sequence[str], bins: int, sampled: Sampled, n_toys: int, seed: int
+) -> GofTest:
+    """The entry of ``gof.json`` for one test."""
+    return GofTest(
+        tuple(variables), bins, float(sampled.chi2), int(sampled.ndof), sampled.p_value,
+        sampled.p_value_asymptotic, n_toys, sampled.fallbacks, seed,
+    )  # fmt: skip
+
+
+def summary(data: str, tests: Sequence[GofTest]) -> GofResults:
+    """All tests with the fraction below :data:`THRESHOLD` and the Kolmogorov-Smirnov p-value of
+    uniform toy p-values (what they are if the model describes every input)."""
+    p_values = np.array([test.p_value for test in tests], dtype=float)
+    below = float(np.mean(p_values < THRESHOLD)) if len(p_values) else 0.0
+    uniform = float(scipy.stats.kstest(p_values, "uniform").pvalue) if len(p_values) else 1.0
+    return GofResults(data, tuple(tests), below, uniform)

@@ -1,0 +1,247 @@
+"""Histograms and workspaces of the input-variable goodness-of-fit tests (config ``gof``).
+
+A test histograms one input variable (1D) or a pair of them (2D, the product of the two binnings)
+in the analysis's signal region (``histograms.signal_region``), each variable in ``gof.bins``
+bins equally populated in the data (in the nominal simulation while the test runs on Asimov
+data, so that a blinded analysis never looks at its data). The histograms are filled, merged
+and turned into a workspace exactly as the analysis's: every sample and variation, QCD from
+same-sign data (:func:`analysis.stats.histograms.merge`), the same modifiers and normalisations
+(:func:`analysis.stats.workspace.build_workspace`). The observable of a test's channel is the
+bin index of its events (a derived column), so one filling path serves 1D and 2D tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import hist
+import numpy as np
+
+from analysis.core.config import NOMINAL, is_simulation
+from analysis.core.io import read_with_friends
+from analysis.core.variations import Variation
+from analysis.stats.channels import SAME_SIGN, Channel, passes, same_sign, selection_columns
+from analysis.stats.histograms import DATA, fill_columns, merge, sample_weight_variations
+from analysis.stats.workspace import build_workspace
+
+log = logging.getLogger(__name__)
+
+#: The derived column holding an event's bin of the test (its channel's observable).
+INDEX = "gof_bin"
+
+
+class SampleColumns(NamedTuple):
+    """One sample's entry in the samples file and its columns per variation."""
+
+    name: str
+    spec: Mapping[str, Any]
+    columns: Mapping[str, Mapping[str, np.ndarray]]
+
+
+def channel_name(variables: Sequence[str]) -> str:
+    """The channel name of a test: the variable, or ``a_vs_b`` for a pair."""
+    return "_vs_".join(variables)
+
+
+def read_samples(
+    manifest: Mapping[str, Any],
+    variables: Sequence[str],
+    settings: Mapping[str, Any],
+    weights: Mapping[str, Any],
+) -> list[SampleColumns]:
+    """The columns a chunk of tests needs, per sample and variation.
+
+    Args:
+        manifest: sample -> ``{"spec": entry in the samples file, "files": {variation: [skim,
+            weight friend, score friend]}}``.
+        variables: the variables of the chunk's tests.
+        settings: the ``histograms`` config section (the signal region).
+        weights: the ``weights`` config section (names the weight variations).
+    """
+    region = _channel("region", settings)
+    needed = {*selection_columns([region]), *variables} - {INDEX}
+    result = []
+    for name, entry in sorted(manifest.items()):
+        spec = entry["spec"]
+        columns = {}
+        for variation, (skim, friend, scores) in entry["files"].items():
+            weight_columns = {"weight"}
+            if variation == NOMINAL:
+                weight_columns |= set(sample_weight_variations(spec, weights).values())
+            columns[variation] = read_with_friends(
+                skim, [friend, scores], sorted(needed | weight_columns)
+            )
+        result.append(SampleColumns(name, spec, columns))
+    return result
+
+
+def _channel(name: str, settings: Mapping[str, Any]) -> Channel:
+    """A test's channel: the signal region, the bin index as observable."""
+    return Channel(name, settings["signal_region"], INDEX)
+
+
+def quantile_edges(values: np.ndarray, weights: np.ndarray, bins: int) -> np.ndarray:
+    """Edges of at most ``bins`` bins holding equal (weighted) yields; repeated quantiles (a
+    discrete variable) merge their bins. The outer edges are the extreme values."""
+    values, weights = np.asarray(values, dtype=float), np.abs(np.asarray(weights, dtype=float))
+    if len(values) == 0 or weights.sum() <= 0:
+        return np.array([0.0, 1.0])
+    order = np.argsort(values, kind="stable")
+    # each event counted at its middle, so that equal weights split exactly between events
+    cumulative = (np.cumsum(weights[order]) - 0.5 * weights[order]) / weights.sum()
+    inner = np.interp(np.arange(1, bins) / bins, cumulative, values[order])
+    edges = np.unique(np.r_[values.min(), inner, values.max()])
+    return edges if len(edges) > 1 else np.array([edges[0], edges[0] + 1.0])
+
+
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin of each value, ``[low, high)`` bins, values beyond the ends in the outer bins."""
+    index = np.searchsorted(edges, values, side="right") - 1
+    return np.clip(index, 0, len(edges) - 2)
+
+
+def variable_edges(
+    samples: Sequence[SampleColumns],
+    variables: Sequence[str],
+    settings: Mapping[str, Any],
+    bins: int,
+    observed: bool,
+) -> dict[str, np.ndarray]:
+    """Equally populated edges of each variable in the signal region: in the data when
+    ``observed``, else in the nominal simulation (the data stays unseen while blinded)."""
+    region = _channel("region", settings)
+    qcd = settings["qcd"]
+    picked: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in variables}
+    for sample in samples:
+        process = sample.spec.get("process", DATA) if is_simulation(sample.spec) else DATA
+        replaced = qcd["from_data"] and process == qcd["process"]
+        if (process == DATA) != observed or replaced or "alternative" in sample.spec:
+            continue
+        columns = sample.columns[NOMINAL]
+        mask = passes(columns, region)
+        for name in variables:
+            picked[name].append((columns[name][mask], columns["weight"][mask]))
+    edges = {}
+    for name, parts in picked.items():
+        values = np.concatenate([v for v, _ in parts]) if parts else np.zeros(0)
+        weights = np.concatenate([w for _, w in parts]) if parts else np.zeros(0)
+        edges[name] = quantile_edges(values, np.ones_like(values) if observed else weights, bins)
+    return edges
+
+
+def settings_of(
+    variables: Sequence[str], settings: Mapping[str, Any], n_bins: int
+) -> dict[str, Any]:
+    """The ``histograms`` settings of one test: its channel as the only region."""
+    region = {"selection": settings["signal_region"], "observable": INDEX,
+              "edges": np.arange(n_bins + 1, dtype=float).tolist()}  # fmt: skip
+    return {**settings, "control_regions": {channel_name(variables): region}}
+
+
+def fill_test(
+    samples: Sequence[SampleColumns],
+    variables: Sequence[str],
+    edges: Mapping[str, np.ndarray],
+    settings: Mapping[str, Any],
+    weights: Mapping[str, Any],
+) -> tuple[list[dict[str, hist.Hist]], int]:
+    """Per sample, the test's histograms named ``{channel}/{process}/{variation}`` as the
+    analysis's histograms stage names them, and the number of bins."""
+    sizes = [len(edges[name]) - 1 for name in variables]
+    n_bins = int(np.prod(sizes))
+    channel = _channel(channel_name(variables), settings)
+    chans = [channel, same_sign(channel)]
+    per_sample = []
+    for sample in samples:
+        per_sample.append(_fill_sample(sample, variables, edges, sizes, chans, weights))
+    return per_sample, n_bins
+
+
+def _fill_sample(
+    sample: SampleColumns,
+    variables: Sequence[str],
+    edges: Mapping[str, np.ndarray],
+    sizes: Sequence[int],
+    chans: Sequence[Channel],
+    weights: Mapping[str, Any],
+) -> dict[str, hist.Hist]:
+    """One sample's histograms of a test (the labels of
+    :func:`analysis.stats.histograms.fill_sample`)."""
+    spec = sample.spec
+    process = spec.get("process", DATA) if is_simulation(spec) else DATA
+    alternative = spec.get("alternative")
+    n_bins = int(np.prod(sizes))
+    channel_edges = {chans[0].name: np.arange(n_bins + 1, dtype=float)}
+    result = {}
+    for variation, columns in sample.columns.items():
+        weight_variations = {NOMINAL: "weight"}
+        if variation == NOMINAL:
+            weight_variations.update(sample_weight_variations(spec, weights))
+        index = np.zeros(len(columns["weight"]), dtype=np.int64)
+        for name, size in zip(variables, sizes, strict=True):
+            index = index * size + bin_index(columns[name], edges[name])
+        derived = {**columns, INDEX: index.astype(float) + 0.5}
+        regions = chans if variation == NOMINAL else chans[:1]
+        filled = fill_columns(derived, regions, channel_edges, weight_variations)
+        for (channel, name), histogram in filled.items():
+            if channel.startswith(SAME_SIGN) and name != NOMINAL:
+                continue
+            label = name if variation == NOMINAL else variation
+            if alternative:
+                label = Variation(alternative["systematic"], "up").name
+            result[f"{channel}/{process}/{label}"] = histogram
+    return result
+
+
+def workspace_of(
+    per_sample: Sequence[Mapping[str, hist.Hist]],
+    variables: Sequence[str],
+    n_bins: int,
+    settings: Mapping[str, Any],
+    workspace_settings: Mapping[str, Any],
+    observed: bool,
+) -> dict[str, Any]:
+    """The test's pyhf workspace: samples summed, QCD from same-sign data, the analysis's
+    modifiers; the observations are the data when ``observed``, else the Asimov prediction.
+
+    Bins without any predicted event are left out (see :func:`predicted_bins`)."""
+    histogram_settings = settings_of(variables, settings, n_bins)
+    merged = merge(per_sample, histogram_settings, [], blind=False)
+    kept = predicted_bins(merged.histograms)
+    data = merged.histograms.get(f"{channel_name(variables)}/{DATA}/{NOMINAL}")
+    lost = 0.0 if data is None or not observed else float(data.values()[~kept].sum())
+    if lost > 0:
+        log.warning(
+            "%s: %g data events in bins without prediction, left out", channel_name(variables), lost
+        )
+    histograms = {name: _Bins(h, kept) for name, h in merged.histograms.items()}
+    spec, _ = build_workspace(histograms, workspace_settings, histogram_settings, unblind=observed)
+    return spec
+
+
+def predicted_bins(histograms: Mapping[str, hist.Hist]) -> np.ndarray:
+    """Bins with a positive nominal prediction. A product bin of a pair may be empty in the
+    simulation; it holds no information on the model, and its zero expectation has no
+    finite -2 log L derivatives (data there would make the statistic infinite anyway)."""
+    total = sum(
+        np.asarray(h.values(), dtype=float)
+        for name, h in histograms.items()
+        if name.endswith(f"/{NOMINAL}") and name.split("/")[1] != DATA
+    )
+    return np.asarray(total > 0)
+
+
+class _Bins:
+    """A histogram's values and variances in some of its bins (what the workspace reads)."""
+
+    def __init__(self, histogram: hist.Hist, kept: np.ndarray):
+        self._values = np.asarray(histogram.values(), dtype=float)[kept]
+        self._variances = np.asarray(histogram.variances(), dtype=float)[kept]
+
+    def values(self) -> np.ndarray:
+        return self._values
+
+    def variances(self) -> np.ndarray:
+        return self._variances

@@ -1,0 +1,167 @@
+"""Goodness of fit of the network's input variables (``gof/gof.json``), in parallel chunks.
+
+Before the classifier's output is trusted, every input variable (``gof.variables``, null: the
+training features) and, with ``gof.pairs``, every pair of them is tested: its histogram in the
+signal region (:mod:`analysis.stats.gof_histograms`) with the analysis's full systematic model
+is fitted and the saturated statistic's p-value sampled with toys (:mod:`analysis.stats.gof`).
+While the analysis is blinded the tests run on Asimov data (``gof.data`` null follows
+``unblind``): the statistic is 0 and the p-value 1 by construction, so this checks only that
+every test runs; ``gof.data: pseudo`` draws one pseudo-data set per test from the pre-fit model
+instead, a closure whose p-values are uniform when the machinery is right. Neither says anything
+about the data.
+
+The workflow splits the tests into chunks of ``gof.chunk_size`` (``chunk``, one job each) and
+merges them (``gather``) into ``gof.json`` with its summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from analysis.core.errors import AnalysisError, cli_main
+from analysis.stats.cli import configure_logging, parse_settings
+from analysis.stats.results import GofChunk, GofResults
+
+log = logging.getLogger(__name__)
+
+#: What ``gof.data`` may say.
+DATA_MODES = ("observed", "asimov", "pseudo")
+
+
+def tests_of(variables: Sequence[str], pairs: bool) -> list[tuple[str, ...]]:
+    """Every test: each variable alone, then (with ``pairs``) each pair in config order."""
+    tests = [(name,) for name in variables]
+    if pairs:
+        tests += list(itertools.combinations(variables, 2))
+    return tests
+
+
+def chunk_count(n_tests: int, chunk_size: int) -> int:
+    """Number of chunks of ``chunk_size`` tests that cover ``n_tests`` (at least one)."""
+    return max(1, math.ceil(n_tests / chunk_size))
+
+
+def chunk_tests(
+    tests: Sequence[tuple[str, ...]], chunk: int, chunk_size: int
+) -> list[tuple[str, ...]]:
+    """The tests of one chunk (chunks cover the list in order, the last may be shorter)."""
+    n_chunks = chunk_count(len(tests), chunk_size)
+    if not 0 <= chunk < n_chunks:
+        raise AnalysisError(
+            f"gof chunk {chunk} does not exist: {len(tests)} tests in {n_chunks} chunks; "
+            "rerun the gof target so the workflow recounts them"
+        )
+    return list(tests[chunk * chunk_size : (chunk + 1) * chunk_size])
+
+
+def run_chunk(manifest: Mapping[str, Any], settings: Mapping[str, Any], chunk: int) -> GofChunk:
+    """The tests of one chunk.
+
+    Args:
+        manifest: the input files per sample (see
+            :func:`analysis.stats.gof_histograms.read_samples`).
+        settings: ``gof`` (``variables`` resolved, ``data`` one of :data:`DATA_MODES`),
+            ``histograms``, ``workspace``, ``weights`` and ``inference`` config sections.
+        chunk: the chunk index.
+    """
+    # imported here: the workflow imports this module to count the chunks
+    import pyhf
+
+    from analysis.stats import gof_histograms as inputs
+    from analysis.stats import model as model_utils
+    from analysis.stats.gof import entry_of, pseudo_data, saturated_test, seed_of
+    from analysis.stats.minimizer import fit_settings
+
+    gof = settings["gof"]
+    if gof["data"] not in DATA_MODES:
+        raise AnalysisError(f"gof.data: {gof['data']!r} is not one of {', '.join(DATA_MODES)}")
+    observed = gof["data"] == "observed"
+    tests = tests_of(gof["variables"], gof["pairs"])
+    selected = chunk_tests(tests, chunk, gof["chunk_size"])
+    variables = sorted({name for test in selected for name in test})
+    histograms = settings["histograms"]
+    samples = inputs.read_samples(manifest, variables, histograms, settings["weights"])
+    edges = inputs.variable_edges(samples, variables, histograms, gof["bins"], observed)
+    minimizer = fit_settings(settings["inference"])
+    results = []
+    for test in selected:
+        per_sample, n_bins = inputs.fill_test(samples, test, edges, histograms, settings["weights"])
+        spec = inputs.workspace_of(
+            per_sample, test, n_bins, histograms, settings["workspace"], observed
+        )
+        setup = model_utils.build(
+            pyhf.Workspace(spec), model_utils.model_settings(settings["inference"])
+        )
+        seed = seed_of(gof["seed"], test)
+        data = pseudo_data(setup.model, seed) if gof["data"] == "pseudo" else setup.data
+        sampled = saturated_test(setup.model, data, minimizer, gof["toys"], seed)
+        n_bins = setup.model.config.nmaindata  # without bins nothing is predicted in
+        results.append(entry_of(test, n_bins, sampled, gof["toys"], seed))
+        log.info(
+            "%s: %d bins, chi2 %.2f / %d, p-value %.3f (toys), %s (asymptotic), %d fallbacks",
+            inputs.channel_name(test), n_bins, sampled.chi2, sampled.ndof, sampled.p_value,
+            sampled.p_value_asymptotic, sampled.fallbacks,
+        )  # fmt: skip
+    return GofChunk(gof["data"], chunk, len(tests), tuple(results))
+
+
+def gather(chunks: Sequence[GofChunk], sources: Sequence[str]) -> GofResults:
+    """Merge the chunks, in test order, into ``gof.json`` with its summary.
+
+    Raises:
+        AnalysisError: chunks of different settings, or missing or repeated chunks.
+    """
+    from analysis.stats.gof import summary
+
+    totals = {chunk.n_tests for chunk in chunks}
+    modes = {chunk.data for chunk in chunks}
+    if len(totals) != 1 or len(modes) != 1:
+        raise AnalysisError(f"{sources[0]}: gof chunks come from different settings; rerun gof")
+    ordered = sorted(chunks, key=lambda chunk: chunk.chunk)
+    tests = [test for chunk in ordered for test in chunk.tests]
+    indices = [chunk.chunk for chunk in ordered]
+    if len(set(indices)) != len(indices) or len(tests) != totals.pop():
+        raise AnalysisError(f"{sources[0]}: gof chunks miss or repeat tests; rerun gof")
+    return summary(modes.pop(), tests)
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Goodness of fit of the input variables.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chunk = commands.add_parser("chunk", help="the tests of one chunk")
+    chunk.add_argument("--manifest", required=True, help="input files per sample (JSON)")
+    chunk.add_argument("--settings", required=True, help="gof, histograms, workspace, ... (JSON)")
+    chunk.add_argument("--chunk", type=int, required=True, help="chunk index, from 0")
+    chunk.add_argument("--output", required=True)
+    merge = commands.add_parser("gather", help="merge chunks into gof.json")
+    merge.add_argument("chunks", nargs="+", help="chunk outputs")
+    merge.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    configure_logging()
+    if args.command == "gather":
+        chunks = [GofChunk.read(path) for path in args.chunks]
+        result = gather(chunks, args.chunks)
+        result.write(args.output)
+        log.info(
+            "%d tests, %.1f%% below 5%%, uniformity p-value %.3f (%s data)",
+            len(result.tests), 100 * result.fraction_below_5_percent,
+            result.uniformity_p_value, result.data,
+        )  # fmt: skip
+        return
+    settings = parse_settings(args.settings)
+    if settings["gof"]["chunk_size"] < 1:
+        raise AnalysisError("gof.chunk_size: must be at least 1")
+    manifest = json.loads(args.manifest)
+    run_chunk(manifest, settings, args.chunk).write(args.output)
+
+
+main = cli_main(_main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""Saturated goodness-of-fit tests with toys (analysis/stats/gof.py, input_gof.py,
+gof_histograms.py): the statistic by hand, the toys' p-values, seeding, chunks and binning."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyhf
+import pytest
+import scipy.stats
+
+from analysis.core.errors import AnalysisError
+from analysis.stats import gof, gof_histograms, input_gof
+from analysis.stats.minimizer import FitSettings
+from analysis.stats.results import GofChunk, GofResults, GofTest
+
+SETTINGS = FitSettings()
+
+logging.getLogger("pyhf").setLevel(logging.WARNING)
+
+
+def two_bins(scale: float = 1.0) -> pyhf.pdf.Model:
+    """Signal on a background with a Poisson-constrained (shapesys) uncertainty per bin."""
+    return pyhf.simplemodels.uncorrelated_background(
+        signal=[5.0 * scale, 10.0 * scale],
+        bkg=[50.0 * scale, 60.0 * scale],
+        bkg_uncertainty=[5.0 * scale, 6.0 * scale],
+    )
+
+
+def pseudo_data(model: pyhf.pdf.Model, rng: np.random.Generator) -> np.ndarray:
+    """Data drawn from the model at its nominal parameters, independently of gof.sample_toys:
+    Poisson main data and Poisson auxiliary data of the shapesys (its only constraint)."""
+    pars = np.asarray(model.config.suggested_init(), dtype=float)
+    main = rng.poisson(np.asarray(model.expected_actualdata(pars)))
+    aux = rng.poisson(np.asarray(model.config.auxdata, dtype=float))
+    return np.r_[main, aux].astype(float)
+
+
+def test_saturated_statistic_by_hand():
+    """chi2 = 2 sum[nu - n + n log(n / nu)] over the bins plus the same Poisson form for the
+    auxiliary data, at the best fit (pyhf's): catches a missing constraint term, a saturated
+    model with the wrong rate, a sign, or a factor 2; ndof = bins - free parameters (mu)."""
+    model = two_bins()
+    data = np.r_[[70.0, 58.0], model.config.auxdata]
+    sampled = gof.saturated_test(model, data, SETTINGS, 0, 1)
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=1e-8))
+    best = np.asarray(pyhf.infer.mle.fit(data, model), dtype=float)
+    nu = np.asarray(model.expected_actualdata(best))
+    n = data[:2]
+    tau = np.asarray(model.config.auxdata, dtype=float)
+    gamma = best[model.config.par_slice("uncorr_bkguncrt")]
+    main = 2 * np.sum(nu - n + n * np.log(n / nu))
+    aux = 2 * np.sum(gamma * tau - tau + tau * np.log(tau / (gamma * tau)))
+    assert sampled.ndof == 1
+    assert sampled.chi2 == pytest.approx(main + aux, abs=1e-3)
+    assert sampled.p_value_asymptotic == pytest.approx(scipy.stats.chi2.sf(main + aux, 1), 1e-2)
+
+
+def test_toys_randomise_the_auxiliary_data_around_the_parameters():
+    """The toys' auxiliary data scatter as the constraint says around the given parameters, the
+    main data as Poisson around their expectation: catches auxiliary data left at the nominal
+    values (nuisances not randomised) or toys drawn at the wrong point."""
+    model = two_bins()
+    pars = np.array([2.0, 1.1, 0.9])  # mu, gamma_1, gamma_2
+    toys = gof.sample_toys(model, pars, 20000, np.random.default_rng(3))
+    tau = np.asarray(model.config.auxdata, dtype=float)
+    expected = np.asarray(model.expected_actualdata(pars))
+    assert toys[:, :2].mean(axis=0) == pytest.approx(expected, rel=0.01)
+    assert toys[:, 2:].mean(axis=0) == pytest.approx(tau * pars[1:], rel=0.01)
+    assert toys[:, 2:].var(axis=0) == pytest.approx(tau * pars[1:], rel=0.05)
+
+
+def test_toy_p_values_are_uniform_and_match_the_asymptotic_ones():
+    """On pseudo-data drawn from the model itself, the toy p-values of several data sets (each
+    with its own seed) are uniform (KS, loose threshold), and with large counts (asymptotic
+    regime) close to the chi2 p-values: catches a statistic compared the wrong way round, toys
+    generated from the wrong point, or toys refitted differently from the data."""
+    model = two_bins(scale=10.0)
+    rng = np.random.default_rng(11)
+    toy_p, asymptotic_p = [], []
+    for seed in range(24):
+        sampled = gof.saturated_test(model, pseudo_data(model, rng), SETTINGS, 40, seed)
+        toy_p.append(sampled.p_value)
+        asymptotic_p.append(sampled.p_value_asymptotic)
+        assert sampled.fallbacks == 0
+    assert scipy.stats.kstest(toy_p, "uniform").pvalue > 1e-3
+    assert np.mean(np.abs(np.subtract(toy_p, asymptotic_p))) < 0.1
+
+
+def test_same_seed_same_toys():
+    """A test's toys follow from its seed alone: same seed, identical statistics; another seed,
+    others. Catches a global random state or a seed not passed on."""
+    model = two_bins()
+    data = np.r_[[60.0, 75.0], model.config.auxdata]
+    first = gof.saturated_test(model, data, SETTINGS, 15, 7)
+    again = gof.saturated_test(model, data, SETTINGS, 15, 7)
+    other = gof.saturated_test(model, data, SETTINGS, 15, 8)
+    assert np.array_equal(first.toy_chi2, again.toy_chi2)
+    assert not np.array_equal(first.toy_chi2, other.toy_chi2)
+    assert gof.seed_of(1, ("a", "b")) == gof.seed_of(1, ("a", "b"))
+    assert gof.seed_of(1, ("a", "b")) != gof.seed_of(1, ("a", "c"))
+
+
+def test_minuit_refits_of_toys_agree_with_newton_steps():
+    """Toys refitted by MINUIT (batched refits off) give the statistics of the Newton steps:
+    catches a Newton minimum that is not the minimum, or a fallback that fits other data."""
+    model = two_bins()
+    data = np.r_[[62.0, 66.0], model.config.auxdata]
+    newton = gof.saturated_test(model, data, SETTINGS, 10, 5)
+    minuit = gof.saturated_test(model, data, SETTINGS._replace(batched_refits=False), 10, 5)
+    assert minuit.fallbacks == 10 and newton.fallbacks == 0
+    assert newton.toy_chi2 == pytest.approx(minuit.toy_chi2, abs=1e-3)
+
+
+def test_tests_chunks_and_summary(tmp_path):
+    """Tests are every variable then every pair; chunks cover them once and gather restores their
+    order; the summary counts p-values below 5%: catches a lost or repeated chunk and a summary
+    over the wrong p-values."""
+    tests = input_gof.tests_of(["a", "b", "c"], pairs=True)
+    assert tests == [("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c")]
+    assert input_gof.tests_of(["a", "b"], pairs=False) == [("a",), ("b",)]
+    assert input_gof.chunk_count(6, 4) == 2
+    entries = [GofTest(t, 10, 1.0, 9, p, 0.5, 100, 0, 1) for t, p in
+               zip(tests, [0.01, 0.2, 0.5, 0.03, 0.9, 0.7], strict=True)]  # fmt: skip
+    chunks = [
+        GofChunk("asimov", 1, 6, tuple(entries[4:])),
+        GofChunk("asimov", 0, 6, tuple(entries[:4])),
+    ]
+    result = input_gof.gather(chunks, ["c1", "c0"])
+    assert [t.variables for t in result.tests] == tests
+    assert result.fraction_below_5_percent == pytest.approx(2 / 6)
+    result.write(tmp_path / "gof.json")
+    back = GofResults.read(tmp_path / "gof.json")
+    assert back.tests == result.tests and back.data == "asimov"
+    with pytest.raises(AnalysisError, match="miss or repeat"):
+        input_gof.gather(chunks[:1], ["c1"])
+    with pytest.raises(AnalysisError, match="does not exist"):
+        input_gof.chunk_tests(tests, 2, 4)
+
+
+def test_equally_populated_bins_and_bin_index():
+    """Quantile edges give equal yields, merge for a discrete variable, and values beyond the
+    ends fall into the outer bins: catches unweighted quantiles and events lost at the edges."""
+    values = np.arange(100, dtype=float)
+    edges = gof_histograms.quantile_edges(values, np.ones(100), 4)
+    counts = np.bincount(gof_histograms.bin_index(values, edges), minlength=4)
+    assert counts.tolist() == [25, 25, 25, 25]
+    weighted = gof_histograms.quantile_edges(values, np.where(values < 50, 3.0, 1.0), 2)
+    assert weighted[1] == pytest.approx(33.0, abs=1.0)
+    assert len(gof_histograms.quantile_edges(np.repeat([0.0, 1.0, 2.0], 10), np.ones(30), 10)) <= 4
+    assert gof_histograms.bin_index(np.array([-5.0, 1e9]), edges).tolist() == [0, 3]
+
+
+def synthetic_samples(shift: float, seed: int = 5) -> list[gof_histograms.SampleColumns]:
+    """A background with an energy-scale-like variation, a signal, and data drawn from them with
+    the background's x shifted by ``shift`` (0: data the model describes)."""
+    rng = np.random.default_rng(seed)
+
+    def columns(x, y, weight):
+        n = len(x)
+        return {"x": x, "y": y, "weight": np.full(n, weight), "is_os": np.ones(n),
+                "mt_1": np.full(n, 10.0), "category": np.zeros(n)}  # fmt: skip
+
+    bkg_x, bkg_y = rng.normal(0.0, 1.0, 20000), rng.uniform(0.0, 1.0, 20000)
+    sig_x, sig_y = rng.normal(1.0, 0.5, 2000), rng.uniform(0.0, 1.0, 2000)
+    background = {
+        "nominal": columns(bkg_x, bkg_y, 0.1),
+        "es_up": columns(bkg_x * 1.02, bkg_y, 0.1),
+        "es_down": columns(bkg_x * 0.98, bkg_y, 0.1),
+    }
+    n_bkg, n_sig = rng.poisson(2000), rng.poisson(40)
+    data_x = np.r_[rng.normal(shift, 1.0, n_bkg), rng.normal(1.0, 0.5, n_sig)]
+    data = columns(data_x, rng.uniform(0.0, 1.0, n_bkg + n_sig), 1.0)
+    return [
+        gof_histograms.SampleColumns("ZTT", {"process": "ZTT", "type": "mc"}, background),
+        gof_histograms.SampleColumns(
+            "ggH", {"process": "ggH", "type": "mc"}, {"nominal": columns(sig_x, sig_y, 0.02)}
+        ),  # fmt: skip
+        gof_histograms.SampleColumns("data", {"type": "data"}, {"nominal": data}),
+    ]
+
+
+def run_test(samples, variables, default_config, bins=5, toys=60):
+    """One test through the analysis's histograms and workspace, on the observed data."""
+    histograms = {**default_config["histograms"], "control_regions": {}, "signals": ["ggH"],
+                  "qcd": {**default_config["histograms"]["qcd"], "from_data": False}}  # fmt: skip
+    weights = {"variations": {}, "tau_id_sf": None}
+    edges = gof_histograms.variable_edges(samples, ["x", "y"], histograms, bins, observed=True)
+    per_sample, n_bins = gof_histograms.fill_test(samples, variables, edges, histograms, weights)
+    spec = gof_histograms.workspace_of(
+        per_sample, variables, n_bins, histograms, default_config["workspace"], observed=True
+    )
+    model = pyhf.Workspace(spec).model()
+    data = np.asarray(pyhf.Workspace(spec).data(model), dtype=float)
+    return gof.saturated_test(model, data, SETTINGS, toys, 3), spec
+
+
+def test_a_mis_modelled_input_fails_and_a_modelled_one_passes(default_config):
+    """Through the analysis's histograms and workspace: data the model describes passes its
+    test, data with the background shifted by 0.3 of its width fails it (p < 1%), and a pair is
+    tested on the product binning with the equally populated bins in data: catches data and
+    prediction histogrammed differently, a workspace without the variation, or a pair binned
+    as one variable."""
+    good, spec = run_test(synthetic_samples(0.0), ("x",), default_config)
+    bad, _ = run_test(synthetic_samples(0.3), ("x",), default_config)
+    assert good.p_value > 0.05 and bad.p_value < 0.01
+    assert good.ndof == 4  # five bins, mu free
+    modifiers = {m["name"] for c in spec["channels"] for s in c["samples"] for m in s["modifiers"]}
+    assert "es" in modifiers
+    observed = spec["observations"][0]["data"]
+    assert max(observed) - min(observed) < 0.1 * np.mean(observed)  # equally populated in data
+    pair, spec = run_test(synthetic_samples(0.0), ("x", "y"), default_config, bins=3, toys=20)
+    assert pair.ndof == 8 and len(spec["observations"][0]["data"]) == 9
+    assert spec["channels"][0]["name"] == "x_vs_y"
+
+
+def test_pseudo_data_are_seeded_and_not_the_toys():
+    """Pseudo-data (``gof.data: pseudo``) follow from the test's seed, but not on the toys'
+    stream: catches the data set being the first toy, which would bias its p-value."""
+    model = two_bins()
+    first, again = gof.pseudo_data(model, 4), gof.pseudo_data(model, 4)
+    assert np.array_equal(first, again)
+    pars = np.asarray(model.config.suggested_init(), dtype=float)
+    toy = gof.sample_toys(model, pars, 1, np.random.default_rng(4))[0]
+    assert not np.array_equal(first, toy)
+
+
+def test_bins_without_prediction_are_left_out():
+    """A bin no sample predicts (an empty product bin of a pair) is left out of the test, data
+    and QCD-free simulation alike: catches a zero expectation reaching the likelihood, whose
+    derivatives are not finite there (every toy would fall back to MINUIT)."""
+    import hist
+
+    def filled(values):
+        histogram = hist.Hist(hist.axis.Regular(3, 0, 3), storage=hist.storage.Weight())
+        histogram.view().value = values
+        histogram.view().variance = values
+        return histogram
+
+    histograms = {
+        "c/ZTT/nominal": filled(np.array([5.0, 0.0, 2.0])),
+        "c/ggH/nominal": filled(np.array([1.0, 0.0, 0.0])),
+        "c/ZTT/es_up": filled(np.array([5.0, 1.0, 2.0])),
+        "c/data/nominal": filled(np.array([4.0, 3.0, 1.0])),
+    }
+    assert gof_histograms.predicted_bins(histograms).tolist() == [True, False, True]
