@@ -6,6 +6,7 @@ log, so the lines come from the driver whatever runs the chunks)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 import warnings
@@ -18,6 +19,8 @@ from coffea.nanoevents import NanoAODSchema
 
 from analysis.core.errors import AnalysisError
 from analysis.core.progress import INTERVAL, Progress
+
+log = logging.getLogger(__name__)
 
 #: dask event-log topic on which workers report finished chunks (their numbers of events).
 PROGRESS_TOPIC = "preselect-chunk-done"
@@ -70,7 +73,7 @@ def dask_executor(
     with contextlib.ExitStack() as stack:
         cluster = _cluster(workers, dask)
         if not isinstance(cluster, str):
-            stack.enter_context(cluster)
+            stack.callback(_close, cluster)
         client = stack.enter_context(Client(cluster))
         client.subscribe_topic(PROGRESS_TOPIC, lambda event: progress.update(event[1]))
         yield processor.DaskExecutor(client=client, status=False, retries=0)
@@ -78,6 +81,16 @@ def dask_executor(
         deadline = time.monotonic() + REPORT_WAIT
         while progress.done < progress.total and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def _close(cluster: Any) -> None:
+    """Shut the cluster down. On a busy machine a worker process can outlast distributed's
+    shutdown timeout after every chunk is done; that must not fail a finished job (or hide the
+    error of a failed one), and the workers end with this process anyway."""
+    try:
+        cluster.close()
+    except TimeoutError:
+        log.warning("the dask cluster did not shut down in time; its workers end with this job")
 
 
 def _cluster(workers: int, dask: Mapping[str, Any]) -> Any:

@@ -21,9 +21,14 @@ import numpy as np
 
 from analysis.core.config import NOMINAL, is_simulation
 from analysis.core.io import read_with_friends
-from analysis.core.variations import Variation
-from analysis.stats.channels import SAME_SIGN, Channel, passes, same_sign, selection_columns
-from analysis.stats.histograms import DATA, fill_columns, merge, sample_weight_variations
+from analysis.stats.channels import Channel, passes, same_sign, selection_columns
+from analysis.stats.histograms import (
+    DATA,
+    fill_columns,
+    merge,
+    named_histograms,
+    sample_weight_variations,
+)
 from analysis.stats.workspace import build_workspace
 
 log = logging.getLogger(__name__)
@@ -185,13 +190,7 @@ def _fill_sample(
         derived = {**columns, INDEX: index.astype(float) + 0.5}
         regions = chans if variation == NOMINAL else chans[:1]
         filled = fill_columns(derived, regions, channel_edges, weight_variations)
-        for (channel, name), histogram in filled.items():
-            if channel.startswith(SAME_SIGN) and name != NOMINAL:
-                continue
-            label = name if variation == NOMINAL else variation
-            if alternative:
-                label = Variation(alternative["systematic"], "up").name
-            result[f"{channel}/{process}/{label}"] = histogram
+        result.update(named_histograms(filled, process, variation, alternative))
     return result
 
 

@@ -113,16 +113,30 @@ def fill_sample(
         columns = read_with_friends(skim, [friend, scores], sorted(set(needed)))
         _check_weights(columns, weight_variations.values(), skim)
         regions = [*chans, *[same_sign(c) for c in chans]] if variation == NOMINAL else chans
-        for (channel, name), histogram in fill_columns(
-            columns, regions, edges, weight_variations
-        ).items():
-            if channel.startswith(SAME_SIGN) and name != NOMINAL:
-                continue
-            label = name if variation == NOMINAL else variation
-            if alternative:
-                label = Variation(alternative["systematic"], "up").name
-            result[f"{channel}/{process}/{label}"] = histogram
+        filled = fill_columns(columns, regions, edges, weight_variations)
+        result.update(named_histograms(filled, process, variation, alternative))
     return result
+
+
+def named_histograms(
+    filled: Mapping[tuple[str, str], hist.Hist],
+    process: str,
+    variation: str,
+    alternative: Mapping[str, Any] | None,
+) -> dict[str, hist.Hist]:
+    """One variation's filled histograms (by channel and weight variation) named
+    ``{channel}/{process}/{label}``: the nominal events' weight variations by their own names, a
+    shifted sample by its variation, an alternative sample as the up side of its systematic; the
+    same-sign regions nominal only (they feed the QCD estimate)."""
+    named = {}
+    for (channel, name), histogram in filled.items():
+        if channel.startswith(SAME_SIGN) and name != NOMINAL:
+            continue
+        label = name if variation == NOMINAL else variation
+        if alternative:
+            label = Variation(alternative["systematic"], "up").name
+        named[f"{channel}/{process}/{label}"] = histogram
+    return named
 
 
 def _check_weights(columns: Mapping[str, np.ndarray], names, source: str) -> None:

@@ -452,27 +452,6 @@ def test_limits_match_pyhf_root_finding():
     )
 
 
-@pytest.mark.parametrize("workspace", ["multichannel", "large"])
-def test_cls_at_the_limits_is_alpha(workspace):
-    """pyhf's hypotest at our observed and median expected limits gives CLs = 0.05."""
-    setup = load(workspace)
-    poi = setup.pois[0]
-    ours = limits.upper_limit(setup, poi, SETTINGS)
-    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=REFERENCE_TOL))
-    bounds = setup.model.config.suggested_bounds()
-    index = setup.model.config.poi_index
-    bounds[index] = (0.0, bounds[index][1])
-    observed, _ = pyhf.infer.hypotest(
-        ours.observed, setup.data, setup.model, par_bounds=bounds, return_expected_set=True
-    )
-    _, expected = pyhf.infer.hypotest(
-        ours.expected, setup.data, setup.model, par_bounds=bounds, return_expected_set=True
-    )
-    assert float(observed) == pytest.approx(0.05, abs=1e-4)
-    assert float(expected[2]) == pytest.approx(0.05, abs=1e-4)
-    assert list(ours.expected_band) == sorted(ours.expected_band)
-
-
 # --- workspaces, patches and settings ------------------------------------------------------------
 
 
