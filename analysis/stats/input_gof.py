@@ -20,11 +20,11 @@ import argparse
 import itertools
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from analysis.core.errors import AnalysisError, cli_main
+from analysis.stats.chunks import chunk_items
 from analysis.stats.cli import configure_logging, parse_settings
 from analysis.stats.results import GofChunk, GofResults
 
@@ -42,22 +42,11 @@ def tests_of(variables: Sequence[str], pairs: bool) -> list[tuple[str, ...]]:
     return tests
 
 
-def chunk_count(n_tests: int, chunk_size: int) -> int:
-    """Number of chunks of ``chunk_size`` tests that cover ``n_tests`` (at least one)."""
-    return max(1, math.ceil(n_tests / chunk_size))
-
-
 def chunk_tests(
     tests: Sequence[tuple[str, ...]], chunk: int, chunk_size: int
 ) -> list[tuple[str, ...]]:
     """The tests of one chunk (chunks cover the list in order, the last may be shorter)."""
-    n_chunks = chunk_count(len(tests), chunk_size)
-    if not 0 <= chunk < n_chunks:
-        raise AnalysisError(
-            f"gof chunk {chunk} does not exist: {len(tests)} tests in {n_chunks} chunks; "
-            "rerun the gof target so the workflow recounts them"
-        )
-    return list(tests[chunk * chunk_size : (chunk + 1) * chunk_size])
+    return chunk_items(tests, chunk, chunk_size, "tests", "gof target")
 
 
 def run_chunk(manifest: Mapping[str, Any], settings: Mapping[str, Any], chunk: int) -> GofChunk:

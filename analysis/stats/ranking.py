@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -23,6 +22,8 @@ import numpy as np
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats import model as model_utils
+from analysis.stats.chunks import chunk_count as chunk_count_for
+from analysis.stats.chunks import chunk_items
 from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
 from analysis.stats.fit import read_fit
 from analysis.stats.minimizer import FitSettings, Minimum, fit_settings
@@ -59,11 +60,6 @@ def ranked_labels(fit: FitResults, exclude: Sequence[str] = ()) -> list[str]:
     ]
 
 
-def chunk_count_for(n_labels: int, chunk_size: int) -> int:
-    """Number of chunks of ``chunk_size`` parameters that cover ``n_labels`` (at least one)."""
-    return max(1, math.ceil(n_labels / chunk_size))
-
-
 def chunk_count(
     fit_json: str | os.PathLike[str], chunk_size: int, exclude: Sequence[str] = ()
 ) -> int:
@@ -73,13 +69,7 @@ def chunk_count(
 
 def chunk_labels(labels: Sequence[str], chunk: int, chunk_size: int) -> list[str]:
     """The parameters of one chunk (chunks cover the list in order, the last may be shorter)."""
-    n_chunks = chunk_count_for(len(labels), chunk_size)
-    if not 0 <= chunk < n_chunks:
-        raise AnalysisError(
-            f"ranking chunk {chunk} does not exist: {len(labels)} parameters in {n_chunks} "
-            "chunks; rerun the ranking so the workflow recounts them"
-        )
-    return list(labels[chunk * chunk_size : (chunk + 1) * chunk_size])
+    return chunk_items(labels, chunk, chunk_size, "parameters", "ranking")
 
 
 class Ranked(NamedTuple):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -24,6 +23,7 @@ import scipy.stats
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats import model as model_utils
+from analysis.stats.chunks import chunk_count
 from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
 from analysis.stats.fit import read_fit
 from analysis.stats.minimizer import FitSettings, fit_settings
@@ -96,11 +96,6 @@ def grid(
         return [(float(v),) for v in axis(setup, record, parameters[0], settings, settings.points)]
     xs, ys = (axis(setup, record, p, settings, settings.points_2d) for p in parameters)
     return [(float(x), float(y)) for x in xs for y in ys]
-
-
-def chunk_count(n_points: int, chunk_size: int) -> int:
-    """Number of scan jobs for ``n_points`` points."""
-    return max(1, math.ceil(n_points / chunk_size))
 
 
 def profile(

@@ -12,6 +12,7 @@ import scipy.stats
 
 from analysis.core.errors import AnalysisError
 from analysis.stats import gof, gof_histograms, input_gof
+from analysis.stats.chunks import chunk_count
 from analysis.stats.minimizer import FitSettings
 from analysis.stats.results import GofChunk, GofResults, GofTest
 
@@ -121,7 +122,7 @@ def test_tests_chunks_and_summary(tmp_path):
     tests = input_gof.tests_of(["a", "b", "c"], pairs=True)
     assert tests == [("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c")]
     assert input_gof.tests_of(["a", "b"], pairs=False) == [("a",), ("b",)]
-    assert input_gof.chunk_count(6, 4) == 2
+    assert chunk_count(6, 4) == 2
     entries = [GofTest(t, 10, 1.0, 9, p, 0.5, 100, 0, 1) for t, p in
                zip(tests, [0.01, 0.2, 0.5, 0.03, 0.9, 0.7], strict=True)]  # fmt: skip
     chunks = [

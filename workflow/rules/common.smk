@@ -487,7 +487,8 @@ def gof_manifest():
 
 def gof_chunks():
     """The chunk files of the goodness-of-fit tests (their number follows from the config)."""
-    from analysis.stats.input_gof import chunk_count, tests_of
+    from analysis.stats.chunks import chunk_count
+    from analysis.stats.input_gof import tests_of
 
     n_tests = len(tests_of(GOF["variables"], GOF["pairs"]))
     return expand(paths.gof_chunk, chunk=range(chunk_count(n_tests, GOF["chunk_size"])))
