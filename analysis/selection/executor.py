@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import uproot
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
@@ -135,18 +134,17 @@ def run_processor(
     proc: processor.ProcessorABC,
     fileset: dict[str, Any],
     treename: str,
+    events: int,
     chunksize: int,
     workers: int,
     dask: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Run ``proc`` over ``fileset`` in chunks of ``chunksize`` events; return its accumulator.
+    """Run ``proc`` over ``fileset`` (``events`` events in all) in chunks of ``chunksize`` events;
+    return its accumulator.
 
     ``proc`` calls :func:`chunk_done` at the end of every chunk, for the progress lines.
     """
-    files = [path for entry in fileset.values() for path in entry["files"]]
-    progress = Progress(
-        _entries(files, treename), "preselection", "events", interval=PROGRESS_INTERVAL
-    )
+    progress = Progress(events, "preselection", "events", interval=PROGRESS_INTERVAL)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="coffea")
         with dask_executor(workers, dask, progress) as executor:
@@ -154,15 +152,6 @@ def run_processor(
                 executor=executor, schema=NanoAODSchema, chunksize=chunksize, savemetrics=False
             )
             return _unwrap_worker_errors(runner, fileset, proc, treename)
-
-
-def _entries(files: Sequence[str], treename: str) -> int:
-    """Events in ``treename`` of all ``files`` (the inputs were checked to have it)."""
-    total = 0
-    for path in files:
-        with uproot.open(path) as file:
-            total += file[treename].num_entries
-    return total
 
 
 def _unwrap_worker_errors(

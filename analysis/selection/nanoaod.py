@@ -67,10 +67,13 @@ def required_branches(settings: Mapping[str, Any], simulation: bool) -> dict[str
 
 def check_inputs(
     files: Sequence[str], treename: str, needed: Mapping[str, str], sample: str
-) -> None:
-    """Fail early, in one line, if a file is unreadable or lacks a needed branch."""
+) -> int:
+    """Fail early, in one line, if a file is unreadable or lacks a needed branch; return the
+    number of events in all files (for the progress lines), read while the files are open."""
+    events = 0
     for path in files:
-        keys = _branch_names(path, treename, sample)
+        keys, entries = _branch_names(path, treename, sample)
+        events += entries
         for branch, reason in needed.items():
             if branch not in keys:
                 close = difflib.get_close_matches(branch, keys, n=3, cutoff=0.6)
@@ -80,13 +83,16 @@ def check_inputs(
                     f"needed by {reason}{hint}; "
                     "point the config at a branch this file has or drop the feature"
                 )
+    return events
 
 
-def _branch_names(path: str, treename: str, sample: str) -> set[str]:
-    """The branches of ``treename`` in ``path``; an unreadable file is an AnalysisError."""
+def _branch_names(path: str, treename: str, sample: str) -> tuple[set[str], int]:
+    """The branches of ``treename`` in ``path`` and its number of entries; an unreadable file is
+    an AnalysisError."""
     try:
         with uproot.open(path) as fin:
-            return set(fin[treename].keys())
+            tree = fin[treename]
+            return set(tree.keys()), tree.num_entries
     except FileNotFoundError:
         raise AnalysisError(
             f"sample '{sample}': input file {path} not found; fix its path in the samples file"

@@ -61,7 +61,7 @@ def run_preselection(
     """
     treename = sample.get("treename", "Events")
     simulation = is_simulation(sample)
-    check_inputs(files, treename, required_branches(settings, simulation), sample_name)
+    events = check_inputs(files, treename, required_branches(settings, simulation), sample_name)
     variations = sample_variations(sample, settings["variations"])
     if settings["branches"]["jet_id"] is None:
         log.warning("branches.jet_id is null: jets are counted without any jet ID requirement")
@@ -73,7 +73,7 @@ def run_preselection(
         )
         fileset = {sample_name: {"files": {path: treename for path in files}}}
         result = run_processor(
-            proc, fileset, treename, chunksize, workers, dask or {"mode": "local"}
+            proc, fileset, treename, events, chunksize, workers, dask or {"mode": "local"}
         )
         result = with_empty_defaults(result, variations, proc.steps)
         sumw = sum_of_weights(result, files, settings["branches"], simulation)
