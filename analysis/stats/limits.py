@@ -11,30 +11,39 @@ Both use the asymptotic formulae of Cowan, Cranmer, Gross and Vitells (Eur. Phys
   (1 - Phi(n + sqrt(qtilde_A))) / (1 - Phi(n)).
 
 Unlike calling ``pyhf.infer.hypotest`` at every step of the root finding (which refits the
-unconditional minimum and regenerates the Asimov data each time), the unconditional fits and the
-Asimov data are made once and each conditional fit starts from the nearest one already done. Each
-expected limit is where sqrt(qtilde_A) reaches a value known in closed form, and sqrt(qtilde_A) is
-nearly POI / sigma_A, so its root finding starts next to the answer; the observed limit starts at
-the best fit plus the median's distance from 0 in units of the observed uncertainty. A limit with
-its four bands costs a few dozen warm-started fits, none far from the answer. With several POIs
-each is tested in turn with the others floating.
+unconditional minimum and regenerates the Asimov data each time), the unconditional fit (MIGRAD +
+HESSE) is made once; the Asimov data's unconditional minimum is known exactly (the parameters that
+generate it); the conditional fits are Newton refits from the Gaussian conditional minimum
+(:mod:`analysis.stats.refits`, MINUIT where they find no valid minimum, counted in the output). The
+five expected limits are searched together, each step one batch of five refits: each is where
+sqrt(qtilde_A) reaches a value known in closed form, and sqrt(qtilde_A) is nearly POI / sigma_A, so
+secant steps from the first guess converge in a few batches. The observed limit starts at the best
+fit plus the median's distance from 0 in units of the observed uncertainty. With several POIs each
+is tested in turn with the others floating.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.optimize
 import scipy.stats
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats import model as model_utils
 from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
-from analysis.stats.minimizer import FitSettings, Minimum, curvature, fit_settings, minimize
+from analysis.stats.minimizer import (
+    Anchor,
+    FitSettings,
+    Minimum,
+    default_steps,
+    fit_settings,
+    minimize,
+)
 from analysis.stats.results import Limit, LimitResults, Significance, SignificanceResults
 
 log = logging.getLogger(__name__)
@@ -52,78 +61,115 @@ BANDS = {
 #: Absolute precision of the limits' root finding, in units of the POI.
 LIMIT_XTOL = 1e-6
 
+#: Most steps of the limits' root finding (bisection alone would need about 30).
+LIMIT_MAX_STEPS = 100
+
 
 class _Profile:
     """-2 log L of one data set with one POI fixed at chosen values, fitted on demand and cached.
 
-    Every conditional fit starts from the cached fit nearest in the POI, which moves the
-    nuisance parameters only slightly from one root-finding step to the next.
+    The conditional fits of each request are solved together (:func:`analysis.stats.refits.refits`:
+    Newton steps on the exact Hessian from the Gaussian conditional minimum of the unconditional
+    fit, MINUIT where they find no valid minimum), so a root finding that asks for several POI
+    values at once pays about as much as for one.
     """
 
     def __init__(
         self,
         setup: model_utils.Setup,
-        data: np.ndarray,
         index: int,
         bounds: Sequence[Sequence[float]],
         settings: FitSettings,
-        start: np.ndarray | None = None,
+        unconditional: Minimum,
+        anchor: Anchor,
     ) -> None:
-        self.setup, self.data, self.index = setup, data, index
-        self.bounds, self.settings = bounds, settings
+        self.setup, self.index, self.bounds, self.settings = setup, index, bounds, settings
+        self.unconditional, self.anchor = unconditional, anchor
         self.fits: dict[float, Minimum] = {}
-        self.failed: list[float] = []
-        self.unconditional = minimize(
-            setup.model, data, settings, start=start, bounds=bounds, hesse=True
-        )
-        if not self.unconditional.converged:
-            self.failed.append(float("nan"))
-        covariance = self.unconditional.covariance
-        # seeds MIGRAD's second derivatives in the conditional fits
-        # (see analysis.stats.minimizer.minimize)
-        self.curvature = curvature(covariance) if covariance is not None else None
+        self.failed: list[float] = [] if unconditional.converged else [float("nan")]
+        self.fallbacks = 0
 
-    def twice_nll(self, value: float) -> float:
-        """-2 log L at POI = ``value``, the other parameters profiled."""
-        value = float(value)
-        if value not in self.fits:
-            minimum = self._conditional_fit(value)
-            if not minimum.converged:
-                self.failed.append(value)
-            self.fits[value] = minimum
-        return self.fits[value].twice_nll
-
-    def _conditional_fit(self, value: float) -> Minimum:
-        """The fit with the POI fixed at ``value``, started from the nearest fit made so far."""
-        fitted = [self.unconditional, *self.fits.values()]
-        nearest = min(fitted, key=lambda fit: abs(fit.values[self.index] - value))
-        start = np.array(nearest.values, dtype=float)
-        start[self.index] = value
-        fixed = np.zeros(len(start), dtype=bool)
-        fixed[self.index] = True
-        return minimize(
-            self.setup.model,
-            self.data,
-            self.settings,
-            start=start,
-            fixed=fixed,
-            strategy=self.settings.refit_strategy,
-            bounds=self.bounds,
-            curvature=self.curvature,
+    @classmethod
+    def fitted(
+        cls,
+        setup: model_utils.Setup,
+        index: int,
+        bounds: Sequence[Sequence[float]],
+        settings: FitSettings,
+    ) -> _Profile:
+        """The profile of the setup's data, its unconditional minimum found by MIGRAD + HESSE."""
+        unconditional = minimize(setup.model, setup.data, settings, bounds=bounds, hesse=True)
+        covariance = unconditional.covariance
+        if covariance is None:  # HESSE failed: the refits start from the constraint widths
+            covariance = np.diag(default_steps(setup.model) ** 2)
+        return cls(
+            setup, index, bounds, settings, unconditional, _Start(unconditional.values, covariance)
         )
+
+    @classmethod
+    def of_asimov(cls, profile: _Profile, value: float) -> tuple[_Profile, np.ndarray]:
+        """The profile of the Asimov data at POI = ``value`` with the nuisance parameters profiled
+        on ``profile``'s data there (pyhf's convention: the auxiliary data too), and that data.
+
+        The generating parameters are the Asimov data's exact unconditional minimum (every
+        Poisson and constraint term is at its maximum there), so no fit is needed for it; the
+        refits start from it with ``profile``'s covariance.
+        """
+        generating = np.asarray(profile.conditional([value])[0].values, dtype=float)
+        model = profile.setup.model
+        asimov = np.asarray(model.expected_data(generating), dtype=float)
+        twice_nll = -2.0 * float(model.logpdf(generating, asimov)[0])
+        minimum = Minimum(generating, None, None, twice_nll, True, ())
+        anchor = _Start(generating, profile.anchor.covariance)
+        setup = profile.setup._replace(data=asimov)
+        return cls(setup, profile.index, profile.bounds, profile.settings, minimum, anchor), asimov
+
+    def conditional(self, values: Sequence[float]) -> list[Minimum]:
+        """The fits with the POI fixed at each of ``values`` (those not cached, together)."""
+        # imported here: the workflow imports this module to count its jobs, without torch
+        from analysis.stats.refits import Request, refits
+
+        wanted = [float(value) for value in values]
+        missing = sorted(set(wanted) - set(self.fits))
+        if missing:
+            requests = [Request((self.index,), (value,)) for value in missing]
+            outcome = refits(self.setup, self.anchor, requests, self.settings)
+            self.fallbacks += outcome.fallbacks
+            for value, minimum in zip(missing, outcome.minima, strict=True):
+                if not minimum.converged:
+                    self.failed.append(value)
+                self.fits[value] = minimum
+        return [self.fits[value] for value in wanted]
+
+    @property
+    def refits(self) -> int:
+        """How many conditional fits were made."""
+        return len(self.fits)
 
     @property
     def bestfit(self) -> float:
         """The unconditional best-fit value of the POI."""
         return float(self.unconditional.values[self.index])
 
-    def qtilde(self, value: float) -> float:
-        """The qtilde test statistic at POI = ``value`` (0 where the best fit lies above it)."""
-        if self.bestfit > value:
-            return 0.0
+    def sqrt_qtilde(self, values: Sequence[float]) -> np.ndarray:
+        """sqrt(qtilde) at POI = each of ``values`` (0 where the best fit lies above it)."""
+        values = np.asarray(values, dtype=float)
+        result = np.zeros(len(values))
+        above = values >= self.bestfit
         # the POI's lower bound is 0, so the best fit is never negative: qtilde's reference
         # L(0) for a negative best fit is then the unconditional minimum itself
-        return max(self.twice_nll(value) - self.unconditional.twice_nll, 0.0)
+        if np.any(above):
+            minima = self.conditional(values[above])
+            twice_nll = np.array([minimum.twice_nll for minimum in minima])
+            result[above] = np.sqrt(np.clip(twice_nll - self.unconditional.twice_nll, 0.0, None))
+        return result
+
+
+class _Start(NamedTuple):
+    """An :class:`~analysis.stats.minimizer.Anchor` from values and a covariance."""
+
+    values: np.ndarray
+    covariance: np.ndarray
 
 
 def _poi_bounds(setup: model_utils.Setup, index: int, poi: str, low_at_zero: bool) -> list:
@@ -140,33 +186,6 @@ def _poi_bounds(setup: model_utils.Setup, index: int, poi: str, low_at_zero: boo
     return bounds
 
 
-def asimov_at(
-    setup: model_utils.Setup,
-    index: int,
-    value: float,
-    bounds: Sequence[Sequence[float]],
-    settings: FitSettings,
-    start: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Asimov data for POI = ``value`` with the nuisance parameters profiled on the data there.
-
-    The auxiliary data are set to the profiled values as well (pyhf's convention), so the
-    Asimov data set is fitted exactly by those parameters, which are returned with it: an
-    unconditional fit of the Asimov data started there has nothing left to do.
-
-    Args:
-        start: where the profiling fit starts (the workspace's initial values by default); the
-            POI is set to ``value``.
-    """
-    start = np.array(setup.model.config.suggested_init() if start is None else start, dtype=float)
-    start[index] = value
-    fixed = np.zeros(len(start), dtype=bool)
-    fixed[index] = True
-    profiled = minimize(setup.model, setup.data, settings, start=start, fixed=fixed, bounds=bounds)
-    parameters = np.asarray(profiled.values, dtype=float)
-    return np.asarray(setup.model.expected_data(parameters), dtype=float), parameters
-
-
 def _check_converged(profile: _Profile, poi: str, what: str) -> None:
     if profile.failed:
         log.warning(
@@ -175,13 +194,28 @@ def _check_converged(profile: _Profile, poi: str, what: str) -> None:
         )  # fmt: skip
 
 
-def significance(setup: model_utils.Setup, poi: str, settings: FitSettings) -> Significance:
+@dataclasses.dataclass
+class Tally:
+    """How many conditional fits were made, and how many of them MINUIT redid."""
+
+    refits: int = 0
+    fallbacks: int = 0
+
+    def add(self, *profiles: _Profile) -> None:
+        self.refits += sum(profile.refits for profile in profiles)
+        self.fallbacks += sum(profile.fallbacks for profile in profiles)
+
+
+def significance(
+    setup: model_utils.Setup, poi: str, settings: FitSettings, tally: Tally | None = None
+) -> Significance:
     """Discovery significance of ``poi`` (q0 test of POI = 0, other POIs floating).
 
     Args:
         setup: model and data.
         poi: the parameter to test.
         settings: minimiser settings.
+        tally: counts the conditional fits, when given.
 
     Returns:
         Observed and expected p-values and significances (in Gaussian sigma).
@@ -193,40 +227,53 @@ def significance(setup: model_utils.Setup, poi: str, settings: FitSettings) -> S
     bounds = _poi_bounds(setup, index, poi, low_at_zero=False)
     if not bounds[index][0] <= 1.0 <= bounds[index][1]:
         raise AnalysisError(f"POI {poi}: bounds {bounds[index]} exclude 1, the signal hypothesis")
-
-    def q0(data: np.ndarray, what: str, start: np.ndarray | None = None) -> float:
-        profile = _Profile(setup, data, index, bounds, settings, start)
-        value = (
-            0.0 if profile.bestfit < 0 else profile.twice_nll(0.0) - profile.unconditional.twice_nll
+    observed = _Profile.fitted(setup, index, bounds, settings)
+    observed.conditional([0.0, 1.0])  # q0 and the Asimov data's nuisance parameters, together
+    asimov, _ = _Profile.of_asimov(observed, 1.0)
+    z_observed, z_expected = (
+        float(np.sqrt(_q0(profile, poi, what)))
+        for profile, what in (
+            (observed, "observed significance"),
+            (asimov, "expected significance"),
         )
-        _check_converged(profile, poi, what)
-        return max(value, 0.0)
-
-    observed = float(np.sqrt(q0(setup.data, "observed significance")))
-    asimov, generating = asimov_at(setup, index, 1.0, bounds, settings)
-    expected = float(np.sqrt(q0(asimov, "expected significance", generating)))
+    )
+    if tally is not None:
+        tally.add(observed, asimov)
     return Significance(
         poi,
-        float(scipy.stats.norm.sf(observed)),
-        observed,
-        float(scipy.stats.norm.sf(expected)),
-        expected,
+        float(scipy.stats.norm.sf(z_observed)),
+        z_observed,
+        float(scipy.stats.norm.sf(z_expected)),
+        z_expected,
     )
 
 
-def _cls(sqrt_q: float, sqrt_qa: float) -> float:
+def _q0(profile: _Profile, poi: str, what: str) -> float:
+    """The discovery test statistic q0 (0 for a best fit below 0)."""
+    if profile.bestfit < 0:
+        return 0.0
+    value = profile.conditional([0.0])[0].twice_nll - profile.unconditional.twice_nll
+    _check_converged(profile, poi, what)
+    return max(value, 0.0)
+
+
+def _cls(sqrt_q: np.ndarray, sqrt_qa: np.ndarray) -> np.ndarray:
     """Observed CLs from sqrt(qtilde) on data and on background-only Asimov data (pyhf's form)."""
-    if sqrt_qa <= 0.0:
-        return 1.0
-    if sqrt_q < sqrt_qa:
-        statistic = sqrt_q - sqrt_qa
-    else:
-        statistic = (sqrt_q**2 - sqrt_qa**2) / (2.0 * sqrt_qa)
-    return float(scipy.stats.norm.sf(statistic + sqrt_qa) / scipy.stats.norm.sf(statistic))
+    sqrt_q, sqrt_qa = np.asarray(sqrt_q, dtype=float), np.asarray(sqrt_qa, dtype=float)
+    safe = np.where(sqrt_qa > 0.0, sqrt_qa, 1.0)
+    statistic = np.where(
+        sqrt_q < sqrt_qa, sqrt_q - sqrt_qa, (sqrt_q**2 - sqrt_qa**2) / (2.0 * safe)
+    )
+    cls = scipy.stats.norm.sf(statistic + sqrt_qa) / scipy.stats.norm.sf(statistic)
+    return np.where(sqrt_qa > 0.0, cls, 1.0)
 
 
 def upper_limit(
-    setup: model_utils.Setup, poi: str, settings: FitSettings, confidence_level: float = 0.95
+    setup: model_utils.Setup,
+    poi: str,
+    settings: FitSettings,
+    confidence_level: float = 0.95,
+    tally: Tally | None = None,
 ) -> Limit:
     """CLs upper limit on ``poi`` (qtilde, asymptotic), observed and expected with bands.
 
@@ -235,6 +282,7 @@ def upper_limit(
         poi: the parameter to limit.
         settings: minimiser settings.
         confidence_level: e.g. 0.95.
+        tally: counts the conditional fits, when given.
 
     Returns:
         The limits.
@@ -245,17 +293,17 @@ def upper_limit(
     index = model_utils.parameter_index(setup.model, poi, "POI")
     bounds = _poi_bounds(setup, index, poi, low_at_zero=True)
     alpha = 1.0 - confidence_level
-    observed_profile = _Profile(setup, setup.data, index, bounds, settings)
-    asimov, generating = asimov_at(
-        setup, index, 0.0, bounds, settings, start=observed_profile.unconditional.values
-    )
-    asimov_profile = _Profile(setup, asimov, index, bounds, settings, start=generating)
-    limits = _expected_limits(observed_profile, asimov_profile, alpha, bounds[index][1], poi)
+    observed_profile = _Profile.fitted(setup, index, bounds, settings)
+    asimov_profile, _ = _Profile.of_asimov(observed_profile, 0.0)
+    high = bounds[index][1]
+    limits = _expected_limits(observed_profile, asimov_profile, alpha, high, poi)
     observed = _observed_limit(
-        observed_profile, asimov_profile, alpha, limits["expected"], bounds[index][1], poi
+        observed_profile, asimov_profile, alpha, limits["expected"], high, poi
     )
     _check_converged(observed_profile, poi, "observed limit")
     _check_converged(asimov_profile, poi, "expected limit")
+    if tally is not None:
+        tally.add(observed_profile, asimov_profile)
     return Limit(observed=observed, **limits)
 
 
@@ -263,28 +311,27 @@ def _expected_limits(
     observed: _Profile, asimov: _Profile, alpha: float, high: float, poi: str
 ) -> dict[str, float]:
     """The expected limits, from -2 to +2 sigma: each where the expected CLs at n sigma is
-    ``alpha``, that is where sqrt(qtilde_A) reaches a value known in closed form."""
-    scale = _first_scale(observed, asimov)
-    limits = {}
-    for band, n in BANDS.items():
-        # sqrt(qtilde_A) is close to POI / sigma_A: a root near target * sigma_A
-        target = _band_target(n, alpha)
-        guess = target * scale
-        limits[band] = _root_near(
-            lambda value, t=target: t - _sqrt_qtilde(asimov, value), guess, 0.15 * guess, high,
-            poi, band,
-        )  # fmt: skip
-        scale = limits[band] / target  # sigma_A measured at this limit guides the next band
-    return limits
+    ``alpha``, that is where sqrt(qtilde_A) reaches a value known in closed form. All five are
+    searched together: each step refits the five POI values in one batch."""
+    targets = np.array([_band_target(n, alpha) for n in BANDS.values()])
+
+    def excess(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return targets[rows] - asimov.sqrt_qtilde(values)
+
+    # sqrt(qtilde_A) is close to POI / sigma_A: the roots lie near target * sigma_A
+    guesses = targets * _first_scale(observed, asimov)
+    roots = _roots(excess, guesses, targets, high, poi, list(BANDS))
+    return dict(zip(BANDS, map(float, roots), strict=True))
 
 
 def _observed_limit(
     observed: _Profile, asimov: _Profile, alpha: float, median: float, high: float, poi: str
 ) -> float:
-    """The observed limit: where the observed CLs is ``alpha``."""
+    """The observed limit: where the observed CLs is ``alpha`` (its log, which is smoother)."""
 
-    def observed_excess(value: float) -> float:
-        return _cls(_sqrt_qtilde(observed, value), _sqrt_qtilde(asimov, value)) - alpha
+    def log_excess(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        cls = _cls(observed.sqrt_qtilde(values), asimov.sqrt_qtilde(values))
+        return np.log(np.maximum(cls, 1e-300) / alpha)
 
     # about the best fit plus the median's distance from 0 in units of the observed uncertainty
     # (sigma_A at the median when the best fit sits at the bound, where HESSE overestimates it)
@@ -292,25 +339,21 @@ def _observed_limit(
     errors = observed.unconditional.uncertainties
     sigma = float(errors[observed.index]) if errors is not None else 0.0
     sigma = sigma if 0.0 < sigma < bestfit else median / _band_target(0.0, alpha)
-    guess = bestfit + _band_target(0.0, alpha) * sigma
-    return _root_near(observed_excess, guess, 0.5 * sigma, high, poi, "observed")
-
-
-def _sqrt_qtilde(profile: _Profile, value: float) -> float:
-    return float(np.sqrt(profile.qtilde(value)))
+    guess = np.array([bestfit + _band_target(0.0, alpha) * sigma])
+    at_zero = np.array([np.log(1.0 / alpha)])  # CLs = 1 at POI = 0
+    return float(_roots(log_excess, guess, at_zero, high, poi, ["observed"])[0])
 
 
 def _first_scale(observed: _Profile, asimov: _Profile) -> float:
     """A first estimate of the POI's expected uncertainty sigma_A, for the first guess.
 
-    The HESSE uncertainty of a POI at its lower bound (the background-only Asimov fit's best
-    fit is exactly 0) is inflated by MINUIT's bound transformation, so the smaller of the two
-    fits' uncertainties is taken; the root finding only needs a start near the answer.
+    The HESSE uncertainty of a POI at its lower bound is inflated by MINUIT's bound
+    transformation, so the smaller of the observed fit's and the Asimov covariance's is taken;
+    the root finding only needs a start near the answer.
     """
     candidates = [
-        float(profile.unconditional.uncertainties[profile.index])
+        float(np.sqrt(max(profile.anchor.covariance[profile.index, profile.index], 0.0)))
         for profile in (observed, asimov)
-        if profile.unconditional.uncertainties is not None
     ]
     positive = [value for value in candidates if np.isfinite(value) and value > 0]
     return min(positive, default=1.0)
@@ -322,31 +365,86 @@ def _band_target(n_sigma: float, alpha: float) -> float:
     return float(scipy.stats.norm.isf(alpha * scipy.stats.norm.sf(n_sigma)) - n_sigma)
 
 
-def _root_near(function: Any, guess: float, step: float, high: float, poi: str, name: str) -> float:
-    """The root of ``function`` (falling, positive at POI = 0) near ``guess``, below ``high``.
+def _roots(
+    function: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    guesses: np.ndarray,
+    at_zero: np.ndarray,
+    high: float,
+    poi: str,
+    names: Sequence[str],
+) -> np.ndarray:
+    """The roots in (0, ``high``] of falling functions, one per row, searched together.
 
-    Steps of ``step``, doubled each time, from the guess bracket the root, then Brent's method
-    finds it; every evaluation is a conditional fit, and far from the answer a slow one, so the
-    search starts next to it.
+    ``function(values, rows)`` evaluates rows ``rows`` at ``values`` (one batch of conditional
+    fits); ``at_zero`` is each function's value at POI = 0 (positive). Each row takes secant
+    steps through its last two points, the first through POI = 0; a step that leaves the row's
+    bracket (the largest point known positive, the smallest known negative) is replaced by
+    bisection, so the search cannot fail; it ends when the step falls below
+    :data:`LIMIT_XTOL`. The functions are nearly linear near their roots, so a few batches do.
+
+    Raises:
+        AnalysisError: a root lies above ``high``, the POI's upper bound.
     """
-    point = min(guess, high) if np.isfinite(guess) and guess > 0 else min(1.0, high)
-    step = step if np.isfinite(step) and step > 0 else 0.5 * point
-    if function(point) > 0.0:  # the root lies above: step up
-        low, upper = point, min(point + step, high)
-        while function(upper) > 0.0:
-            if upper >= high:
-                raise AnalysisError(
-                    f"POI {poi}: the {name.replace('_', ' ')} limit lies above the POI's upper "
-                    f"bound {high}; raise it in the workspace's measurement (parameters: bounds)"
+    n = len(guesses)
+    low, f_low = np.zeros(n), np.asarray(at_zero, dtype=float).copy()
+    upper, f_upper = np.full(n, np.inf), np.full(n, np.nan)
+    previous, f_previous = low.copy(), f_low.copy()
+    point = np.where(
+        np.isfinite(guesses) & (guesses > 0), np.minimum(guesses, high), min(1.0, high)
+    )
+    roots = np.full(n, np.nan)
+    active = np.arange(n)
+    for _ in range(LIMIT_MAX_STEPS):
+        values = function(point[active], active)
+        for row, value in zip(active, values, strict=True):
+            x = point[row]
+            if value > 0.0:
+                if x >= high:
+                    raise AnalysisError(
+                        f"POI {poi}: the {names[row].replace('_', ' ')} limit lies above the "
+                        f"POI's upper bound {high}; raise it in the workspace's measurement "
+                        "(parameters: bounds)"
+                    )
+                low[row], f_low[row] = x, value
+            else:
+                upper[row], f_upper[row] = x, value
+            step = _secant(previous[row], f_previous[row], x, value)
+            previous[row], f_previous[row] = x, value
+            candidate = x + step
+            ceiling = min(upper[row], high)
+            if not low[row] < candidate < ceiling or not np.isfinite(candidate):
+                # outside the bracket: halve it (double the point while no negative is known)
+                candidate = (
+                    0.5 * (low[row] + ceiling)
+                    if np.isfinite(upper[row])
+                    else min(2.0 * max(x, low[row]), high)
                 )
-            low, step = upper, 2.0 * step
-            upper = min(upper + step, high)
-    else:  # at or below: step down (the function is positive at 0)
-        upper, low = point, max(point - step, 0.0)
-        while low > 0.0 and function(low) <= 0.0:
-            upper, step = low, 2.0 * step
-            low = max(low - step, 0.0)
-    return float(scipy.optimize.brentq(function, low, upper, xtol=LIMIT_XTOL, rtol=1e-10))
+            if value == 0.0:
+                roots[row] = x
+            elif abs(candidate - x) < LIMIT_XTOL:
+                roots[row] = candidate
+            elif upper[row] - low[row] < LIMIT_XTOL:
+                roots[row] = _linear_root(low[row], f_low[row], upper[row], f_upper[row])
+            point[row] = candidate
+        active = np.flatnonzero(np.isnan(roots))
+        if not len(active):
+            return roots
+    raise AnalysisError(
+        f"POI {poi}: the limit search did not converge in {LIMIT_MAX_STEPS} steps "
+        f"({', '.join(names[row] for row in active)}); check the fit's convergence"
+    )
+
+
+def _secant(x0: float, f0: float, x1: float, f1: float) -> float:
+    """The secant step from ``x1`` through (x0, f0) and (x1, f1); NaN where it is undefined."""
+    if f1 == f0:
+        return float("nan")
+    return -f1 * (x1 - x0) / (f1 - f0)
+
+
+def _linear_root(x0: float, f0: float, x1: float, f1: float) -> float:
+    """Where the line through two points of opposite sign crosses zero."""
+    return x0 - f0 * (x1 - x0) / (f1 - f0)
 
 
 def confidence_level(settings: Mapping[str, Any]) -> float:
@@ -369,20 +467,22 @@ def _main(argv: Sequence[str] | None = None) -> None:
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
     minimiser = fit_settings(settings)
+    tally = Tally()
     if args.command == "significance":
-        results = {poi: significance(setup, poi, minimiser) for poi in setup.pois}
+        results = {poi: significance(setup, poi, minimiser, tally) for poi in setup.pois}
         for result in results.values():
             log.info(
                 "%s: observed %.3f sigma, expected %.3f sigma", result.poi,
                 result.observed_significance, result.expected_significance,
             )  # fmt: skip
-        SignificanceResults(setup.asimov, results).write(args.output)
+        SignificanceResults(setup.asimov, results, tally.refits, tally.fallbacks).write(args.output)
         return
     level = confidence_level(settings)
-    limits = {poi: upper_limit(setup, poi, minimiser, level) for poi in setup.pois}
+    limits = {poi: upper_limit(setup, poi, minimiser, level, tally) for poi in setup.pois}
     for poi, limit in limits.items():
         log.info("%s < %.4f (expected %.4f)", poi, limit.observed, limit.expected)
-    LimitResults(setup.asimov, level, limits).write(args.output)
+    log.info("%d conditional fits, %d of them redone by MINUIT", tally.refits, tally.fallbacks)
+    LimitResults(setup.asimov, level, limits, tally.refits, tally.fallbacks).write(args.output)
 
 
 main = cli_main(_main)

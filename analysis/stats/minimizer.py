@@ -12,14 +12,14 @@ import functools
 import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import iminuit
 import numpy as np
 import pyhf
 
 from analysis.stats import model as model_utils
-from analysis.stats.results import Attempt, FitResults
+from analysis.stats.results import Attempt
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,17 @@ class Minimum(NamedTuple):
     twice_nll: float
     converged: bool
     attempts: tuple[Attempt, ...]
+
+
+class Anchor(Protocol):
+    """Where refits start from: a minimum's parameter values and their covariance (a
+    :class:`~analysis.stats.results.FitResults`, or a :class:`Minimum` that ran HESSE)."""
+
+    @property
+    def values(self) -> np.ndarray: ...
+
+    @property
+    def covariance(self) -> np.ndarray: ...
 
 
 class _Snapshot(NamedTuple):
@@ -301,7 +312,7 @@ def _fmin_problems(minuit: iminuit.Minuit) -> str:
 
 
 def profile_start(
-    record: FitResults,
+    record: Anchor,
     bounds: Sequence[Sequence[float]],
     indices: Sequence[int],
     targets: Sequence[float],
@@ -345,7 +356,7 @@ def profile_start(
 
 def refit(
     setup: model_utils.Setup,
-    record: FitResults,
+    record: Anchor,
     indices: Sequence[int],
     targets: Sequence[float],
     settings: FitSettings,

@@ -25,8 +25,14 @@ from analysis.core.progress import Progress, track
 from analysis.stats import likelihood as likelihood_module
 from analysis.stats import model as model_utils
 from analysis.stats import newton
-from analysis.stats.minimizer import FitSettings, Minimum, default_steps, profile_start, refit
-from analysis.stats.results import FitResults
+from analysis.stats.minimizer import (
+    Anchor,
+    FitSettings,
+    Minimum,
+    default_steps,
+    profile_start,
+    refit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +69,7 @@ class Outcome(NamedTuple):
 
 def refits(
     setup: model_utils.Setup,
-    record: FitResults,
+    record: Anchor,
     requests: Sequence[Request],
     settings: FitSettings,
 ) -> Outcome:
@@ -71,7 +77,7 @@ def refits(
 
     Args:
         setup: model and data.
-        record: the nominal fit (start values and covariance).
+        record: the minimum the refits start from (the nominal fit; its values and covariance).
         requests: the refits.
         settings: minimiser settings (``batched_refits``, ``device``; MINUIT's for the fallback).
 
@@ -106,7 +112,7 @@ def refits(
 
 def _batched(
     setup: model_utils.Setup,
-    record: FitResults,
+    record: Anchor,
     requests: Sequence[Request],
     likelihood: likelihood_module.Likelihood,
 ) -> list[Minimum | None]:

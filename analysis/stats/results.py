@@ -382,6 +382,8 @@ class SignificanceResults(ResultsFile):
 
     asimov: bool
     pois: dict[str, Significance]
+    refits: int = 0  # conditional fits made
+    fallbacks: int = 0  # of them, those the Newton refits left to MINUIT
     test_statistic: str = "q0"
     calculator: str = "asymptotics"
 
@@ -396,6 +398,8 @@ class LimitResults(ResultsFile):
     asimov: bool
     confidence_level: float | None
     pois: dict[str, Limit]
+    refits: int = 0  # conditional fits made
+    fallbacks: int = 0  # of them, those the Newton refits left to MINUIT
     test_statistic: str = "qtilde"
     calculator: str = "asymptotics"
 

@@ -7,12 +7,14 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pyhf
 import pytest
 
 from analysis.core.errors import AnalysisError
 from analysis.stats import limits, minimizer
 from analysis.stats import model as model_utils
+from analysis.stats.results import LimitResults
 from tests.conftest import DATA
 
 WORKSPACES = DATA / "workspaces"
@@ -80,3 +82,40 @@ def test_cls_at_the_limits_is_alpha(workspace, tolerance):
     assert float(observed) == pytest.approx(0.05, abs=tolerance)
     assert float(expected[2]) == pytest.approx(0.05, abs=tolerance)
     assert list(ours.expected_band) == sorted(ours.expected_band)
+
+
+def test_roots_searched_together_reach_the_precision_in_few_batches():
+    """Falling functions of different shapes (linear, the concave log CLs-like, one with a root
+    near the bound): every root within the search's precision, in a handful of batched
+    evaluations. Fails if a row's secant or bisection step went wrong (a root off, or a row
+    stuck until the step limit) or if the rows were evaluated one call each."""
+    roots = np.array([0.3, 2.0, 7.9])
+    shapes = [
+        lambda x: 1.0 - x / roots[0],
+        lambda x: np.log(2.0) * (1.0 - (x / roots[1]) ** 2),
+        lambda x: np.tanh(roots[2] - x),
+    ]
+    batches = []
+
+    def function(values, rows):
+        batches.append(list(rows))
+        return np.array([shapes[row](value) for row, value in zip(rows, values, strict=True)])
+
+    at_zero = np.array([shape(0.0) for shape in shapes])
+    found = limits._roots(function, np.array([0.5, 1.0, 3.0]), at_zero, 8.0, "mu", ["a", "b", "c"])
+    np.testing.assert_allclose(found, roots, atol=limits.LIMIT_XTOL)
+    assert len(batches) <= 12
+    assert batches[0] == [0, 1, 2]
+
+
+def test_limits_count_their_conditional_fits(tmp_path):
+    """limits.json says how many conditional fits the limit search made and how many MINUIT had
+    to redo (fails if the count were dropped or every fit were counted as a fallback)."""
+    workspace = WORKSPACES / "simple.json"
+    output = tmp_path / "limits.json"
+    limits.main(["limits", "--workspace", str(workspace), "--output", str(output)])
+    written = LimitResults.read(output)
+    assert 5 <= written.refits <= 60
+    assert written.fallbacks == 0
+    expected = limits.upper_limit(model_utils.setup_from_files(workspace, {}), "mu", SETTINGS)
+    assert written.pois["mu"] == expected
