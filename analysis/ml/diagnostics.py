@@ -144,7 +144,7 @@ def diagnostics(
             "auc": auc,
         }
         result["scores"][name] = _score_distributions(by_role, c, classes)
-    taylor = _taylor_ranking(models, by_role["test"], settings)
+    taylor = _taylor_ranking(models, data, settings)
     return result, taylor
 
 
@@ -169,18 +169,22 @@ def _score_distributions(
 
 
 def _taylor_ranking(
-    models: Mapping[int, TrainedModel],
-    test: Mapping[str, np.ndarray],
-    settings: Mapping[str, Any],
+    models: Mapping[int, TrainedModel], data: TrainingData, settings: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Taylor coefficients on test events, averaged over the fold models (each on its fold)."""
+    """Taylor coefficients of each fold model on test events of its own fold (at most
+    ``taylor_events`` of them, drawn with the training seed), averaged over the fold models."""
     classes, features = list(settings["classes"]), list(settings["features"])
-    weights = training_weights(
-        test["labels"], test["weights"], len(classes), settings["negative_weights"]
-    ).astype(np.float64)
+    limit = settings.get("taylor_events")
+    rng = np.random.default_rng(settings["seed"])
     first = second = 0.0
-    for model in models.values():
-        standardized = model.standardization.apply(test["inputs"])
+    for fold, model in models.items():
+        test = data.select(data.folds == fold)
+        if limit is not None and len(test.labels) > limit:
+            test = test.select(np.sort(rng.choice(len(test.labels), limit, replace=False)))
+        weights = training_weights(
+            test.labels, test.weights, len(classes), settings["negative_weights"]
+        ).astype(np.float64)
+        standardized = model.standardization.apply(test.inputs)
         model_first, model_second = taylor_coefficients(model.network, standardized, weights)
         first, second = first + model_first / len(models), second + model_second / len(models)
     return {

@@ -203,13 +203,15 @@ def uncertainty_aware_files():
     return sorted({path for entry in entries for path in (entry["skim"], entry["friend"])})
 
 
-def train_settings():
-    """The train section without execution keys, so changing those does not retrain.
+def train_settings(diagnostics=False):
+    """The train section without execution keys, so changing those does not retrain; the
+    diagnostics' own keys only with ``diagnostics``, so changing them does not retrain either.
 
     Classes become their names: each training input's class is passed separately.
     """
     train = config["train"]
-    settings = {key: value for key, value in train.items() if key not in TRAIN_EXECUTION_KEYS}
+    skipped = TRAIN_EXECUTION_KEYS if diagnostics else (*TRAIN_EXECUTION_KEYS, "taylor_events")
+    settings = {key: value for key, value in train.items() if key not in skipped}
     settings["classes"] = CLASSES
     settings["folds"] = config["friends"]["folds"]  # the validation split divides the fold out
     if train["loss"] == "uncertainty_aware":

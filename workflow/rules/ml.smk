@@ -44,7 +44,7 @@ rule train_diagnostics:
         taylor=paths.taylor_ranking,
     params:
         classes=as_json(TRAINING_CLASSES),
-        settings=train_settings(),
+        settings=train_settings(diagnostics=True),
     threads: config["train"]["threads"]
     resources:
         mem_mb=on_attempt(config["train"]["mem_mb"]),
