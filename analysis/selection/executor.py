@@ -140,11 +140,16 @@ def run_processor(
     dask: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Run ``proc`` over ``fileset`` (``events`` events in all) in chunks of ``chunksize`` events;
-    return its accumulator.
+    return its accumulator. With ``dask.mode: local``, an input of one chunk runs in this process.
 
     ``proc`` calls :func:`chunk_done` at the end of every chunk, for the progress lines.
     """
     progress = Progress(events, "preselection", "events", interval=PROGRESS_INTERVAL)
+    if dask["mode"] == "local" and events <= chunksize:
+        # one chunk: a local cluster would add its start-up (seconds of worker processes
+        # importing coffea) and run nothing in parallel
+        log.info("%d events are one chunk: processed in this process", events)
+        dask = {**dask, "mode": "none"}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="coffea")
         with dask_executor(workers, dask, progress) as executor:

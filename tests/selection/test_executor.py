@@ -43,3 +43,29 @@ def test_progress_lines_count_every_chunk(
     done = [count for count, _ in counts]
     assert done == sorted(done) and len(set(done)) == chunks
     assert done[-1] == total
+
+
+@pytest.mark.parametrize(("chunks", "cluster"), [(1, False), (2, True)])
+def test_a_local_cluster_only_for_more_than_one_chunk(
+    chunks, cluster, tmp_path, toy_files, default_config, default_samples, monkeypatch
+):
+    """A sample of one chunk runs in the job's process (a cluster would only add its start-up);
+    more chunks start the local cluster. Fails if the shortcut were lost (every small sample of
+    the toy paying seconds of worker start-up) or taken for inputs of several chunks."""
+    path = str(toy_files["ZTT"])
+    with uproot.open(path) as file:
+        total = file["Events"].num_entries
+
+    def no_cluster(workers, dask):
+        raise RuntimeError("cluster started")
+
+    monkeypatch.setattr(executor, "_cluster", no_cluster)
+    run = lambda: run_preselection(  # noqa: E731
+        "ZTT", default_samples["ZTT"], [path], preselect_settings(default_config), tmp_path,
+        chunksize=-(-total // chunks), workers=2, dask={"mode": "local"},
+    )  # fmt: skip
+    if cluster:
+        with pytest.raises(RuntimeError, match="cluster started"):
+            run()
+    else:
+        run()
