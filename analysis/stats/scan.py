@@ -41,7 +41,7 @@ class ScanSettings(NamedTuple):
     points: int = 41
     points_2d: int = 15
     sigmas: float = 3.0
-    chunk_size: int = 10
+    chunk_size: int = 50
     ranges: Mapping[str, Sequence[float]] = {}
 
 
