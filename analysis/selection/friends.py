@@ -17,10 +17,12 @@ A friend tree has the same entries in the same order as its skim and repeats the
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -171,28 +173,35 @@ def make_friend(
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write the friend tree of one skim.")
+    parser = argparse.ArgumentParser(description="Write the friend trees of one sample's skims.")
     parser.add_argument("--sample", required=True)
     parser.add_argument("--sample-spec", required=True, help="the sample's entry, as JSON")
-    parser.add_argument("--skim", required=True)
+    parser.add_argument("--skims", nargs="+", required=True)
     parser.add_argument("--cutflow", required=True, help="the sample's nominal cutflow JSON")
     parser.add_argument("--settings", required=True, help="lumi, weights and folds, as JSON")
-    parser.add_argument("--output", required=True)
+    parser.add_argument("--outputs", nargs="+", required=True, help="one per skim, in order")
     args = parser.parse_args(argv)
-    columns = make_friend(
-        args.skim,
-        args.cutflow,
-        args.output,
-        args.sample,
-        json.loads(args.sample_spec),
-        json.loads(args.settings),
-    )
-    log.info(
-        "%s: %d events, sum of weights %.6g",
-        args.output,
-        len(columns["event"]),
-        float(np.sum(columns["weight"])),
-    )
+    # skims and friends are both named <variation>.root: pairs must match by name
+    mismatched = [
+        (skim, output)
+        for skim, output in itertools.zip_longest(args.skims, args.outputs, fillvalue="")
+        if Path(skim).name != Path(output).name
+    ]
+    if mismatched:
+        skim, output = mismatched[0]
+        raise AnalysisError(
+            f"friends: skim {skim or '(none)'} paired with output {output or '(none)'}; give "
+            "one output per skim, of the same variation, in the same order"
+        )
+    sample, settings = json.loads(args.sample_spec), json.loads(args.settings)
+    for skim, output in zip(args.skims, args.outputs, strict=True):
+        columns = make_friend(skim, args.cutflow, output, args.sample, sample, settings)
+        log.info(
+            "%s: %d events, sum of weights %.6g",
+            output,
+            len(columns["event"]),
+            float(np.sum(columns["weight"])),
+        )
 
 
 main = cli_main(_main)

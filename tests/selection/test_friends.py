@@ -9,6 +9,7 @@ import uproot
 
 from analysis.core.errors import AnalysisError
 from analysis.core.io import read_tree, read_with_friends, write_tree
+from analysis.selection import friends
 from analysis.selection.corrections import evaluate_tau_id_sf, load_correction
 from analysis.selection.friends import make_friend
 from tests.conftest import REPO
@@ -174,3 +175,18 @@ def test_non_finite_weight_is_a_clear_error(tmp_path, ztt_skims, default_config,
             _settings(default_config),
         )
     assert not (tmp_path / "f.root").exists()
+
+
+def test_friends_refuse_a_skim_paired_with_another_variation(tmp_path, capsys):
+    """One job writes every variation's friend: a skim paired with the output of another
+    variation (or a missing output) must stop with one line before anything is written, not
+    give a variation the weights of another."""
+    arguments = ["--sample", "ZTT", "--sample-spec", "{}", "--cutflow", "cutflow.json",
+                 "--settings", "{}", "--skims", "a/nominal.root", "a/tau_es_up.root"]  # fmt: skip
+    outputs = [str(tmp_path / "tau_es_up.root"), str(tmp_path / "nominal.root")]
+    assert friends.main([*arguments, "--outputs", *outputs]) == 1
+    assert friends.main([*arguments, "--outputs", outputs[1]]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 2 and "paired with output" in errors[0]
+    assert not list(tmp_path.iterdir())

@@ -113,7 +113,7 @@ def test_limits_count_their_conditional_fits(tmp_path):
     to redo (fails if the count were dropped or every fit were counted as a fallback)."""
     workspace = WORKSPACES / "simple.json"
     output = tmp_path / "limits.json"
-    limits.main(["limits", "--workspace", str(workspace), "--output", str(output)])
+    assert limits.main(["limits", "--workspace", str(workspace), "--output", str(output)]) == 0
     written = LimitResults.read(output)
     assert 5 <= written.refits <= 60
     assert written.fallbacks == 0

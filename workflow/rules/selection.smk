@@ -70,13 +70,14 @@ use rule preselect_sample as preselect_sample_nominal_only with:
 
 
 rule friends_sample:
-    """Event weights with all weight variations, and the k-fold index, of one skim."""
+    """Event weights with all weight variations, and the k-fold index, of every skim of one
+    sample (one job per sample: a job per skim was mostly interpreter start-up)."""
     input:
-        skim=paths.skim,
+        skims=of_sample(paths.skim),
         cutflow=paths.cutflow.format(sample="{sample}", variation=NOMINAL),
         corrections=tau_id_correction_file,
     output:
-        paths.friend,
+        variation_outputs(paths.friend, MC_VARIATIONS),
     params:
         sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
         settings=as_json(
@@ -86,6 +87,8 @@ rule friends_sample:
                 "folds": config["friends"]["folds"],
             }
         ),
+    wildcard_constraints:
+        sample=alternatives(VARIED_SAMPLES),
     log:
         paths.logs.friends_sample,
     resources:
@@ -95,8 +98,15 @@ rule friends_sample:
         "../../envs/friends.yaml"
     shell:
         "python -m analysis.selection.friends --sample {wildcards.sample} "
-        "--sample-spec {params.sample:q} --skim {input.skim:q} --cutflow {input.cutflow:q} --settings {params.settings:q} "
-        "--output {output:q} 2> {log:q}"
+        "--sample-spec {params.sample:q} --skims {input.skims:q} --cutflow {input.cutflow:q} "
+        "--settings {params.settings:q} --outputs {output:q} 2> {log:q}"
+
+
+use rule friends_sample as friends_sample_nominal_only with:
+    output:
+        variation_outputs(paths.friend, [NOMINAL]),
+    wildcard_constraints:
+        sample=alternatives(NOMINAL_ONLY_SAMPLES),
 
 
 rule toydata:
