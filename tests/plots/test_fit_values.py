@@ -27,19 +27,24 @@ from tests.plots.test_style import overlaps
 def test_pulls_impacts_and_correlations_show_the_records(fit_inputs, tmp_path, monkeypatch):
     """Catches a pull drawn on another parameter's row, the constraint or the post-fit impact
     drawn as something else (e.g. pre-fit and post-fit bars swapped), only the top entries not
-    cut at plots.ranking_top, a correlation matrix transposed or reordered against its labels."""
+    cut at plots.ranking_top, a free parameter's missing pull failing the figure, a correlation
+    matrix transposed or reordered against its labels."""
     directory, _, _ = fit_inputs
     fit_path = str(directory / "fit.json")
     fit = FitResults.read(fit_path)
     pulls = PullsResults.read(directory / "pulls.json").constrained
     ranking = RankingResults.read(directory / "ranking.json").impacts
+    # a free parameter among them (as another POI or a free normalisation is): no pull, no prior
+    free = ranking[1]._replace(modifier="normfactor", pull=None, constraint=None,
+                               impact_prefit_up=0.0, impact_prefit_down=0.0)  # fmt: skip
+    RankingResults((ranking[0], free, *ranking[2:])).write(tmp_path / "ranking.json")
     with artists.captured_figures(monkeypatch) as figures:
         plot_fit.plot_pulls(pulls, tmp_path / "pulls", STYLE)
-        plot_fit.plot_impacts(str(directory / "ranking.json"), fit_path, 2, tmp_path / "i", STYLE)
+        plot_fit.plot_impacts(str(tmp_path / "ranking.json"), fit_path, 2, tmp_path / "i", STYLE)
         plot_fit.plot_correlation(fit_path, 0.1, tmp_path / "correlation", STYLE)
         pull_fig, impact_fig, correlation_fig = figures
         artists.check_pulls(pull_fig, pulls)
-        artists.check_impacts(impact_fig, ranking[:2], fit)
+        artists.check_impacts(impact_fig, (ranking[0], free), fit)
         shown = shown_in_correlation(fit, 0.1)
         assert 1 < len(shown) < len(fit.labels), "the threshold keeps some, not all"
         artists.check_correlation(correlation_fig, fit, shown)
