@@ -76,10 +76,12 @@ def _draw_impact_bars(impact_ax: Any, entries: Sequence[Impact], positions: np.n
 def _draw_impact_pulls(
     pull_ax: Any, impact_ax: Any, entries: Sequence[Impact], positions: np.ndarray
 ) -> None:
-    """Pulls with constraints as points above the bars, and the pull axis."""
-    pull_ax.errorbar([e.pull for e in entries], positions,
-                     xerr=[e.constraint for e in entries], fmt="o", color="black",
-                     markersize=5, zorder=5)  # fmt: skip
+    """Pulls with constraints as points above the bars, and the pull axis. A free parameter (a
+    normfactor, e.g. another POI) has no prior and so no pull: its row has no point."""
+    pulls = [np.nan if e.pull is None else e.pull for e in entries]
+    constraints = [np.nan if e.constraint is None else e.constraint for e in entries]
+    pull_ax.errorbar(pulls, positions, xerr=constraints, fmt="o", color="black", markersize=5,
+                     zorder=5)  # fmt: skip
     pull_ax.set_zorder(impact_ax.get_zorder() + 1)  # points above the bars
     pull_ax.patch.set_visible(False)
     # the zero line stops below the legend's rows

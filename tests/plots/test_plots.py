@@ -193,6 +193,27 @@ def test_same_inputs_same_bytes(tmp_path):
         assert one.read_bytes() == two.read_bytes(), one.suffix
 
 
+def test_roc_shows_the_diagnostics(tmp_path, monkeypatch):
+    """The value-level partner of the ROC reference image: each class's curve is its (tpr, fpr)
+    of diagnostics.json (points at fpr 0 left out of the log axis) and its legend entry names its
+    AUC; fails on axes swapped, a class drawn with another's curve, or the AUC of another class."""
+    from tests.plots import artists
+
+    diagnostics_file(tmp_path)
+    diagnostics = json.loads((tmp_path / "diagnostics.json").read_text())
+    roc = {name: diagnostics["roc"][name] for name in diagnostics["classes"]}  # drawing order
+    with artists.captured_figures(monkeypatch) as figures:
+        plot_training.plot_roc(str(tmp_path / "diagnostics.json"), tmp_path / "roc", STYLE)
+        ax = figures[0].axes[0]
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert len(ax.lines) == len(roc) == len(legend)
+        for line, text, (name, curve) in zip(ax.lines, legend, roc.items(), strict=True):
+            fpr, tpr = np.asarray(curve["fpr"]), np.asarray(curve["tpr"])
+            np.testing.assert_array_equal(line.get_xdata(), tpr[fpr > 0])
+            np.testing.assert_array_equal(line.get_ydata(), fpr[fpr > 0])
+            assert text.endswith(f"(AUC {curve['auc']:.3f})"), (name, text)
+
+
 @pytest.mark.parametrize("name", reference_images.NAMES)
 def test_reference_images(name, fit_inputs, tmp_path):
     """Key figures against stored references (fixed inputs): a silent change of style or content

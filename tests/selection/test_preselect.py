@@ -12,6 +12,7 @@ import uproot
 
 from analysis.core.errors import AnalysisError
 from analysis.core.io import read_json, read_tree
+from analysis.selection import executor
 from analysis.selection.preselect import run_preselection
 from analysis.selection.skim import FEATURES, MISSING
 from tests.conftest import DATA, preselect_settings
@@ -236,9 +237,30 @@ def test_unclustered_met_shifts_met_only(ztt_skims, toy_files):
         np.testing.assert_array_equal(varied[unchanged], nominal[unchanged])
 
 
-def test_dask_local_cluster_gives_identical_skims(
-    tmp_path, ztt_skims, toy_files, default_config, default_samples
+@pytest.fixture
+def scheduler(tmp_path_factory):
+    """The address of a running dask scheduler with two worker processes (on localhost, scratch
+    space in a temporary directory), as a user of ``preselect.dask.mode: scheduler`` has."""
+    from distributed import LocalCluster
+
+    scratch = tmp_path_factory.mktemp("dask")
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, memory_limit=0, local_directory=str(scratch),
+    ) as cluster:  # fmt: skip
+        yield cluster.scheduler_address
+
+
+@pytest.mark.parametrize("mode", ["local", "scheduler"])
+def test_dask_gives_identical_skims(
+    mode, request, tmp_path, ztt_skims, toy_files, default_config, default_samples
 ):
+    """The skims of a dask run (a cluster the job starts, or a running scheduler it connects to)
+    equal the in-process ones: fails on chunks lost, merged in another order, or a scheduler
+    address not used (``mode: scheduler`` starting its own cluster or failing to connect)."""
+    dask = {"mode": mode}
+    if mode == "scheduler":
+        dask["address"] = request.getfixturevalue("scheduler")
     run_preselection(
         "ZTT",
         default_samples["ZTT"],
@@ -247,8 +269,19 @@ def test_dask_local_cluster_gives_identical_skims(
         tmp_path,
         chunksize=700,
         workers=2,
-        dask={"mode": "local"},
+        dask=dask,
     )
+    if mode == "scheduler":
+        from distributed import Client
+
+        # the chunks ran on that scheduler's workers (their progress reports are in its event
+        # log: one per chunk, all events), and the job left the scheduler and workers running
+        with Client(dask["address"]) as client:
+            reports = [events for _, events in client.get_events(executor.PROGRESS_TOPIC)]
+            assert len(client.scheduler_info()["workers"]) == 2
+        with uproot.open(toy_files["ZTT"]) as file:
+            total = file["Events"].num_entries
+        assert len(reports) == -(-total // 700) and sum(reports) == total
     for variation in ("nominal", "tau_es_up"):
         assert (tmp_path / f"{variation}.root").exists()
         ours, reference = (

@@ -163,6 +163,8 @@ def test_nuisances_match_pyhf_at_plus_minus_one_sigma(tmp_path, name):
     modifiers = {m["name"] for c in spec["channels"] for s in c["samples"] for m in s["modifiers"]
                  if m["type"] in ("normsys", "histosys", "lumi")}  # fmt: skip
     assert set(card["nuisances"]) == modifiers
+    # both branches above ran: rate-only (lnN) and shape nuisances were compared
+    assert {kind for kind, _ in card["nuisances"].values()} == {"lnN", "shape"}
 
 
 def test_free_normalisations_become_rate_params(tmp_path):

@@ -1,5 +1,6 @@
-"""CLs limits and significance (analysis.stats.limits) where the POI's bounds get in the way, and
-on the workspace the toy analysis builds (where pyhf's own root finding does not converge)."""
+"""CLs limits and significance (analysis.stats.limits) where the POI's bounds get in the way, on
+the workspace the toy analysis builds (where pyhf's own root finding does not converge), and
+against cabinetry and pyhf's own root finding where those work."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import logging
 from pathlib import Path
 
+import cabinetry
 import numpy as np
 import pyhf
 import pytest
@@ -16,6 +18,7 @@ from analysis.stats import limits, minimizer
 from analysis.stats import model as model_utils
 from analysis.stats.results import LimitResults
 from tests.conftest import DATA
+from tests.stats.references import REFERENCE_TOL, TOLERANCE, load
 
 WORKSPACES = DATA / "workspaces"
 SETTINGS = minimizer.FitSettings()
@@ -82,6 +85,38 @@ def test_cls_at_the_limits_is_alpha(workspace, tolerance):
     assert float(observed) == pytest.approx(0.05, abs=tolerance)
     assert float(expected[2]) == pytest.approx(0.05, abs=tolerance)
     assert list(ours.expected_band) == sorted(ours.expected_band)
+
+
+# --- against cabinetry and pyhf's root finding ---------------------------------------------------
+
+
+def test_significance_matches_cabinetry(fitted):
+    _, setup, _, _ = fitted
+    poi = setup.pois[0]
+    ours = limits.significance(setup, poi, SETTINGS)
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=REFERENCE_TOL))
+    reference = cabinetry.fit.significance(setup.model, setup.data, tolerance=REFERENCE_TOL)
+    assert ours.observed_significance == pytest.approx(
+        reference.observed_significance, abs=TOLERANCE
+    )
+    assert ours.expected_significance == pytest.approx(
+        reference.expected_significance, abs=TOLERANCE
+    )
+    assert ours.observed_p_value == pytest.approx(reference.observed_p_value, abs=TOLERANCE)
+
+
+def test_limits_match_pyhf_root_finding():
+    setup = load("simple")
+    ours = limits.upper_limit(setup, "mu", SETTINGS)
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=REFERENCE_TOL))
+    bounds = setup.model.config.suggested_bounds()
+    observed, expected = pyhf.infer.intervals.upper_limits.toms748_scan(
+        setup.data, setup.model, 0.0, 10.0, rtol=1e-6, par_bounds=bounds, test_stat="qtilde"
+    )
+    assert ours.observed == pytest.approx(float(observed), abs=TOLERANCE)
+    np.testing.assert_allclose(
+        ours.expected_band, np.asarray(expected, dtype=float), atol=TOLERANCE
+    )
 
 
 def test_roots_searched_together_reach_the_precision_in_few_batches():
