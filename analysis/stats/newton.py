@@ -14,7 +14,8 @@ A refit is valid when, at its final point, the estimated distance to the minimum
 -2 log L that is the squared distance to the minimum in standard deviations: the scale-free form of
 "the gradient is small"), their Hessian is positive definite, every parameter is inside its bounds
 and -2 log L is finite and not above its value at the start. Every refit's iterations depend on its
-own row only, so a refit gives the same numbers in any batch.
+own row only, so a refit gives the same numbers in any batch. A likelihood with one data set per
+row (toys) minimises each row on its own data set.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def minimize(
     """Minimise -2 log L from each start, moving only the ``free`` parameters of its row.
 
     Args:
-        likelihood: the vectorised -2 log L.
+        likelihood: the vectorised -2 log L (one data set, or one per row of ``starts``).
         starts: ``(k, npars)`` start values, inside ``bounds``.
         free: ``(k, npars)`` which parameters each refit may move.
         bounds: ``(npars, 2)`` lower and upper bounds.
@@ -94,7 +95,7 @@ def minimize(
     for _ in range(settings.max_iterations):
         if len(running) == 0:
             break
-        value, gradient, hessian = likelihood.derivatives(x[running])
+        value, gradient, hessian = likelihood.for_rows(running).derivatives(x[running])
         step = _newton_step(x[running], gradient, hessian, free_t[running], lower, upper)
         nll[running], edm[running] = value, step.edm
         done = step.positive & (step.edm < settings.edm_goal) & torch.isfinite(value)
@@ -173,7 +174,7 @@ def _line_search(
             break
         origin = x[rows[pending]]
         trial = torch.minimum(torch.maximum(origin + length * direction[pending], lower), upper)
-        trial_value = likelihood.values(trial)
+        trial_value = likelihood.for_rows(rows[pending]).values(trial)
         decrease = torch.sum(gradient[pending] * (trial - origin), dim=1)
         bound = value[pending] + ARMIJO * decrease + _slack(value[pending])
         good = torch.isfinite(trial_value) & (trial_value <= bound) & (decrease < 0)

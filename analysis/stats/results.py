@@ -52,11 +52,16 @@ class Provenance(NamedTuple):
 
 
 class GoodnessOfFit(NamedTuple):
-    """Saturated-model goodness of fit: chi2 = 2 (NLL - NLL_saturated) with ndof degrees."""
+    """Saturated-model goodness of fit: chi2 = 2 (NLL - NLL_saturated) with ndof degrees, its
+    asymptotic p-value (None without degrees of freedom) and its p-value from ``toys`` toys of
+    the post-fit model (None without toys), ``toy_fallbacks`` of them refitted by MINUIT."""
 
     chi2: float
     ndof: int
     p_value: float | None
+    toys: int = 0
+    toy_p_value: float | None = None
+    toy_fallbacks: int = 0
 
 
 class Pull(NamedTuple):

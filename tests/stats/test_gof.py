@@ -115,6 +115,76 @@ def test_minuit_refits_of_toys_agree_with_newton_steps():
     assert newton.toy_chi2 == pytest.approx(minuit.toy_chi2, abs=1e-3)
 
 
+def modifier_model() -> pyhf.pdf.Model:
+    """Three bins, a signal and two backgrounds with every modifier type the workspace builder
+    writes (normfactor, lumi, normsys, histosys, staterror) and a shapesys, with the analysis's
+    interpolation codes."""
+
+    def sample(name, data, modifiers):
+        return {"name": name, "data": data, "modifiers": modifiers}
+
+    lumi = {"name": "lumi", "type": "lumi", "data": None}
+    channel = {"name": "c", "samples": [
+        sample("sig", [4.0, 9.0, 6.0], [
+            {"name": "mu", "type": "normfactor", "data": None}, lumi,
+            {"name": "xs_sig", "type": "normsys", "data": {"hi": 1.08, "lo": 0.93}}]),
+        sample("bkg1", [60.0, 45.0, 20.0], [
+            lumi, {"name": "xs_bkg", "type": "normsys", "data": {"hi": 1.05, "lo": 0.96}},
+            {"name": "es", "type": "histosys",
+             "data": {"hi_data": [63.0, 44.0, 18.5], "lo_data": [57.5, 46.5, 21.0]}},
+            {"name": "es", "type": "normsys", "data": {"hi": 1.02, "lo": 0.985}},
+            {"name": "staterror_c", "type": "staterror", "data": [3.0, 2.5, 2.0]}]),
+        sample("bkg2", [15.0, 20.0, 25.0], [
+            {"name": "shape_bkg2", "type": "shapesys", "data": [2.0, 3.0, 2.5]},
+            {"name": "staterror_c", "type": "staterror", "data": [1.5, 1.5, 2.0]}]),
+    ]}  # fmt: skip
+    spec = {
+        "channels": [channel],
+        "parameters": [{"name": "lumi", "auxdata": [1.0], "sigmas": [0.02], "bounds": [[0.9, 1.1]],
+                        "inits": [1.0]}],
+    }  # fmt: skip
+    codes = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
+    return pyhf.Model(spec, poi_name="mu", modifier_settings=codes)
+
+
+def test_batched_toy_fits_equal_tight_minuit_fits_of_each_toy():
+    """All toys fitted together by Newton steps give each toy's minimum and best fit as pyhf with
+    MINUIT (tolerance 1e-8, one toy at a time, from the same start), and the same numbers bit for
+    bit when fitted one at a time: catches a toy fitted on another toy's data (rows of data and
+    points misaligned once converged toys leave the batch), auxiliary data or constants shared
+    between toys, or a batch-dependent result."""
+    model = modifier_model()
+    data = np.r_[[85.0, 70.0, 48.0], model.config.auxdata]
+    best = gof.minimize(model, data, SETTINGS)
+    toys = gof.sample_toys(model, best.values, 30, np.random.default_rng(2))
+    batched = gof.fit_toys(model, toys, best.values, SETTINGS)
+    single = gof.fit_toys(model, toys, best.values, SETTINGS, batch=1)
+    assert batched.fallbacks == 0
+    assert np.array_equal(batched.twice_nll, single.twice_nll)
+    assert np.array_equal(batched.values, single.values)
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=1e-8))
+    for toy, values, twice_nll in zip(toys, batched.values, batched.twice_nll, strict=True):
+        reference, nll = pyhf.infer.mle.fit(
+            toy, model, init_pars=best.values.tolist(), return_fitted_val=True
+        )
+        assert twice_nll == pytest.approx(float(nll), abs=1e-8)
+        np.testing.assert_allclose(values, reference, atol=5e-5)
+
+
+def test_toys_a_fit_cannot_solve_fall_back_to_minuit_and_are_counted(monkeypatch):
+    """A toy whose Newton steps end without a valid minimum is refitted by MINUIT and counted:
+    catches a failed toy's unconverged minimum kept as its statistic."""
+    model = two_bins()
+    data = np.r_[[62.0, 66.0], model.config.auxdata]
+    best = gof.minimize(model, data, SETTINGS)
+    toys = gof.sample_toys(model, best.values, 6, np.random.default_rng(1))
+    good = gof.fit_toys(model, toys, best.values, SETTINGS)
+    monkeypatch.setattr(gof, "TOY_ITERATIONS", 1)  # too few steps: no toy converges
+    failed = gof.fit_toys(model, toys, best.values, SETTINGS)
+    assert good.fallbacks == 0 and failed.fallbacks == len(toys)
+    np.testing.assert_allclose(failed.twice_nll, good.twice_nll, atol=1e-4)
+
+
 def test_tests_chunks_and_summary(tmp_path):
     """Tests are every variable then every pair; chunks cover them once and gather restores their
     order; the summary counts p-values below 5%: catches a lost or repeated chunk and a summary
@@ -247,3 +317,30 @@ def test_bins_without_prediction_are_left_out():
         "c/data/nominal": filled(np.array([4.0, 3.0, 1.0])),
     }
     assert gof_histograms.predicted_bins(histograms).tolist() == [True, False, True]
+
+
+def test_the_fits_goodness_of_fit_gets_a_toy_p_value(tmp_path):
+    """fit.json's goodness of fit carries the p-value of ``inference.fit.gof_toys`` toys of the
+    post-fit model, close to the asymptotic one on a workspace in the asymptotic regime, seeded,
+    written and read back; 0 toys leaves it None and a negative count is one clear error:
+    catches toys drawn away from the best fit, a p-value compared the wrong way round, a key lost
+    in fit.json, or a toy count not passed on."""
+    from analysis.stats import fit as fit_module
+    from analysis.stats import model as model_utils
+    from analysis.stats.results import FitResults
+    from tests.conftest import DATA
+
+    setup = model_utils.setup_from_files(DATA / "workspaces" / "large.json", {})
+    toys = fit_module.gof_toys({"fit": {"gof_toys": 200, "gof_seed": 5}})
+    record = fit_module.fit(setup, SETTINGS, toys=toys)
+    quality = record.goodness_of_fit
+    assert quality.toys == 200 and quality.toy_fallbacks == 0
+    assert quality.toy_p_value == pytest.approx(quality.p_value, abs=0.1)
+    again = fit_module.fit(setup, SETTINGS, toys=toys).goodness_of_fit
+    assert again.toy_p_value == quality.toy_p_value
+    record.write(tmp_path / "fit.json")
+    assert FitResults.read(tmp_path / "fit.json").goodness_of_fit == quality
+    plain = fit_module.fit(setup, SETTINGS, toys=fit_module.gof_toys({"fit": {"gof_toys": 0}}))
+    assert plain.goodness_of_fit.toy_p_value is None and plain.goodness_of_fit.toys == 0
+    with pytest.raises(AnalysisError, match="inference.fit.gof_toys"):
+        fit_module.gof_toys({"fit": {"gof_toys": -1}})
