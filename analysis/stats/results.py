@@ -422,8 +422,9 @@ class GofChunk(ResultsFile):
 @dataclass(frozen=True, eq=False)
 class GofResults(ResultsFile):
     """The goodness-of-fit tests of the input variables (``gof.json``) and their summary: the
-    fraction of tests with a toy p-value below 5% and the Kolmogorov-Smirnov p-value of the
-    hypothesis that the toy p-values are uniform."""
+    fraction of tests with a toy p-value below 5%, the Kolmogorov-Smirnov p-value of the
+    hypothesis that the toy p-values are uniform, and how many toys of all tests MINUIT
+    refitted."""
 
     what: ClassVar[str] = "goodness-of-fit summary"
     stage: ClassVar[str] = "gof"
@@ -432,6 +433,7 @@ class GofResults(ResultsFile):
     tests: tuple[GofTest, ...]
     fraction_below_5_percent: float
     uniformity_p_value: float
+    fallbacks: int = 0
 
 
 # --- JSON <-> typed values -----------------------------------------------------------------------

@@ -187,14 +187,14 @@ def test_toys_a_fit_cannot_solve_fall_back_to_minuit_and_are_counted(monkeypatch
 
 def test_tests_chunks_and_summary(tmp_path):
     """Tests are every variable then every pair; chunks cover them once and gather restores their
-    order; the summary counts p-values below 5%: catches a lost or repeated chunk and a summary
-    over the wrong p-values."""
+    order; the summary counts p-values below 5% and adds up the MINUIT fallbacks: catches a
+    lost or repeated chunk, a summary over the wrong p-values, or fallbacks not reported."""
     tests = input_gof.tests_of(["a", "b", "c"], pairs=True)
     assert tests == [("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c")]
     assert input_gof.tests_of(["a", "b"], pairs=False) == [("a",), ("b",)]
     assert chunk_count(6, 4) == 2
-    entries = [GofTest(t, 10, 1.0, 9, p, 0.5, 100, 0, 1) for t, p in
-               zip(tests, [0.01, 0.2, 0.5, 0.03, 0.9, 0.7], strict=True)]  # fmt: skip
+    entries = [GofTest(t, 10, 1.0, 9, p, 0.5, 100, i, 1) for i, (t, p) in
+               enumerate(zip(tests, [0.01, 0.2, 0.5, 0.03, 0.9, 0.7], strict=True))]  # fmt: skip
     chunks = [
         GofChunk("asimov", 1, 6, tuple(entries[4:])),
         GofChunk("asimov", 0, 6, tuple(entries[:4])),
@@ -205,6 +205,7 @@ def test_tests_chunks_and_summary(tmp_path):
     result.write(tmp_path / "gof.json")
     back = GofResults.read(tmp_path / "gof.json")
     assert back.tests == result.tests and back.data == "asimov"
+    assert result.fallbacks == back.fallbacks == 0 + 1 + 2 + 3 + 4 + 5
     with pytest.raises(AnalysisError, match="miss or repeat"):
         input_gof.gather(chunks[:1], ["c1"])
     with pytest.raises(AnalysisError, match="does not exist"):
