@@ -4,11 +4,13 @@ The statistic is Cousins' saturated-model -2 log likelihood ratio
 (:func:`analysis.stats.goodness.goodness_of_fit`). Its p-value is sampled with toys generated
 from the post-fit model: the auxiliary data of every constrained parameter is drawn from its
 constraint around the post-fit value (Gaussian, or Poisson for ``shapesys``) and the main data
-from Poisson distributions at the post-fit expectation. Every toy is refitted like the data
-(projected Newton steps of :mod:`analysis.stats.newton` from the post-fit point, MINUIT where
-those give no valid minimum) and the p-value is the fraction of toys whose statistic is at least
-the observed one. The asymptotic chi2 p-value is kept alongside. A test's toys follow from its
-seed alone, so a rerun gives identical numbers.
+from Poisson distributions at the post-fit expectation. The data (from the initial values) and the
+toys (from the post-fit point) are fitted alike, all toys of a test together: projected Newton
+steps (:mod:`analysis.stats.newton`) on a likelihood holding one data set per toy
+(:mod:`analysis.stats.likelihood`), MINUIT for a fit those leave without a valid minimum,
+counted. The p-value is the fraction of toys whose statistic is at least the observed one; the
+asymptotic chi2 p-value is kept alongside. A test's toys follow from its seed alone, so a rerun
+gives identical numbers.
 """
 
 from __future__ import annotations
@@ -112,11 +114,14 @@ def saturated_test(
     Returns:
         The statistic with its asymptotic p-value, and the statistic of every toy.
     """
-    best = minimize(model, data, settings)
-    if not best.converged:
+    # the data are fitted like a toy, from the initial values: as exact as MIGRAD, and on a
+    # pair's ~120 parameters about a hundred times faster
+    init = np.asarray(model.config.suggested_init(), dtype=float)
+    best = fit_toys(model, np.asarray(data, dtype=float)[None, :], init, settings)
+    if not best.converged[0]:
         log.warning("the fit to the data did not converge; its statistic may be too large")
-    observed = goodness_of_fit(model, data, best.twice_nll)
-    toy_chi2, fallbacks = toy_statistics(model, best.values, settings, n_toys, seed, batch)
+    observed = goodness_of_fit(model, data, float(best.twice_nll[0]))
+    toy_chi2, fallbacks = toy_statistics(model, best.values[0], settings, n_toys, seed, batch)
     return Sampled(observed.chi2, observed.ndof, observed.p_value, toy_chi2, fallbacks)
 
 
@@ -138,10 +143,11 @@ def toy_statistics(
 
 
 class ToyFits(NamedTuple):
-    """The best fit of every toy and how many of them MINUIT had to find."""
+    """The best fit of every toy, whether it converged, and how many of them MINUIT found."""
 
     values: np.ndarray  # (toys, parameters)
     twice_nll: np.ndarray  # (toys,)
+    converged: np.ndarray  # (toys,): a valid Newton minimum, or MINUIT's convergence
     fallbacks: int
 
 
@@ -178,13 +184,15 @@ def fit_toys(
             rows = slice(first, first + size)
             found = _newton_toys(model, toys[rows], start, bounds, settings)
             values[rows], twice_nll[rows], valid[rows] = found.values, found.twice_nll, found.valid
+    converged = valid.copy()
     for row in np.flatnonzero(~valid):
         minimum = minimize(model, toys[row], settings, start=start)
         values[row], twice_nll[row] = minimum.values, minimum.twice_nll
+        converged[row] = minimum.converged
     fallbacks = int(np.count_nonzero(~valid))
     if fallbacks and settings.batched_refits:
-        log.info("%d of %d toys refitted by MINUIT", fallbacks, len(toys))
-    return ToyFits(values, twice_nll, fallbacks)
+        log.info("%d of %d fits refitted by MINUIT", fallbacks, len(toys))
+    return ToyFits(values, twice_nll, converged, fallbacks)
 
 
 def toys_per_batch(model: Any) -> int:
