@@ -286,14 +286,15 @@ class Likelihood:
             return self.twice_nll(self.to_tensor(pars))
 
     def derivatives(
-        self, pars: np.ndarray | torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, pars: np.ndarray | torch.Tensor, information: bool = False
+    ) -> tuple[torch.Tensor, ...]:
         """Values ``(k,)``, exact gradients ``(k, npars)`` and Hessians ``(k, npars, npars)`` of
-        -2 log L at a batch of points (see :mod:`analysis.stats.hessian`)."""
+        -2 log L at a batch of points, and with ``information`` the Fisher information matrices
+        (see :mod:`analysis.stats.hessian`)."""
         from analysis.stats.hessian import derivatives
 
         with torch.no_grad():
-            return derivatives(self, self.to_tensor(pars))
+            return derivatives(self, self.to_tensor(pars), information)
 
 
 def normsys_log(alpha: torch.Tensor, likelihood: Likelihood) -> torch.Tensor:

@@ -39,11 +39,14 @@ ROUNDING = 1e-12
 
 
 class NewtonSettings(NamedTuple):
-    """Convergence goal and iteration limits of :func:`minimize`."""
+    """Convergence goal and iteration limits of :func:`minimize`; with ``scoring``, a step where
+    the Hessian is not positive definite uses the Fisher information instead (Fisher scoring,
+    before any damping)."""
 
     edm_goal: float = 1e-10
     max_iterations: int = 25
     max_halvings: int = 40
+    scoring: bool = False
 
 
 class BatchMinimum(NamedTuple):
@@ -95,8 +98,12 @@ def minimize(
     for _ in range(settings.max_iterations):
         if len(running) == 0:
             break
-        value, gradient, hessian = likelihood.for_rows(running).derivatives(x[running])
-        step = _newton_step(x[running], gradient, hessian, free_t[running], lower, upper)
+        value, gradient, hessian, *information = likelihood.for_rows(running).derivatives(
+            x[running], settings.scoring
+        )
+        step = _newton_step(
+            x[running], gradient, hessian, free_t[running], lower, upper, *information
+        )
         nll[running], edm[running] = value, step.edm
         done = step.positive & (step.edm < settings.edm_goal) & torch.isfinite(value)
         converged[running[done]] = True
@@ -119,9 +126,11 @@ def _newton_step(
     free: torch.Tensor,
     lower: torch.Tensor,
     upper: torch.Tensor,
+    information: torch.Tensor | None = None,
 ) -> _Step:
     """The projected Newton step of each refit, its EDM, and whether the Hessian of the moving
-    parameters is positive definite (undamped)."""
+    parameters is positive definite (undamped); where it is not, the step of the Fisher
+    ``information`` if given, else of the damped Hessian."""
     held = ((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0))
     moving = free & ~held
     pair = moving[:, :, None] & moving[:, None, :]
@@ -130,6 +139,10 @@ def _newton_step(
     g = torch.where(moving, gradient, torch.zeros_like(gradient))
     factor, info = torch.linalg.cholesky_ex(reduced)
     positive = info == 0
+    if information is not None and not torch.all(positive):
+        failed = ~positive
+        reduced[failed] = torch.where(pair[failed], information[failed], eye[failed])
+        factor[failed], info[failed] = torch.linalg.cholesky_ex(reduced[failed])
     scale = torch.diagonal(reduced, dim1=1, dim2=2).abs().clamp_min(1e-12)
     for damping in DAMPING:
         failed = info != 0
