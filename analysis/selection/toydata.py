@@ -12,7 +12,8 @@ v15 with ``toydata.nanoaod: v15`` (:mod:`analysis.selection.toylayout`).
 
 Pseudo-data are drawn from the nominal simulated processes: Poisson(mu * xsec * lumi) events
 each, with the truth shifts of ``toydata.truth`` applied (signal strengths, tau_h and jet energy
-scales, and the tau_h ID scale factor), so closure tests know the answer.
+scales, the tau_h ID scale factor, and optionally one input variable shifted beyond the model's
+variations, ``truth.mismodel``), so closure tests know the answer.
 
 Usage: ``python -m analysis.selection.toydata --sample NAME --settings JSON --output FILE.root``.
 """
@@ -35,7 +36,12 @@ import uproot
 from analysis.core.config import has_shape_variations
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_path
-from analysis.selection.toydetector import apply_tau_id_sf, apply_truth_shifts, detector_response
+from analysis.selection.toydetector import (
+    apply_mismodelling,
+    apply_tau_id_sf,
+    apply_truth_shifts,
+    detector_response,
+)
 from analysis.selection.toylayout import in_layout
 from analysis.selection.toyphysics import generate_physics
 
@@ -215,6 +221,7 @@ def _data_chunks(settings: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             n = min(CHUNK, total - start)
             reco = _generate(rng, sample["process"], n, "nominal")
             apply_truth_shifts(reco, nuisances, settings["variations"])
+            apply_mismodelling(reco, truth.get("mismodel"))
             apply_tau_id_sf(rng, reco, settings.get("tau_id_sf"))
             columns = _columns(reco, None)
             order = rng.permutation(n)

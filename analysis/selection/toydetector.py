@@ -3,7 +3,9 @@
 Detector effects are simple Gaussian smearings; identification discriminants are drawn per object
 type (genuine tau_h, muons and jets faking tau_h); the MET is the neutrinos' transverse momentum
 minus the mismeasurement of the visible objects. For pseudo-data the truth shifts of
-``toydata.truth`` (energy scales, tau_h ID scale factor) are applied to the reconstructed objects.
+``toydata.truth`` (energy scales, tau_h ID scale factor) are applied to the reconstructed objects,
+and, with ``toydata.truth.mismodel``, one input variable is shifted beyond any variation the model
+has (to test that the goodness-of-fit tests of the inputs catch it).
 
 Like :mod:`analysis.selection.toyphysics`, every function draws in a fixed order.
 """
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.core.errors import AnalysisError
 from analysis.selection.nanoaod import GENUINE_TAU
 from analysis.selection.shifts import MET_PROPAGATION_JET_PT
 from analysis.selection.toyphysics import DECAY_MODES, MASS, UNMATCHED, Event, Particles
@@ -25,6 +28,16 @@ VSMU_THRESHOLDS = np.array([0.20, 0.40, 0.60, 0.80])
 MEDIUM_VSJET = 16
 #: Tau_genPartFlav of a prompt muon reconstructed as tau_h.
 MUON_AS_TAU = 2
+#: The input variables (skim columns) ``toydata.truth.mismodel`` can shift: the object and field
+#: each is read from.
+MISMODELLED_FIELDS = {
+    "pt_1": ("muon", "pt"),
+    "eta_1": ("muon", "eta"),
+    "iso_1": ("muon", "pfRelIso04_all"),
+    "pt_2": ("tau", "pt"),
+    "eta_2": ("tau", "eta"),
+    "m_2": ("tau", "mass"),
+}
 
 
 def detector_response(rng: np.random.Generator, ev: Event, process: str) -> dict[str, Any]:
@@ -181,6 +194,28 @@ def apply_truth_shifts(
     met_x = met_x - np.bincount(event_index, dpt * np.cos(jet["phi"]), minlength=len(old_tau))
     met_y = met_y - np.bincount(event_index, dpt * np.sin(jet["phi"]), minlength=len(old_tau))
     reco["met"] = (met_x, met_y)
+
+
+def apply_mismodelling(reco: dict[str, Any], mismodel: Mapping[str, Any] | None) -> None:
+    """Add ``mismodel["shift"]`` (in the variable's units) to the object field of the input
+    variable ``mismodel["variable"]`` (None: no change), and nothing else: no systematic
+    variation of the simulation moves that field alone, and the other objects and the MET keep
+    their values, so only that variable and the features computed from it disagree with the
+    simulation.
+
+    Raises:
+        AnalysisError: a variable not in :data:`MISMODELLED_FIELDS`.
+    """
+    variable = (mismodel or {}).get("variable")
+    if variable is None:
+        return
+    if variable not in MISMODELLED_FIELDS:
+        raise AnalysisError(
+            f"toydata.truth.mismodel.variable: {variable!r} cannot be shifted; use one of "
+            f"{', '.join(MISMODELLED_FIELDS)} or null"
+        )
+    collection, field = MISMODELLED_FIELDS[variable]
+    reco[collection][field] = reco[collection][field] + float(mismodel["shift"])
 
 
 def apply_tau_id_sf(

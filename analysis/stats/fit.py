@@ -2,7 +2,8 @@
 
 The objective is twice the negative log-likelihood of the pyhf model, minimised by MIGRAD with its
 fallback chain (:mod:`analysis.stats.minimizer`); uncertainties and correlations come from HESSE,
-the fit quality from the saturated model (:mod:`analysis.stats.goodness`).
+the fit quality from the saturated model (:mod:`analysis.stats.goodness`), with its p-value from
+toys of the post-fit model as well (``inference.fit.gof_toys``, :mod:`analysis.stats.gof`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import argparse
 import logging
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -19,9 +21,10 @@ from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.provenance import git_state, package_versions, sha256_of
 from analysis.stats import model as model_utils
 from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.gof import toy_statistics
 from analysis.stats.goodness import goodness_of_fit
 from analysis.stats.minimizer import FitSettings, fit_settings, minimize
-from analysis.stats.results import FitResults, Provenance
+from analysis.stats.results import FitResults, GoodnessOfFit, Provenance
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,31 @@ log = logging.getLogger(__name__)
 VERSIONED_PACKAGES = ("pyhf", "iminuit", "numpy", "scipy")
 
 
+class GofToys(NamedTuple):
+    """Toys of the goodness of fit (``inference.fit.gof_toys``, ``gof_seed``); 0 toys: none."""
+
+    toys: int = 0
+    seed: int = 0
+
+
+def gof_toys(settings: Mapping[str, Any]) -> GofToys:
+    """The goodness-of-fit toys of the stage's settings (none where ``fit`` does not set them).
+
+    Raises:
+        AnalysisError: a negative number of toys.
+    """
+    fields = settings.get("fit") or {}
+    toys = GofToys(**{key[4:]: fields[key] for key in ("gof_toys", "gof_seed") if key in fields})
+    if not isinstance(toys.toys, int) or toys.toys < 0:
+        raise AnalysisError(f"inference.fit.gof_toys: {toys.toys!r} is not a number >= 0 (0: none)")
+    return toys
+
+
 def fit(
-    setup: model_utils.Setup, settings: FitSettings, provenance: Provenance | None = None
+    setup: model_utils.Setup,
+    settings: FitSettings,
+    provenance: Provenance | None = None,
+    toys: GofToys | None = None,
 ) -> FitResults:
     """The nominal maximum-likelihood fit with HESSE uncertainties and goodness of fit.
 
@@ -38,6 +64,7 @@ def fit(
         setup: model, data and POIs.
         settings: minimiser settings.
         provenance: the code and settings that made it, recorded in the result.
+        toys: toys for the goodness of fit's toy p-value (None: none).
 
     Returns:
         The fit result (``converged`` False when the fallback chain failed, never hidden), with
@@ -63,12 +90,28 @@ def fit(
         uncertainties=uncertainties,
         correlation=correlation_matrix(covariance),
         fixed=tuple(label for label, frozen in zip(labels, fixed, strict=True) if frozen),
-        goodness_of_fit=goodness_of_fit(setup.model, setup.data, minimum.twice_nll),
+        goodness_of_fit=_goodness(setup, minimum.values, minimum.twice_nll, settings, toys),
         attempts=minimum.attempts,
         workspace_sha256=setup.digest,
         versions={"python": platform.python_version(), **package_versions(VERSIONED_PACKAGES)},
         provenance=provenance,
     )
+
+
+def _goodness(
+    setup: model_utils.Setup,
+    values: np.ndarray,
+    twice_nll: float,
+    settings: FitSettings,
+    toys: GofToys | None,
+) -> GoodnessOfFit:
+    """The saturated goodness of fit, with its p-value from toys of the post-fit model."""
+    result = goodness_of_fit(setup.model, setup.data, twice_nll)
+    if toys is None or toys.toys == 0:
+        return result
+    toy_chi2, fallbacks = toy_statistics(setup.model, values, settings, toys.toys, toys.seed)
+    p_value = float(np.mean(toy_chi2 >= result.chi2))
+    return result._replace(toys=toys.toys, toy_p_value=p_value, toy_fallbacks=fallbacks)
 
 
 def correlation_matrix(covariance: np.ndarray) -> np.ndarray:
@@ -111,12 +154,13 @@ def _main(argv: Sequence[str] | None = None) -> None:
     configure_logging()
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
-    result = fit(setup, fit_settings(settings), Provenance(git_state(), sha256_of(settings)))
-    poi = setup.model.config.poi_index
+    provenance = Provenance(git_state(), sha256_of(settings))
+    result = fit(setup, fit_settings(settings), provenance, gof_toys(settings))
+    poi, quality = setup.model.config.poi_index, result.goodness_of_fit
     log.info(
-        "%s = %.4f +- %.4f (converged: %s, goodness of fit p = %s)",
+        "%s = %.4f +- %.4f (converged: %s, goodness of fit p = %s, from %d toys p = %s)",
         setup.pois[0], result.values[poi], result.uncertainties[poi], result.converged,
-        result.goodness_of_fit.p_value,
+        quality.p_value, quality.toys, quality.toy_p_value,
     )  # fmt: skip
     result.write(args.output)
 

@@ -53,10 +53,12 @@ class _Cells(NamedTuple):
 
 
 def derivatives(
-    likelihood: Likelihood, pars: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    likelihood: Likelihood, pars: torch.Tensor, information: bool = False
+) -> tuple[torch.Tensor, ...]:
     """Values ``(k,)``, gradients ``(k, npars)`` and Hessians ``(k, npars, npars)`` of -2 log L at
-    the points ``pars`` ``(k, npars)``."""
+    the points ``pars`` ``(k, npars)``; with ``information`` also the Fisher information of -2 log
+    L there, ``sum_b (2 / lambda_b) J_b J_b^T`` plus the constraints' curvature, which unlike the
+    Hessian is positive semi-definite everywhere."""
     k, n = pars.shape
     normsys = _elementwise(lambda x: normsys_log(x, likelihood), pars[:, likelihood.normsys_par])
     code = likelihood.histosys_code
@@ -79,6 +81,9 @@ def derivatives(
     # refit's numbers must not depend on the refits it is batched with
     gradient = (slope[..., None] * jacobian).sum(dim=1)
     hessian = torch.bmm((jacobian * curvature[..., None]).transpose(1, 2), jacobian)
+    fisher = None
+    if information:
+        fisher = torch.bmm((jacobian * (2.0 / expected)[..., None]).transpose(1, 2), jacobian)
     scale = weight * cells.normsys  # w N
     mixed = scale[..., None] * cells.grad_additive + (scale * cells.additive)[..., None] * cells.a
     product = torch.bmm(grad_g.transpose(1, 2), mixed)
@@ -96,7 +101,11 @@ def derivatives(
     curvature_n = (weight * rates)[:, likelihood.normsys_cell] * normsys[2][:, entries]
     diagonal.index_add_(1, likelihood.normsys_par[entries], curvature_n)
     _add_constraints(likelihood, pars, gradient, diagonal)
-    return likelihood.from_expected(pars, expected), gradient, hessian
+    value = likelihood.from_expected(pars, expected)
+    if fisher is None:
+        return value, gradient, hessian
+    _add_constraint_curvature(likelihood, pars, fisher.diagonal(dim1=1, dim2=2))
+    return value, gradient, hessian, fisher
 
 
 def _elementwise(
@@ -177,7 +186,16 @@ def _add_constraints(
     ``((aux - x) / sigma)^2`` and Poisson ``2 (x tau - aux log(x tau))``."""
     gauss, sigma2 = likelihood.gauss, likelihood.sigma**2
     gradient.index_add_(1, gauss, 2.0 * (pars[:, gauss] - likelihood.gauss_aux) / sigma2)
-    diagonal.index_add_(1, gauss, (2.0 / sigma2).expand(len(pars), -1))
     poisson, aux = likelihood.poisson, likelihood.poisson_aux
     gradient.index_add_(1, poisson, 2.0 * (likelihood.factor - aux / pars[:, poisson]))
+    _add_constraint_curvature(likelihood, pars, diagonal)
+
+
+def _add_constraint_curvature(
+    likelihood: Likelihood, pars: torch.Tensor, diagonal: torch.Tensor
+) -> None:
+    """Add the constraint terms' (diagonal) second derivatives."""
+    gauss, sigma2 = likelihood.gauss, likelihood.sigma**2
+    diagonal.index_add_(1, gauss, (2.0 / sigma2).expand(len(pars), -1))
+    poisson, aux = likelihood.poisson, likelihood.poisson_aux
     diagonal.index_add_(1, poisson, 2.0 * aux / pars[:, poisson] ** 2)

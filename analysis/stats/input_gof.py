@@ -26,7 +26,7 @@ from typing import Any
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats.chunks import chunk_items
 from analysis.stats.cli import configure_logging, parse_settings
-from analysis.stats.results import GofChunk, GofResults
+from analysis.stats.results import GofChunk, GofResults, GofTest
 
 log = logging.getLogger(__name__)
 
@@ -59,45 +59,79 @@ def run_chunk(manifest: Mapping[str, Any], settings: Mapping[str, Any], chunk: i
             ``histograms``, ``workspace``, ``weights`` and ``inference`` config sections.
         chunk: the chunk index.
     """
+    gof = settings["gof"]
+    tests = tests_of(gof["variables"], gof["pairs"])
+    selected = chunk_tests(tests, chunk, gof["chunk_size"])
+    samples, edges = read_inputs(manifest, settings, sorted({v for test in selected for v in test}))
+    results = []
+    for test in selected:
+        results.append(evaluate_test(build_test(samples, edges, test, settings), test, settings))
+    return GofChunk(gof["data"], chunk, len(tests), tuple(results))
+
+
+def read_inputs(
+    manifest: Mapping[str, Any], settings: Mapping[str, Any], variables: Sequence[str]
+) -> tuple[list[Any], dict[str, Any]]:
+    """The columns of ``variables`` per sample and variation, and each variable's bin edges.
+
+    Raises:
+        AnalysisError: ``gof.data`` not one of :data:`DATA_MODES`.
+    """
+    from analysis.stats import gof_histograms as inputs
+
+    gof, histograms = settings["gof"], settings["histograms"]
+    if gof["data"] not in DATA_MODES:
+        raise AnalysisError(f"gof.data: {gof['data']!r} is not one of {', '.join(DATA_MODES)}")
+    samples = inputs.read_samples(manifest, variables, histograms, settings["weights"])
+    observed = gof["data"] == "observed"
+    return samples, inputs.variable_edges(samples, variables, histograms, gof["bins"], observed)
+
+
+def build_test(
+    samples: Sequence[Any],
+    edges: Mapping[str, Any],
+    test: Sequence[str],
+    settings: Mapping[str, Any],
+) -> Any:
+    """The model and data (:class:`analysis.stats.model.Setup`) of one test: its histograms and
+    the analysis's workspace of them."""
     # imported here: the workflow imports this module to count the chunks
     import pyhf
 
     from analysis.stats import gof_histograms as inputs
     from analysis.stats import model as model_utils
+
+    histograms, observed = settings["histograms"], settings["gof"]["data"] == "observed"
+    per_sample, n_bins = inputs.fill_test(samples, test, edges, histograms, settings["weights"])
+    spec = inputs.workspace_of(
+        per_sample, test, n_bins, histograms, settings["workspace"], observed
+    )
+    return model_utils.build(
+        pyhf.Workspace(spec), model_utils.model_settings(settings["inference"])
+    )
+
+
+def evaluate_test(
+    setup: Any, test: Sequence[str], settings: Mapping[str, Any], batch: int | None = None
+) -> GofTest:
+    """The saturated test of one test's model with its toys (``batch``: toys fitted together,
+    see :func:`analysis.stats.gof.fit_toys`)."""
+    from analysis.stats import gof_histograms as inputs
     from analysis.stats.gof import entry_of, pseudo_data, saturated_test, seed_of
     from analysis.stats.minimizer import fit_settings
 
     gof = settings["gof"]
-    if gof["data"] not in DATA_MODES:
-        raise AnalysisError(f"gof.data: {gof['data']!r} is not one of {', '.join(DATA_MODES)}")
-    observed = gof["data"] == "observed"
-    tests = tests_of(gof["variables"], gof["pairs"])
-    selected = chunk_tests(tests, chunk, gof["chunk_size"])
-    variables = sorted({name for test in selected for name in test})
-    histograms = settings["histograms"]
-    samples = inputs.read_samples(manifest, variables, histograms, settings["weights"])
-    edges = inputs.variable_edges(samples, variables, histograms, gof["bins"], observed)
+    seed = seed_of(gof["seed"], test)
+    data = pseudo_data(setup.model, seed) if gof["data"] == "pseudo" else setup.data
     minimizer = fit_settings(settings["inference"])
-    results = []
-    for test in selected:
-        per_sample, n_bins = inputs.fill_test(samples, test, edges, histograms, settings["weights"])
-        spec = inputs.workspace_of(
-            per_sample, test, n_bins, histograms, settings["workspace"], observed
-        )
-        setup = model_utils.build(
-            pyhf.Workspace(spec), model_utils.model_settings(settings["inference"])
-        )
-        seed = seed_of(gof["seed"], test)
-        data = pseudo_data(setup.model, seed) if gof["data"] == "pseudo" else setup.data
-        sampled = saturated_test(setup.model, data, minimizer, gof["toys"], seed)
-        n_bins = setup.model.config.nmaindata  # without bins nothing is predicted in
-        results.append(entry_of(test, n_bins, sampled, gof["toys"], seed))
-        log.info(
-            "%s: %d bins, chi2 %.2f / %d, p-value %.3f (toys), %s (asymptotic), %d fallbacks",
-            inputs.channel_name(test), n_bins, sampled.chi2, sampled.ndof, sampled.p_value,
-            sampled.p_value_asymptotic, sampled.fallbacks,
-        )  # fmt: skip
-    return GofChunk(gof["data"], chunk, len(tests), tuple(results))
+    sampled = saturated_test(setup.model, data, minimizer, gof["toys"], seed, batch)
+    n_bins = setup.model.config.nmaindata  # without bins nothing is predicted in
+    log.info(
+        "%s: %d bins, chi2 %.2f / %d, p-value %.3f (toys), %s (asymptotic), %d fallbacks",
+        inputs.channel_name(test), n_bins, sampled.chi2, sampled.ndof, sampled.p_value,
+        sampled.p_value_asymptotic, sampled.fallbacks,
+    )  # fmt: skip
+    return entry_of(test, n_bins, sampled, gof["toys"], seed)
 
 
 def gather(chunks: Sequence[GofChunk], sources: Sequence[str]) -> GofResults:
@@ -138,9 +172,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
         result = gather(chunks, args.chunks)
         result.write(args.output)
         log.info(
-            "%d tests, %.1f%% below 5%%, uniformity p-value %.3f (%s data)",
-            len(result.tests), 100 * result.fraction_below_5_percent,
-            result.uniformity_p_value, result.data,
+            "%d tests, %.1f%% below 5%%, uniformity p-value %.3f (%s data), %d toys refitted "
+            "by MINUIT", len(result.tests), 100 * result.fraction_below_5_percent,
+            result.uniformity_p_value, result.data, result.fallbacks,
         )  # fmt: skip
         return
     settings = parse_settings(args.settings)

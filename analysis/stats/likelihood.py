@@ -5,7 +5,10 @@ rebuilds the same function from the pyhf model's specification (its channels, sa
 parameter layout, constraint widths and auxiliary data) as a few tensor operations on a batch of
 parameter vectors, one row each: :meth:`Likelihood.values` for a line search, and
 :meth:`Likelihood.derivatives` with exact gradients and Hessians (:mod:`analysis.stats.hessian`).
-Rows never mix, so a point's numbers do not depend on the points batched with it.
+Rows never mix, so a point's numbers do not depend on the points batched with it. The data are
+one data set for every row (the fit, the ranking's refits, the scans) or one data set per row
+(toys: ``data`` of shape ``(k, main + aux)``); :meth:`Likelihood.for_rows` then gives the
+likelihood of a subset of the rows.
 
 A cell is a sample in a bin. Its expected rate is pyhf's: (nominal + the histosys deltas) times
 the multiplicative modifiers (normfactor, lumi, staterror, shapesys, shapefactor, and the normsys
@@ -16,6 +19,7 @@ and the callers then use MINUIT. The tests hold it to pyhf's ``logpdf`` to 1e-10
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -101,26 +105,38 @@ def _add_modifier(
 
 def _constraints(model: Any, data: np.ndarray) -> dict[str, np.ndarray]:
     """Indices, auxiliary data and widths (Gaussian) or scale factors (Poisson) of the
-    constraint terms, with the auxiliary data taken from ``data`` as pyhf does."""
+    constraint terms, with the auxiliary data taken from ``data`` as pyhf does (the last axis;
+    ``data`` is one data set or one per row)."""
     config = model.config
-    aux = np.asarray(data, dtype=float)[config.nmaindata :]
+    aux = np.asarray(data, dtype=float)[..., config.nmaindata :]
     parts: dict[str, list] = {key: [] for key in ("gauss", "gauss_aux", "sigma", "poisson",
                                                   "poisson_aux", "factor")}  # fmt: skip
     position = 0
     for name in config.auxdata_order:
         param_set = config.param_set(name)
         indices = range(config.par_slice(name).start, config.par_slice(name).stop)
-        values = aux[position : position + len(indices)]
+        values = aux[..., position : position + len(indices)]
         position += len(indices)
         if param_set.pdf_type == "poisson":
             parts["poisson"] += indices
-            parts["poisson_aux"] += list(values)
+            parts["poisson_aux"].append(values)
             parts["factor"] += list(param_set.factors)
         else:
             parts["gauss"] += indices
-            parts["gauss_aux"] += list(values)
+            parts["gauss_aux"].append(values)
             parts["sigma"] += list(np.broadcast_to(param_set.width(), len(indices)))
+    empty = aux[..., :0]
+    for key in ("gauss_aux", "poisson_aux"):
+        parts[key] = np.concatenate([empty, *parts[key]], axis=-1)
     return {key: np.asarray(values) for key, values in parts.items()}
+
+
+def _constant(observed: np.ndarray, sigma: np.ndarray, poisson_aux: np.ndarray) -> float:
+    """The parameter-independent terms of -2 log L of one data set, as pyhf includes them."""
+    constant = 2.0 * sum(math.lgamma(n + 1.0) for n in observed)
+    constant += float(np.sum(2.0 * np.log(sigma) + math.log(2.0 * math.pi)))
+    constant += 2.0 * sum(math.lgamma(a + 1.0) for a in poisson_aux)
+    return float(constant)
 
 
 class Likelihood:
@@ -128,7 +144,8 @@ class Likelihood:
 
     Build it with :func:`build`. :meth:`twice_nll` evaluates a batch of points ``(k, npars)``
     (differentiably), :meth:`values` the same without autograd, and :meth:`derivatives` their
-    values, gradients and Hessians (:mod:`analysis.stats.hessian`).
+    values, gradients and Hessians (:mod:`analysis.stats.hessian`). With one data set per row
+    (``per_row``), row i of the points is evaluated on data set i.
     """
 
     def __init__(self, model: Any, data: np.ndarray, layout: _Layout, device: torch.device):
@@ -139,7 +156,9 @@ class Likelihood:
         self.histosys_code = settings.get("histosys", {}).get("interpcode", "code0")
         self.nominal = self.to_tensor(layout.nominal)
         self.cell_bin = self._index(layout.cell_bin)
-        observed = np.asarray(data, dtype=float)[: config.nmaindata]
+        data = np.asarray(data, dtype=float)
+        self.per_row, self.n_bins = data.ndim == 2, config.nmaindata
+        observed = data[..., : config.nmaindata]
         self.observed = self.to_tensor(observed)
         self._linear(layout)
         self._normsys(layout)
@@ -150,11 +169,24 @@ class Likelihood:
         self.sigma = self.to_tensor(terms["sigma"])
         self.poisson_aux = self.to_tensor(terms["poisson_aux"])
         self.factor = self.to_tensor(terms["factor"])
-        # the parameter-independent terms, as pyhf includes them
-        constant = 2.0 * sum(math.lgamma(n + 1.0) for n in observed)
-        constant += float(np.sum(2.0 * np.log(terms["sigma"]) + math.log(2.0 * math.pi)))
-        constant += 2.0 * sum(math.lgamma(a + 1.0) for a in terms["poisson_aux"])
-        self.constant = float(constant)
+        if self.per_row:  # per data set, each summed as a single data set's, so a toy's
+            # numbers do not depend on the toys batched with it
+            self.constant: float | torch.Tensor = self.to_tensor([
+                _constant(row, terms["sigma"], aux)
+                for row, aux in zip(observed, terms["poisson_aux"], strict=True)
+            ])  # fmt: skip
+        else:
+            self.constant = _constant(observed, terms["sigma"], terms["poisson_aux"])
+
+    def for_rows(self, rows: torch.Tensor) -> Likelihood:
+        """The likelihood of the points ``rows`` of a batch: itself with one data set for every
+        row, a copy holding those rows' data sets with one per row."""
+        if not self.per_row:
+            return self
+        subset = copy.copy(self)
+        for name in ("observed", "gauss_aux", "poisson_aux", "constant"):
+            setattr(subset, name, getattr(self, name)[rows])
+        return subset
 
     def to_tensor(self, values: Any) -> torch.Tensor:
         """``values`` as a float64 tensor on the likelihood's device."""
@@ -222,7 +254,7 @@ class Likelihood:
 
     def bins(self, cells: torch.Tensor) -> torch.Tensor:
         """Per main bin, the sum over its cells (the last dimension of ``cells``)."""
-        total = cells.new_zeros(*cells.shape[:-1], len(self.observed))
+        total = cells.new_zeros(*cells.shape[:-1], self.n_bins)
         return total.index_add(cells.dim() - 1, self.cell_bin, cells)
 
     def expected(self, pars: torch.Tensor) -> torch.Tensor:
@@ -254,14 +286,15 @@ class Likelihood:
             return self.twice_nll(self.to_tensor(pars))
 
     def derivatives(
-        self, pars: np.ndarray | torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, pars: np.ndarray | torch.Tensor, information: bool = False
+    ) -> tuple[torch.Tensor, ...]:
         """Values ``(k,)``, exact gradients ``(k, npars)`` and Hessians ``(k, npars, npars)`` of
-        -2 log L at a batch of points (see :mod:`analysis.stats.hessian`)."""
+        -2 log L at a batch of points, and with ``information`` the Fisher information matrices
+        (see :mod:`analysis.stats.hessian`)."""
         from analysis.stats.hessian import derivatives
 
         with torch.no_grad():
-            return derivatives(self, self.to_tensor(pars))
+            return derivatives(self, self.to_tensor(pars), information)
 
 
 def normsys_log(alpha: torch.Tensor, likelihood: Likelihood) -> torch.Tensor:
@@ -324,9 +357,18 @@ def rowwise(rows: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return torch.stack([row @ matrix for row in rows])
 
 
+def supports(model: Any) -> bool:
+    """Whether :func:`build` implements every modifier and interpolation code of the model."""
+    return _layout(model) is not None
+
+
 def build(model: Any, data: np.ndarray, device: torch.device | str = "cpu") -> Likelihood | None:
     """The vectorised likelihood of a pyhf model and its data on ``device``; None when the model
-    uses a modifier type or interpolation code not implemented here."""
+    uses a modifier type or interpolation code not implemented here.
+
+    ``data`` is one data set ``(main + aux,)``, used by every row of a batch, or one per row
+    ``(k, main + aux)`` (toys: evaluate them at ``(k, npars)`` points, row i on data set i).
+    """
     layout = _layout(model)
     if layout is None:
         return None

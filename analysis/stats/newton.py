@@ -14,7 +14,8 @@ A refit is valid when, at its final point, the estimated distance to the minimum
 -2 log L that is the squared distance to the minimum in standard deviations: the scale-free form of
 "the gradient is small"), their Hessian is positive definite, every parameter is inside its bounds
 and -2 log L is finite and not above its value at the start. Every refit's iterations depend on its
-own row only, so a refit gives the same numbers in any batch.
+own row only, so a refit gives the same numbers in any batch. A likelihood with one data set per
+row (toys) minimises each row on its own data set.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ ROUNDING = 1e-12
 
 
 class NewtonSettings(NamedTuple):
-    """Convergence goal and iteration limits of :func:`minimize`."""
+    """Convergence goal and iteration limits of :func:`minimize`; with ``scoring``, a step where
+    the Hessian is not positive definite uses the Fisher information instead (Fisher scoring,
+    before any damping)."""
 
     edm_goal: float = 1e-10
     max_iterations: int = 25
     max_halvings: int = 40
+    scoring: bool = False
 
 
 class BatchMinimum(NamedTuple):
@@ -73,7 +77,7 @@ def minimize(
     """Minimise -2 log L from each start, moving only the ``free`` parameters of its row.
 
     Args:
-        likelihood: the vectorised -2 log L.
+        likelihood: the vectorised -2 log L (one data set, or one per row of ``starts``).
         starts: ``(k, npars)`` start values, inside ``bounds``.
         free: ``(k, npars)`` which parameters each refit may move.
         bounds: ``(npars, 2)`` lower and upper bounds.
@@ -94,8 +98,12 @@ def minimize(
     for _ in range(settings.max_iterations):
         if len(running) == 0:
             break
-        value, gradient, hessian = likelihood.derivatives(x[running])
-        step = _newton_step(x[running], gradient, hessian, free_t[running], lower, upper)
+        value, gradient, hessian, *information = likelihood.for_rows(running).derivatives(
+            x[running], settings.scoring
+        )
+        step = _newton_step(
+            x[running], gradient, hessian, free_t[running], lower, upper, *information
+        )
         nll[running], edm[running] = value, step.edm
         done = step.positive & (step.edm < settings.edm_goal) & torch.isfinite(value)
         converged[running[done]] = True
@@ -118,9 +126,11 @@ def _newton_step(
     free: torch.Tensor,
     lower: torch.Tensor,
     upper: torch.Tensor,
+    information: torch.Tensor | None = None,
 ) -> _Step:
     """The projected Newton step of each refit, its EDM, and whether the Hessian of the moving
-    parameters is positive definite (undamped)."""
+    parameters is positive definite (undamped); where it is not, the step of the Fisher
+    ``information`` if given, else of the damped Hessian."""
     held = ((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0))
     moving = free & ~held
     pair = moving[:, :, None] & moving[:, None, :]
@@ -129,6 +139,10 @@ def _newton_step(
     g = torch.where(moving, gradient, torch.zeros_like(gradient))
     factor, info = torch.linalg.cholesky_ex(reduced)
     positive = info == 0
+    if information is not None and not torch.all(positive):
+        failed = ~positive
+        reduced[failed] = torch.where(pair[failed], information[failed], eye[failed])
+        factor[failed], info[failed] = torch.linalg.cholesky_ex(reduced[failed])
     scale = torch.diagonal(reduced, dim1=1, dim2=2).abs().clamp_min(1e-12)
     for damping in DAMPING:
         failed = info != 0
@@ -173,7 +187,7 @@ def _line_search(
             break
         origin = x[rows[pending]]
         trial = torch.minimum(torch.maximum(origin + length * direction[pending], lower), upper)
-        trial_value = likelihood.values(trial)
+        trial_value = likelihood.for_rows(rows[pending]).values(trial)
         decrease = torch.sum(gradient[pending] * (trial - origin), dim=1)
         bound = value[pending] + ARMIJO * decrease + _slack(value[pending])
         good = torch.isfinite(trial_value) & (trial_value <= bound) & (decrease < 0)

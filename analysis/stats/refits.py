@@ -125,7 +125,7 @@ def _batched(
     for row, request in enumerate(requests):
         starts[row] = profile_start(record, bounds, request.indices, request.targets, steps)[0]
         free[row, list(request.indices)] = False
-    with _cpu_threads(likelihood.device):
+    with cpu_threads(likelihood.device):
         found = newton.minimize(likelihood, starts, free, bounds, NEWTON)
     minima: list[Minimum | None] = []
     for row in range(len(requests)):
@@ -155,7 +155,7 @@ def _likelihood(
 
 
 @contextlib.contextmanager
-def _cpu_threads(device: torch.device) -> Iterator[None]:
+def cpu_threads(device: torch.device) -> Iterator[None]:
     """One torch thread on the CPU while the batch runs: its tensors are small, and extra
     threads only wait on each other (several times slower on a busy machine)."""
     if device.type != "cpu":

@@ -52,11 +52,16 @@ class Provenance(NamedTuple):
 
 
 class GoodnessOfFit(NamedTuple):
-    """Saturated-model goodness of fit: chi2 = 2 (NLL - NLL_saturated) with ndof degrees."""
+    """Saturated-model goodness of fit: chi2 = 2 (NLL - NLL_saturated) with ndof degrees, its
+    asymptotic p-value (None without degrees of freedom) and its p-value from ``toys`` toys of
+    the post-fit model (None without toys), ``toy_fallbacks`` of them refitted by MINUIT."""
 
     chi2: float
     ndof: int
     p_value: float | None
+    toys: int = 0
+    toy_p_value: float | None = None
+    toy_fallbacks: int = 0
 
 
 class Pull(NamedTuple):
@@ -421,8 +426,9 @@ class GofChunk(ResultsFile):
 @dataclass(frozen=True, eq=False)
 class GofResults(ResultsFile):
     """The goodness-of-fit tests of the input variables (``gof.json``) and their summary: the
-    fraction of tests with a toy p-value below 5% and the Kolmogorov-Smirnov p-value of the
-    hypothesis that the toy p-values are uniform."""
+    fraction of tests with a toy p-value below 5%, the Kolmogorov-Smirnov p-value of the
+    hypothesis that the toy p-values are uniform, and how many toys of all tests MINUIT
+    refitted."""
 
     what: ClassVar[str] = "goodness-of-fit summary"
     stage: ClassVar[str] = "gof"
@@ -431,6 +437,7 @@ class GofResults(ResultsFile):
     tests: tuple[GofTest, ...]
     fraction_below_5_percent: float
     uniformity_p_value: float
+    fallbacks: int = 0
 
 
 # --- JSON <-> typed values -----------------------------------------------------------------------

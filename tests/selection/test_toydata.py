@@ -165,3 +165,28 @@ def test_unknown_sample_is_a_clear_error(tmp_path, settings):
     with pytest.raises(AnalysisError, match="sample 'nope' has no `toy` block"):
         generate_sample("nope", settings, tmp_path / "x.root")
     assert not (tmp_path / "x.root").exists()
+
+
+def test_mismodelling_knob_shifts_one_variable_of_the_pseudo_data(tmp_path, default_config,
+                                                                  default_samples):  # fmt: skip
+    """``toydata.truth.mismodel`` adds its shift to the chosen variable of every pseudo-data
+    event and changes nothing else (same events, same other branches); an unknown variable is
+    one clear error: catches a shift applied to the wrong object, one that changes the random
+    stream (other events), or a typo silently ignored."""
+    settings = toy_settings(default_config, default_samples, events=500)
+    settings["samples"] = {n: s for n, s in settings["samples"].items() if n in ("ZL", "data")}
+    settings["tau_id_sf"] = None
+    generate_sample("data", settings, tmp_path / "data.root")
+    shifted = copy.deepcopy(settings)
+    shifted["toydata"]["truth"]["mismodel"] = {"variable": "m_2", "shift": 0.2}
+    generate_sample("data", shifted, tmp_path / "shifted.root")
+    branches = ["Tau_mass", "Tau_pt", "Muon_eta", "MET_pt", "event"]
+    plain = _arrays(tmp_path / "data.root", branches)
+    moved = _arrays(tmp_path / "shifted.root", branches)
+    assert len(plain) > 0
+    np.testing.assert_allclose(moved["Tau_mass"] - plain["Tau_mass"], 0.2, atol=1e-5)
+    for branch in branches[1:]:
+        assert np.array_equal(moved[branch], plain[branch])
+    shifted["toydata"]["truth"]["mismodel"] = {"variable": "mjj", "shift": 1.0}
+    with pytest.raises(AnalysisError, match="toydata.truth.mismodel.variable: 'mjj'"):
+        generate_sample("data", shifted, tmp_path / "bad.root")

@@ -53,3 +53,25 @@ def test_derivatives_where_a_linear_factor_is_zero():
         assert np.all(np.isfinite(hessians[row].numpy()))
         np.testing.assert_allclose(gradients[row].numpy(), gradient, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(hessians[row].numpy(), hessian, rtol=1e-10, atol=1e-9)
+
+
+def test_fisher_information_is_the_hessian_on_asimov_data_and_semi_definite():
+    """The Fisher information equals the Hessian on Asimov data at the Asimov point (where the
+    terms weighted by 1 - n / lambda vanish) and is positive semi-definite at points (with
+    positive expectations) where the Hessian is not: catches a wrong factor of the information (Fisher scoring of the toys would
+    then take wrong steps) or an information as indefinite as the Hessian."""
+    from analysis.stats import model as model_utils
+
+    setup = load("toy_analysis", asimov=True)
+    built = likelihood.build(setup.model, setup.data)
+    asimov = model_utils.asimov_parameters(setup.model)[None, :]
+    _, _, hessian, information = built.derivatives(asimov, information=True)
+    scale = hessian.abs().max()
+    torch.testing.assert_close(information, hessian, rtol=0, atol=1e-10 * scale)
+    pars = points(setup, 12, 0.8, seed=5)
+    values, _, hessians, informations = built.derivatives(pars, information=True)
+    finite = torch.isfinite(values)  # no bin expects negative events (the minimiser's domain)
+    assert finite.sum() >= 10
+    hessians, informations = hessians[finite], informations[finite]
+    assert torch.linalg.eigvalsh(hessians).min() < 0  # the points are far enough to show it
+    assert torch.all(torch.linalg.eigvalsh(informations) > -1e-9 * informations.abs().amax())
