@@ -14,8 +14,10 @@ from snakemake.exceptions import WorkflowError
 from analysis.core.config import (
     TRAIN_EXECUTION_KEYS,
     analysis_settings,
+    check_correction_files,
     check_features,
     check_samples,
+    check_weights,
     check_train_classes,
     class_names,
     has_shape_variations,
@@ -43,6 +45,8 @@ def _load_samples():
     try:
         check_renamed_keys(config)
         validate_document(config, SCHEMAS / "config.schema.yaml", "config")
+        check_weights(config["weights"])
+        check_correction_files(config)
         fit_asimov(config)  # refuses fitting data while blinded
         gof_data(config)  # refuses testing data while blinded
         samples = load_yaml(config["samples"])
@@ -136,6 +140,14 @@ def certified_lumi_file(wildcards):
     certified = config["selection"]["certified_lumi"]["file"]
     is_data = SAMPLES[wildcards.sample]["type"] == "data"
     return [certified] if certified and is_data and "://" not in certified else []
+
+
+def preselect_corrections(wildcards):
+    """The official-format correction files, inputs of simulated samples' preselection (so a new
+    file reruns it); their presence is checked when the workflow starts."""
+    if SAMPLES[wildcards.sample]["type"] != "mc":
+        return []
+    return check_correction_files(config)
 
 
 def preselect_outputs(variations):

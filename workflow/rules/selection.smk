@@ -32,6 +32,7 @@ rule preselect_sample:
     input:
         files=sample_files,
         certified_lumi=certified_lumi_file,
+        corrections=preselect_corrections,
     output:
         **preselect_outputs(MC_VARIATIONS),
     params:
