@@ -185,7 +185,9 @@ def with_correction_branches(source: Path, output: Path) -> Path:
                          "genJetIdx")  # fmt: skip
     fractions = {"chHEF": 0.5, "neHEF": 0.2, "chEmEF": 0.1, "neEmEF": 0.1, "muEF": 0.0}
     for name, value in fractions.items():
-        jets = ak.with_field(jets, ak.values_astype(ak.ones_like(jets.pt) * value, np.float32), name)
+        jets = ak.with_field(
+            jets, ak.values_astype(ak.ones_like(jets.pt) * value, np.float32), name
+        )
     jets = ak.with_field(jets, ak.values_astype(index % 3 + 1, np.uint8), "chMultiplicity")
     jets = ak.with_field(jets, ak.values_astype(index % 2 + 1, np.uint8), "neMultiplicity")
     tree["Jet"] = jets

@@ -213,7 +213,8 @@ TRAIN_EXECUTION_KEYS = ("threads", "mem_mb", "runtime", "gpus")
 #: chunking, dask), not what they compute: left out of the config digest of ``versions.json``.
 EXECUTION_KEYS = (
     "results",
-    "preselect.chunksize", "preselect.threads", "preselect.mem_mb", "preselect.dask",
+    "preselect.chunksize", "preselect.files_per_job", "preselect.threads", "preselect.mem_mb",
+    "preselect.dask",
     *(f"train.{key}" for key in TRAIN_EXECUTION_KEYS),
     "inference.ranking.chunk_size", "inference.scan.chunk_size",
 )  # fmt: skip

@@ -399,7 +399,9 @@ def write_all(directory: str | os.PathLike[str], true_interactions: np.ndarray) 
         ("pileup", "puWeights.json"), ("muon", "muon_Z.json"), ("tau", "tau.json"),
         ("btag", "btagging.json"), ("btag_efficiency", "btag_efficiency.json"),
         ("jme", "jet_jerc.json"), ("jet_id", "jetid.json"))}  # fmt: skip
-    write_set(files["pileup"], [pileup_correction(UL18["pileup"], pileup_weights(true_interactions))])
+    write_set(
+        files["pileup"], [pileup_correction(UL18["pileup"], pileup_weights(true_interactions))]
+    )
     write_set(files["muon"], [muon_correction(UL18["muon_id"], 0.99),
                               muon_correction(UL18["muon_iso"], 1.00),
                               muon_correction(UL18["muon_trigger"], 0.97)])  # fmt: skip

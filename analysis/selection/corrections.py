@@ -2,10 +2,10 @@
 
 Official-format corrections (pileup, muon, tau, b-tagging, jets: see
 :mod:`analysis.selection.correction_files`) are evaluated through :class:`SchemaCorrection`, which
-matches inputs by name. The toy analysis ships one correction: a tau_h identification scale factor binned in decay mode and
-tau_h pT with up/down uncertainties, like the ones the CMS tau POG publishes. Real analyses replace
-the file named in ``weights.tau_id_sf`` with the official one; only the inputs (pt, dm, syst)
-matter.
+matches inputs by name. The toy analysis ships one correction: a tau_h identification scale
+factor binned in decay mode and tau_h pT with up/down uncertainties, like the ones the CMS tau
+POG publishes (``weights.tau_id_sf``, inputs pt, dm, syst); real analyses use the official file
+through ``weights.corrections.tau_id`` instead.
 
 Regenerate the shipped file with
 ``python -m analysis.selection.corrections config/corrections/tau_id_sf.json``.
@@ -142,9 +142,7 @@ class SchemaCorrection:
             )
         self.inputs = [n for n, _ in inputs]
 
-    def evaluate(
-        self, quantities: Mapping[str, Any], systematic: str | None = None
-    ) -> np.ndarray:
+    def evaluate(self, quantities: Mapping[str, Any], systematic: str | None = None) -> np.ndarray:
         """The correction's output for arrays of ``quantities`` (flat numpy) and ``systematic``."""
         args = []
         for name in self.inputs:

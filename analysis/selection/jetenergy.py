@@ -206,9 +206,7 @@ def with_jet_id(jets: ak.Array, correction: SchemaCorrection) -> ak.Array:
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, 1 where the denominator is 0 (a jet smeared to pT 0 stays 0)."""
-    return np.divide(
-        numerator, denominator, out=np.ones_like(numerator), where=denominator > 0
-    )
+    return np.divide(numerator, denominator, out=np.ones_like(numerator), where=denominator > 0)
 
 
 def _np(values: Any) -> np.ndarray:

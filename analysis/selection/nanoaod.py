@@ -124,7 +124,11 @@ def _branch_names(path: str, treename: str, sample: str) -> tuple[set[str], int]
             "samples file"
         ) from None
     except Exception as err:  # uproot raises several types for corrupt files
-        raise AnalysisError(f"sample '{sample}': cannot read {path} ({err})") from None
+        reason = " ".join(str(err).split())  # uproot's messages span several lines
+        raise AnalysisError(
+            f"sample '{sample}': cannot read {path} ({reason}); replace the file or remove it "
+            "from the sample's files"
+        ) from None
 
 
 def generator_sumw(files: Sequence[str], names: Sequence[str]) -> float | None:

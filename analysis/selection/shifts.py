@@ -37,8 +37,10 @@ def shifted(
     variation = Variation.parse(name)
     if variation.is_nominal and variation.source == NOMINAL:
         return nominal
-    if jet_energy is not None and variation.direction and (
-        variation.source == "jer" or variation.source.startswith("jes_")
+    if (
+        jet_energy is not None
+        and variation.direction
+        and (variation.source == "jer" or variation.source.startswith("jes_"))
     ):
         return {**nominal, **jet_energy.shift(nominal, variation)}
     shift = SHIFTS.get(variation.source) if variation.direction else None

@@ -3,9 +3,9 @@ keys) and the values their tables say, and a missing or misnamed correction is o
 
 from __future__ import annotations
 
+import correctionlib
 import numpy as np
 import pytest
-import correctionlib
 
 from analysis.core.errors import AnalysisError
 from analysis.selection import correction_files as cf
@@ -28,19 +28,39 @@ def test_files_have_the_official_inputs(files):
     # would let code pass the tests that fails on the official files
     paths, _ = files
     assert _inputs(paths["pileup"], "Collisions18_UltraLegacy_goldenJSON") == [
-        ("NumTrueInteractions", "real"), ("weights", "string")]
+        ("NumTrueInteractions", "real"),
+        ("weights", "string"),
+    ]
     assert _inputs(paths["muon"], "NUM_TightID_DEN_TrackerMuons") == [
-        ("abseta", "real"), ("pt", "real"), ("scale_factors", "string")]
+        ("abseta", "real"),
+        ("pt", "real"),
+        ("scale_factors", "string"),
+    ]
     assert _inputs(paths["tau"], "DeepTau2018v2p5VSjet") == [
-        ("pt", "real"), ("dm", "int"), ("genmatch", "int"), ("wp", "string"),
-        ("wp_VSe", "string"), ("syst", "string"), ("flag", "string")]
+        ("pt", "real"),
+        ("dm", "int"),
+        ("genmatch", "int"),
+        ("wp", "string"),
+        ("wp_VSe", "string"),
+        ("syst", "string"),
+        ("flag", "string"),
+    ]
     assert _inputs(paths["btag"], "deepJet_mujets") == [
-        ("systematic", "string"), ("working_point", "string"), ("flavor", "int"),
-        ("abseta", "real"), ("pt", "real")]
+        ("systematic", "string"),
+        ("working_point", "string"),
+        ("flavor", "int"),
+        ("abseta", "real"),
+        ("pt", "real"),
+    ]
     assert _inputs(paths["jme"], "Summer19UL18_JRV2_MC_PtResolution_AK4PFchs") == [
-        ("JetEta", "real"), ("JetPt", "real"), ("Rho", "real")]
+        ("JetEta", "real"),
+        ("JetPt", "real"),
+        ("Rho", "real"),
+    ]
     assert _inputs(paths["jme"], "Summer19UL18_V5_MC_Absolute_AK4PFchs") == [
-        ("JetEta", "real"), ("JetPt", "real")]  # fmt: skip
+        ("JetEta", "real"),
+        ("JetPt", "real"),
+    ]
 
 
 def test_pileup_weights_average_to_one_on_their_simulation(files):
@@ -48,8 +68,9 @@ def test_pileup_weights_average_to_one_on_their_simulation(files):
     paths, values = files
     correction = SchemaCorrection(
         {"file": str(paths["pileup"]), "correction": "Collisions18_UltraLegacy_goldenJSON"},
-        "weights.corrections.pileup", ["NumTrueInteractions"],
-    )  # fmt: skip
+        "weights.corrections.pileup",
+        ["NumTrueInteractions"],
+    )
     nominal = correction.evaluate({"NumTrueInteractions": values}, "nominal")
     assert nominal.mean() == pytest.approx(1.0, abs=1e-9)
     assert nominal.std() > 0.05  # a real reweighting, not all ones
@@ -63,9 +84,13 @@ def test_muon_values_by_hand(files):
     # catches abseta/pt swapped, the wrong bin or the wrong systematic key
     paths, _ = files
     muon = SchemaCorrection(
-        {"file": str(paths["muon"]), "correction": "NUM_IsoMu24_DEN_CutBasedIdTight_and_PFIsoTight"},
-        "k", ["abseta", "pt"],
-    )  # fmt: skip
+        {
+            "file": str(paths["muon"]),
+            "correction": "NUM_IsoMu24_DEN_CutBasedIdTight_and_PFIsoTight",
+        },
+        "k",
+        ["abseta", "pt"],
+    )
     quantities = {"abseta": np.array([0.5, 2.2, 1.0]), "pt": np.array([33.0, 200.0, 22.0])}
     # scale 0.97; bins (eta 0, pt 3), (eta 3, pt 6 clamped), (eta 1, pt 1)
     expected = np.array([0.97 - 0.006, 0.97 - 0.03 - 0.012, 0.97 - 0.01 - 0.002])
@@ -77,8 +102,11 @@ def test_legacy_muon_layout_needs_only_constants(tmp_path):
     # catches inputs taken by position: the older UL layout has `year` first and `ValType`
     path = tmp_path / "muon.json"
     cf.write_set(path, [cf.muon_correction("NUM_TightID_DEN_TrackerMuons", 0.99, "legacy")])
-    spec = {"file": str(path), "correction": "NUM_TightID_DEN_TrackerMuons",
-            "constants": {"year": "2018_UL"}}  # fmt: skip
+    spec = {
+        "file": str(path),
+        "correction": "NUM_TightID_DEN_TrackerMuons",
+        "constants": {"year": "2018_UL"},
+    }
     muon = SchemaCorrection(spec, "k", ["abseta", "pt"])
     assert muon.systematic_input == "ValType"
     value = muon.evaluate({"abseta": np.array([0.5]), "pt": np.array([33.0])}, "sf")
@@ -88,11 +116,17 @@ def test_legacy_muon_layout_needs_only_constants(tmp_path):
 def test_tau_values_by_hand(files):
     # catches genmatch ignored (fake tau_h must get 1) or the wp/flag constants not applied
     paths, _ = files
-    spec = {"file": str(paths["tau"]), "correction": "DeepTau2018v2p5VSjet",
-            "constants": {"wp": "Tight", "wp_VSe": "Tight", "flag": "dm"}}  # fmt: skip
+    spec = {
+        "file": str(paths["tau"]),
+        "correction": "DeepTau2018v2p5VSjet",
+        "constants": {"wp": "Tight", "wp_VSe": "Tight", "flag": "dm"},
+    }
     tau = SchemaCorrection(spec, "k", ["pt", "dm", "genmatch"])
-    quantities = {"pt": np.array([30.0, 30.0, 50.0]), "dm": np.array([1, 1, 10]),
-                  "genmatch": np.array([5, 0, 5])}  # fmt: skip
+    quantities = {
+        "pt": np.array([30.0, 30.0, 50.0]),
+        "dm": np.array([1, 1, 10]),
+        "genmatch": np.array([5, 0, 5]),
+    }
     offset = 0.01 * 2 - 0.005 * 1  # Tight is the third VSjet point, Tight the second VSe one
     expected = np.array([0.92 + offset, 1.0, 0.90 + offset])
     np.testing.assert_allclose(tau.evaluate(quantities, "nom"), expected)
@@ -103,16 +137,28 @@ def test_tau_values_by_hand(files):
 @pytest.mark.parametrize(
     "spec, key, match",
     [
-        ({"file": "missing.json", "correction": "x"}, "weights.corrections.pileup",
-         r"missing\.json: correction file not found; fix weights\.corrections\.pileup\.file"),
-        ({"file": None, "correction": "x"}, "weights.corrections.pileup",
-         r"key 'weights\.corrections\.pileup\.file' is not set"),
-        ({"correction": "Collisions18_UL"}, "weights.corrections.pileup",
-         r"has no correction 'Collisions18_UL'.*fix weights\.corrections\.pileup\.correction"),
-        ({"correction": "DeepTau2018v2p5VSjet"}, "weights.corrections.tau_id",
-         r"input\(s\) \['wp', 'wp_VSe', 'syst', 'flag'\].*weights\.corrections\.tau_id\.constants"),
+        (
+            {"file": "missing.json", "correction": "x"},
+            "weights.corrections.pileup",
+            r"missing\.json: correction file not found; fix weights\.corrections\.pileup\.file",
+        ),
+        (
+            {"file": None, "correction": "x"},
+            "weights.corrections.pileup",
+            r"key 'weights\.corrections\.pileup\.file' is not set",
+        ),
+        (
+            {"correction": "Collisions18_UL"},
+            "weights.corrections.pileup",
+            r"has no correction 'Collisions18_UL'.*fix weights\.corrections\.pileup\.correction",
+        ),
+        (
+            {"correction": "DeepTau2018v2p5VSjet"},
+            "weights.corrections.tau_id",
+            r"input\(s\) \['wp', 'wp_VSe', 'syst', 'flag'\].*corrections\.tau_id\.constants",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_correction_config_is_one_line(files, spec, key, match):
     # catches a traceback or a message that does not name the config key to fix
     paths, _ = files

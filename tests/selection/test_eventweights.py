@@ -28,20 +28,29 @@ def correction_settings(config: dict, files: dict) -> dict:
     weights["tau_id_sf"] = None
     muon = {"file": str(files["muon"]), "systematics": ["nominal", "systup", "systdown"]}
     weights["corrections"] = {
-        "pileup": {"file": str(files["pileup"]), "correction": cf.UL18["pileup"],
-                   "systematics": ["nominal", "up", "down"]},
+        "pileup": {
+            "file": str(files["pileup"]),
+            "correction": cf.UL18["pileup"],
+            "systematics": ["nominal", "up", "down"],
+        },
         "muon_id": {**muon, "correction": cf.UL18["muon_id"]},
         "muon_iso": {**muon, "correction": cf.UL18["muon_iso"]},
         "muon_trigger": {**muon, "correction": cf.UL18["muon_trigger"]},
-        "tau_id": {"file": str(files["tau"]), "correction": "DeepTau2018v2p5VSjet",
-                   "systematics": ["nom", "up", "down"],
-                   "constants": {"wp": "Medium", "wp_VSe": "VVLoose", "flag": "dm"}},
-        "btag": {"file": str(files["btag"]), "correction": "deepJet_mujets",
-                 "light_correction": "deepJet_incl", "working_point": "M",
-                 "systematics": ["central", "up", "down"],
-                 "efficiency": {"file": str(files["btag_efficiency"]),
-                                "correction": "btag_efficiency"}},
-    }  # fmt: skip
+        "tau_id": {
+            "file": str(files["tau"]),
+            "correction": "DeepTau2018v2p5VSjet",
+            "systematics": ["nom", "up", "down"],
+            "constants": {"wp": "Medium", "wp_VSe": "VVLoose", "flag": "dm"},
+        },
+        "btag": {
+            "file": str(files["btag"]),
+            "correction": "deepJet_mujets",
+            "light_correction": "deepJet_incl",
+            "working_point": "M",
+            "systematics": ["central", "up", "down"],
+            "efficiency": {"file": str(files["btag_efficiency"]), "correction": "btag_efficiency"},
+        },
+    }
     return settings
 
 
@@ -56,9 +65,14 @@ def corrected(tmp_path_factory, toy_files, default_config, default_samples):
     settings = correction_settings(default_config, files)
     settings["variations"].update(tau_es=None, jet_es=None, met_unclustered=False)
     run_preselection(
-        "TT", default_samples["TT"], [str(nano)], settings, directory / "skims",
-        chunksize=1500, dask={"mode": "none"},
-    )  # fmt: skip
+        "TT",
+        default_samples["TT"],
+        [str(nano)],
+        settings,
+        directory / "skims",
+        chunksize=1500,
+        dask={"mode": "none"},
+    )
     return {"nano": nano, "files": files, "settings": settings, "skims": directory / "skims"}
 
 
@@ -79,9 +93,16 @@ def test_skim_scale_factors_match_direct_evaluation(corrected):
             np.testing.assert_allclose(skim[f"w_{name}{column}"], expected, rtol=1e-6)
     for column, syst in (("", "nom"), ("_up", "up"), ("_down", "down")):
         expected = _evaluate(
-            files["tau"], "DeepTau2018v2p5VSjet", skim["pt_2"].astype(np.float64),
-            skim["dm_2"], skim["gen_match_2"], "Medium", "VVLoose", syst, "dm",
-        )  # fmt: skip
+            files["tau"],
+            "DeepTau2018v2p5VSjet",
+            skim["pt_2"].astype(np.float64),
+            skim["dm_2"],
+            skim["gen_match_2"],
+            "Medium",
+            "VVLoose",
+            syst,
+            "dm",
+        )
         np.testing.assert_allclose(skim[f"w_tau_id{column}"], expected, rtol=1e-6)
     with uproot.open(corrected["nano"]) as fin:
         events = fin["Events"].arrays(["event", "Pileup_nTrueInt"], library="np")
@@ -96,12 +117,16 @@ def test_btag_weight_by_hand(corrected):
     # catches the untagged factor (1 - SF eff)/(1 - eff) replaced by SF, light jets evaluated
     # with the b/c correction, or jets of one event multiplied into another
     weights = EventCorrections(corrected["settings"]["weights"], simulation=True)
-    jets = ak.Array([
-        [{"pt": 60.0, "eta": 0.5, "hadronFlavour": 5, "btagged": True},
-         {"pt": 30.0, "eta": -1.0, "hadronFlavour": 0, "btagged": False}],
-        [],
-        [{"pt": 150.0, "eta": 2.0, "hadronFlavour": 4, "btagged": False}],
-    ])  # fmt: skip
+    jets = ak.Array(
+        [
+            [
+                {"pt": 60.0, "eta": 0.5, "hadronFlavour": 5, "btagged": True},
+                {"pt": 30.0, "eta": -1.0, "hadronFlavour": 0, "btagged": False},
+            ],
+            [],
+            [{"pt": 150.0, "eta": 2.0, "hadronFlavour": 4, "btagged": False}],
+        ]
+    )
     wp = 1  # "M"
     sf_b = cf.BTAG_SF[5][1] - 0.01 * wp
     sf_light = cf.BTAG_SF[0][0] - 0.01 * wp
@@ -125,8 +150,14 @@ def test_friend_weights_carry_the_corrections(corrected, default_config, default
     settings = {"lumi": 1000.0, "weights": corrected["settings"]["weights"], "folds": 2}
     skim_path = corrected["skims"] / "nominal.root"
     cutflow = corrected["skims"] / "nominal.cutflow.json"
-    columns = make_friend(skim_path, cutflow, corrected["skims"] / "friend.root", "TT",
-                          default_samples["TT"], settings)  # fmt: skip
+    columns = make_friend(
+        skim_path,
+        cutflow,
+        corrected["skims"] / "friend.root",
+        "TT",
+        default_samples["TT"],
+        settings,
+    )
     skim = read_tree(skim_path)
     sumw = read_json(cutflow)["sumw"]["genEventSumw"]
     names = ("pileup", "muon_id", "muon_iso", "muon_trigger", "tau_id", "btag")
@@ -136,15 +167,18 @@ def test_friend_weights_carry_the_corrections(corrected, default_config, default
     for name in names:
         assert f"weight_{name}_up" in weight_variation_columns(settings["weights"])
         ratio = skim[f"w_{name}_up"].astype(np.float64) / skim[f"w_{name}"]
-        np.testing.assert_allclose(columns[f"weight_{name}_up"], columns["weight"] * ratio,
-                                   rtol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            columns[f"weight_{name}_up"], columns["weight"] * ratio, rtol=1e-5
+        )
 
 
 def test_correction_and_branch_variation_of_one_name_is_an_error(corrected):
     # catches two sources silently writing the same weight columns
     weights = {**corrected["settings"]["weights"]}
-    weights["variations"] = {**weights["variations"], "pileup": {"nominal": "puWeight",
-                             "up": "puWeightUp", "down": "puWeightDown"}}  # fmt: skip
+    weights["variations"] = {
+        **weights["variations"],
+        "pileup": {"nominal": "puWeight", "up": "puWeightUp", "down": "puWeightDown"},
+    }
     with pytest.raises(AnalysisError, match=r"weights\.corrections\.pileup.*variations\.pileup"):
         check_weights(weights)
 
@@ -156,6 +190,13 @@ def test_preselection_with_a_missing_correction_file_is_one_line(
     settings = correction_settings(default_config, corrected["files"])
     settings["weights"]["corrections"]["muon_iso"]["file"] = str(tmp_path / "muon_Z.json")
     with pytest.raises(AnalysisError, match=r"fix weights\.corrections\.muon_iso\.file") as err:
-        run_preselection("TT", default_samples["TT"], [str(corrected["nano"])], settings,
-                         tmp_path / "out", chunksize=1500, dask={"mode": "none"})  # fmt: skip
+        run_preselection(
+            "TT",
+            default_samples["TT"],
+            [str(corrected["nano"])],
+            settings,
+            tmp_path / "out",
+            chunksize=1500,
+            dask={"mode": "none"},
+        )
     assert "\n" not in str(err.value)

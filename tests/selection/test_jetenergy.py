@@ -22,9 +22,11 @@ from analysis.selection.jetenergy import (
 from analysis.selection.preselect import run_preselection
 from tests.conftest import preselect_settings, with_correction_branches
 
-JER = {"scale_factor": "Summer19UL18_JRV2_MC_ScaleFactor_AK4PFchs",
-       "resolution": "Summer19UL18_JRV2_MC_PtResolution_AK4PFchs",
-       "systematics": ["nom", "up", "down"]}  # fmt: skip
+JER = {
+    "scale_factor": "Summer19UL18_JRV2_MC_ScaleFactor_AK4PFchs",
+    "resolution": "Summer19UL18_JRV2_MC_PtResolution_AK4PFchs",
+    "systematics": ["nom", "up", "down"],
+}
 JES = {"correction": "Summer19UL18_V5_MC_{source}_AK4PFchs", "sources": list(cf.JES_SOURCES)}
 
 
@@ -34,19 +36,30 @@ def jme(tmp_path_factory, toy_files):
     directory = tmp_path_factory.mktemp("jetenergy")
     nano = with_correction_branches(toy_files["TT"], directory / "TT.root")
     files = cf.write_all(directory / "corrections", np.full(10, 30.0))
-    variations = {"jer": {**JER, "file": str(files["jme"])},
-                  "jes_sources": {**JES, "file": str(files["jme"])}}  # fmt: skip
+    variations = {
+        "jer": {**JER, "file": str(files["jme"])},
+        "jes_sources": {**JES, "file": str(files["jme"])},
+    }
     events = NanoEventsFactory.from_root(
         {str(nano): "Events"}, schemaclass=NanoAODSchema, mode="eager"
     ).events()
-    return {"nano": nano, "files": files, "variations": variations, "events": events,
-            "directory": directory}  # fmt: skip
+    return {
+        "nano": nano,
+        "files": files,
+        "variations": variations,
+        "events": events,
+        "directory": directory,
+    }
 
 
 def _nominal(events):
     met_pt, met_phi = events.MET.pt, events.MET.phi
-    return {"keys": {key: events[key] for key in EVENT_KEYS}, "jets": events.Jet,
-            "met_x": met_pt * np.cos(met_phi), "met_y": met_pt * np.sin(met_phi)}  # fmt: skip
+    return {
+        "keys": {key: events[key] for key in EVENT_KEYS},
+        "jets": events.Jet,
+        "met_x": met_pt * np.cos(met_phi),
+        "met_y": met_pt * np.sin(met_phi),
+    }
 
 
 def _np(values):
@@ -57,8 +70,11 @@ def test_normals_depend_on_the_event_alone_and_are_standard():
     # catches draws that depend on the chunk (a rerun with another chunk size would differ) or
     # a broken Box-Muller (wrong width)
     n = 50000
-    keys = {"run": np.full(n, 1, np.uint32), "luminosityBlock": np.arange(n, dtype=np.uint32) // 100,
-            "event": np.arange(n, dtype=np.uint64) * 7}  # fmt: skip
+    keys = {
+        "run": np.full(n, 1, np.uint32),
+        "luminosityBlock": np.arange(n, dtype=np.uint32) // 100,
+        "event": np.arange(n, dtype=np.uint64) * 7,
+    }
     counts = np.tile([0, 1, 3, 2], n // 4)
     whole = jet_normals(keys, counts)
     half = n // 2
@@ -130,21 +146,43 @@ def test_preselection_smears_reproducibly_and_writes_the_shape_variations(
     # catches smearing that changes with the chunking, JER/JES variations missing from the
     # skims, or a nominal skim left unsmeared
     settings = preselect_settings(default_config)
-    settings["variations"].update(jme["variations"], tau_es=None, jet_es=None,
-                                  met_unclustered=False)  # fmt: skip
+    settings["variations"].update(
+        jme["variations"], tau_es=None, jet_es=None, met_unclustered=False
+    )
     names = shape_variations(settings["variations"])
-    assert names == ["nominal", "jer_up", "jer_down", "jes_Absolute_up", "jes_Absolute_down",
-                     "jes_FlavorQCD_up", "jes_FlavorQCD_down"]  # fmt: skip
+    assert names == [
+        "nominal",
+        "jer_up",
+        "jer_down",
+        "jes_Absolute_up",
+        "jes_Absolute_down",
+        "jes_FlavorQCD_up",
+        "jes_FlavorQCD_down",
+    ]
     outputs = {}
     for chunksize in (1000, 1700):
         outputs[chunksize] = jme["directory"] / f"skims{chunksize}"
-        run_preselection("TT", default_samples["TT"], [str(jme["nano"])], settings,
-                         outputs[chunksize], chunksize=chunksize, dask={"mode": "none"})  # fmt: skip
+        run_preselection(
+            "TT",
+            default_samples["TT"],
+            [str(jme["nano"])],
+            settings,
+            outputs[chunksize],
+            chunksize=chunksize,
+            dask={"mode": "none"},
+        )
     plain = jme["directory"] / "plain"
     unsmeared = preselect_settings(default_config)
     unsmeared["variations"].update(tau_es=None, jet_es=None, met_unclustered=False)
-    run_preselection("TT", default_samples["TT"], [str(jme["nano"])], unsmeared, plain,
-                     chunksize=1000, dask={"mode": "none"})  # fmt: skip
+    run_preselection(
+        "TT",
+        default_samples["TT"],
+        [str(jme["nano"])],
+        unsmeared,
+        plain,
+        chunksize=1000,
+        dask={"mode": "none"},
+    )
     for name in names:
         first = read_tree(outputs[1000] / f"{name}.root")
         second = read_tree(outputs[1700] / f"{name}.root")
