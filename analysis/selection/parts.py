@@ -84,18 +84,24 @@ def merge_sumw(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def merge_skims(inputs: Sequence[Path], output: Path) -> None:
-    """Concatenate the ``Events`` trees of ``inputs`` in order (one part in memory at a time)."""
+    """Concatenate the ``Events`` trees of ``inputs`` in order (one part in memory at a time).
+
+    The tree's columns are those of the first part with events (a part whose files have no events
+    has only the placeholder columns of an empty skim).
+    """
+    trees = []
+    for path in inputs:
+        with uproot.open(path) as fin:
+            events = fin["Events"]
+            types = {name: events[name].interpretation.numpy_dtype for name in events.keys()}
+            trees.append((path, events.num_entries, types))
+    filled = [entry for entry in trees if entry[1]] or trees[:1]
     with atomic_path(output) as tmp, uproot.recreate(tmp) as fout:
-        tree = None
-        for path in inputs:
-            with uproot.open(path) as fin:
-                events = fin["Events"]
-                columns = events.arrays(library="np")
-                types = {name: events[name].interpretation.numpy_dtype for name in events.keys()}
-            if tree is None:
-                tree = fout.mktree("Events", types)
-            if len(next(iter(columns.values()), [])):
-                tree.extend(columns)
+        tree = fout.mktree("Events", filled[0][2])
+        for path, entries, _ in filled:
+            if entries:
+                with uproot.open(path) as fin:
+                    tree.extend(fin["Events"].arrays(list(filled[0][2]), library="np"))
 
 
 def merge_parts(
