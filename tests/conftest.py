@@ -148,3 +148,58 @@ def slurm_cluster() -> Iterator[str]:
         subprocess.run(
             ["bash", str(REPO / "tests" / "slurm" / "teardown.sh")], timeout=120, check=False
         )
+
+
+def with_correction_branches(source: Path, output: Path) -> Path:
+    """A copy of a toy NanoAOD file with the simulation branches the official-format corrections
+    read and the toy lacks: ``Jet_hadronFlavour`` (from the b-tag score), ``Jet_genJetIdx`` and
+    ``GenJet_*`` (every second jet matched, its generator jet 5% softer), the rho branches of
+    NanoAOD v9 and v12+ and the jet constituent fractions of the jet ID. Deterministic."""
+    import awkward as ak
+    import numpy as np
+    import uproot
+
+    with uproot.open(source) as fin:
+        events = fin["Events"].arrays(library="ak")
+        runs = fin["Runs"].arrays(library="ak")
+    fields = events.fields
+    counted = [f[1:] for f in fields if f.startswith("n") and any(
+        g.startswith(f"{f[1:]}_") for g in fields)]  # fmt: skip
+    tree: dict[str, Any] = {}
+    for name in counted:
+        prefix = f"{name}_"
+        tree[name] = ak.zip(
+            {f.removeprefix(prefix): events[f] for f in fields if f.startswith(prefix)}
+        )
+    grouped = {f"n{name}" for name in counted}
+    for f in fields:
+        if f not in grouped and f.split("_", 1)[0] not in counted:
+            tree[f] = events[f]
+    jets = tree["Jet"]
+    score = jets.btagDeepFlavB
+    index = ak.local_index(jets.pt)
+    flavour = ak.where(score > 0.5, 5, ak.where(score > 0.2, 4, 0))
+    matched = index % 2 == 0
+    jets = ak.with_field(jets, ak.values_astype(flavour, np.int32), "hadronFlavour")
+    jets = ak.with_field(jets, ak.values_astype(ak.where(matched, index // 2, -1), np.int16),
+                         "genJetIdx")  # fmt: skip
+    fractions = {"chHEF": 0.5, "neHEF": 0.2, "chEmEF": 0.1, "neEmEF": 0.1, "muEF": 0.0}
+    for name, value in fractions.items():
+        jets = ak.with_field(
+            jets, ak.values_astype(ak.ones_like(jets.pt) * value, np.float32), name
+        )
+    jets = ak.with_field(jets, ak.values_astype(index % 3 + 1, np.uint8), "chMultiplicity")
+    jets = ak.with_field(jets, ak.values_astype(index % 2 + 1, np.uint8), "neMultiplicity")
+    tree["Jet"] = jets
+    gen = jets[matched]
+    tree["GenJet"] = ak.zip({"pt": gen.pt * 0.95, "eta": gen.eta, "phi": gen.phi,
+                             "mass": gen.mass})  # fmt: skip
+    rho = np.asarray(ak.to_numpy(events["PV_npvs"]), dtype=np.float32) * 0.8
+    tree["fixedGridRhoFastjetAll"] = rho
+    tree["Rho_fixedGridRhoFastjetAll"] = rho
+    with uproot.recreate(output) as fout:
+        types = {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in tree.items()}
+        fout.mktree("Events", types, field_name=lambda collection, f: f"{collection}_{f}")
+        fout["Events"].extend(tree)
+        fout["Runs"] = {name: runs[name] for name in runs.fields}
+    return output

@@ -53,14 +53,95 @@ def validate(document: Any, schema_path: str | os.PathLike[str], source: str) ->
 
 
 def shape_variations(variations: Mapping[str, Any]) -> list[str]:
-    """Names of the skims the preselection writes for a nominal MC sample, nominal first."""
+    """Names of the skims the preselection writes for a nominal MC sample, nominal first: the
+    built-in shifts, then ``jer`` and one ``jes_<source>`` per official-format JES source."""
     enabled = [source for source, key in SHAPE_SOURCES.items() if variations[key]]
+    if variations.get("jer"):
+        enabled.append("jer")
+    jes = variations.get("jes_sources")
+    enabled += [f"jes_{source}" for source in (jes["sources"] if jes else [])]
     return [NOMINAL] + [name for source in enabled for name in names(source)]
 
 
 def active_weight_variations(weights: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The weight variations in use; a variation set to null in the config is switched off."""
-    return {name: spec for name, spec in weights["variations"].items() if spec}
+    """The weight variations in use; a variation set to null in the config is switched off.
+
+    The official-format corrections of ``weights.corrections`` are included as
+    ``{"correction": True}``: the preselection computes their skim columns ``w_<name>`` and
+    ``w_<name>_{up,down}`` (no NanoAOD branch), which then act like a branch triple with a nominal.
+    """
+    variations = {name: spec for name, spec in weights["variations"].items() if spec}
+    for name, spec in (weights.get("corrections") or {}).items():
+        if spec:
+            variations[name] = {"correction": True}
+    return variations
+
+
+def check_weights(weights: Mapping[str, Any]) -> None:
+    """A weight correction does not share its name with a branch variation or the toy tau_h ID
+    scale factor (both would write the same columns)."""
+    for name, spec in (weights.get("corrections") or {}).items():
+        if not spec:
+            continue
+        key = f"weights.corrections.{name}"
+        if weights["variations"].get(name):
+            raise AnalysisError(
+                f"config: key '{key}': weights.variations.{name} is also set; set one of them "
+                "to null (the correction replaces the branches)"
+            )
+        if name == "tau_id" and weights.get("tau_id_sf"):
+            raise AnalysisError(
+                f"config: key '{key}': weights.tau_id_sf is also set; set one of them to null"
+            )
+
+
+def correction_files(config: Mapping[str, Any]) -> dict[str, str | None]:
+    """Every official-format correction file the config names, by config key (``None``: unset).
+
+    The keys: ``weights.corrections.<name>`` (and ``.efficiency`` of ``btag``),
+    ``variations.jer``, ``variations.jes_sources`` and ``selection.jet.id_correction``.
+    """
+    specs = {
+        f"weights.corrections.{name}": spec
+        for name, spec in (config["weights"].get("corrections") or {}).items()
+    }
+    btag = specs.get("weights.corrections.btag")
+    if btag:
+        specs["weights.corrections.btag.efficiency"] = btag["efficiency"]
+    specs["variations.jer"] = config["variations"].get("jer")
+    specs["variations.jes_sources"] = config["variations"].get("jes_sources")
+    specs["selection.jet.id_correction"] = config["selection"]["jet"].get("id_correction")
+    return {key: spec.get("file") for key, spec in specs.items() if spec}
+
+
+def check_correction_files(config: Mapping[str, Any]) -> list[str]:
+    """The local correction files of the config; one clear line for a file that is unset or
+    missing (remote ``scheme://`` paths are left to the reader)."""
+    paths = []
+    for key, path in correction_files(config).items():
+        if not path:
+            raise AnalysisError(
+                f"config: key '{key}.file' is not set; point it at the correction file (or set "
+                f"{key} to null to switch the correction off)"
+            )
+        if "://" in path:
+            continue
+        if not Path(path).is_file():
+            raise AnalysisError(
+                f"config: key '{key}.file': {path} not found; point it at your copy of the file"
+            )
+        paths.append(path)
+    return paths
+
+
+def correction_columns(weights: Mapping[str, Any]) -> list[str]:
+    """Skim columns the preselection computes from ``weights.corrections``."""
+    return [
+        f"w_{name}{suffix}"
+        for name, spec in active_weight_variations(weights).items()
+        if spec.get("correction")
+        for suffix in ("", "_up", "_down")
+    ]
 
 
 def weight_columns(weights: Mapping[str, Any]) -> dict[str, str | tuple[str, int]]:
@@ -70,6 +151,8 @@ def weight_columns(weights: Mapping[str, Any]) -> dict[str, str | tuple[str, int
     """
     columns: dict[str, str | tuple[str, int]] = {"w_gen": weights["generator"]}
     for name, spec in active_weight_variations(weights).items():
+        if spec.get("correction"):
+            continue  # computed in the preselection, see correction_columns
         if "array" in spec:
             columns[f"w_{name}_up"] = (spec["array"], spec["up"])
             columns[f"w_{name}_down"] = (spec["array"], spec["down"])
@@ -130,7 +213,8 @@ TRAIN_EXECUTION_KEYS = ("threads", "mem_mb", "runtime", "gpus")
 #: chunking, dask), not what they compute: left out of the config digest of ``versions.json``.
 EXECUTION_KEYS = (
     "results",
-    "preselect.chunksize", "preselect.threads", "preselect.mem_mb", "preselect.dask",
+    "preselect.chunksize", "preselect.files_per_job", "preselect.threads", "preselect.mem_mb",
+    "preselect.dask",
     *(f"train.{key}" for key in TRAIN_EXECUTION_KEYS),
     "inference.ranking.chunk_size", "inference.scan.chunk_size",
 )  # fmt: skip

@@ -1,9 +1,11 @@
 """Correction files in the correctionlib JSON format, and their evaluation.
 
-The toy analysis ships one correction: a tau_h identification scale factor binned in decay mode and
-tau_h pT with up/down uncertainties, like the ones the CMS tau POG publishes. Real analyses replace
-the file named in ``weights.tau_id_sf`` with the official one; only the inputs (pt, dm, syst)
-matter.
+Official-format corrections (pileup, muon, tau, b-tagging, jets: see
+:mod:`analysis.selection.correction_files`) are evaluated through :class:`SchemaCorrection`, which
+matches inputs by name. The toy analysis ships one correction: a tau_h identification scale
+factor binned in decay mode and tau_h pT with up/down uncertainties, like the ones the CMS tau
+POG publishes (``weights.tau_id_sf``, inputs pt, dm, syst); real analyses use the official file
+through ``weights.corrections.tau_id`` instead.
 
 Regenerate the shipped file with
 ``python -m analysis.selection.corrections config/corrections/tau_id_sf.json``.
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import correctionlib
 import correctionlib.schemav2 as cs
@@ -78,22 +81,86 @@ def write_corrections(path: str | os.PathLike[str]) -> None:
         tmp.write_text(cset.model_dump_json(exclude_unset=True, indent=1) + "\n")
 
 
-def load_correction(path: str | os.PathLike[str], name: str) -> correctionlib.highlevel.Correction:
-    """Load one correction from a correctionlib JSON file, with a clear error if it is absent."""
+def load_correction(
+    path: str | os.PathLike[str] | None, name: str, key: str = "weights.tau_id_sf"
+) -> correctionlib.highlevel.Correction:
+    """Load one correction from a correctionlib JSON file (``.json`` or ``.json.gz``), with one
+    clear line naming the config key (``key``) when the file or the correction is absent."""
+    if not path:
+        raise AnalysisError(f"config: key '{key}.file' is not set; name the correction file")
     try:
         cset = correctionlib.CorrectionSet.from_file(os.fspath(path))
     except FileNotFoundError:
         raise AnalysisError(
-            f"{path}: correction file not found; fix weights.tau_id_sf.file in the config"
+            f"{path}: correction file not found; fix {key}.file in the config"
         ) from None
     except Exception as err:  # correctionlib raises plain RuntimeError/ValueError for bad files
         raise AnalysisError(f"{path}: not a valid correctionlib file ({err})") from None
-    if name not in cset:
+    names = list(cset)  # `in` on a CorrectionSet raises IndexError for an absent name
+    if name not in names:
         raise AnalysisError(
-            f"{path}: has no correction {name!r} (it has {sorted(cset)}); "
-            "fix weights.tau_id_sf.correction in the config"
+            f"{path}: has no correction {name!r} (it has {sorted(names)}); "
+            f"fix {key}.correction in the config"
         )
     return cset[name]
+
+
+class SchemaCorrection:
+    """One correction of an official-format file, evaluated by the *names* of its inputs.
+
+    The arguments are matched to the correction's inputs by name, so that the order and the
+    presence of inputs follow the file: the per-object quantities the analysis provides
+    (``provides``, e.g. ``abseta`` and ``pt`` for a muon), the constants of the config
+    (``constants``, e.g. ``{"wp": "Medium"}`` or ``{"year": "2018_UL"}``) and, for the one string
+    input left, the systematic. An input that is none of these is a config error.
+
+    Args:
+        spec: the config entry: ``file``, ``correction``, optional ``constants``.
+        key: its config key, named in errors.
+        provides: names of the quantities :meth:`evaluate` will receive.
+        systematic: whether one input is the systematic (a string input not otherwise given).
+    """
+
+    def __init__(
+        self, spec: Mapping[str, Any], key: str, provides: Sequence[str], systematic: bool = True
+    ) -> None:
+        self.key = key
+        self.name = spec["correction"]
+        self.correction = load_correction(spec.get("file"), self.name, key)
+        self.constants = dict(spec.get("constants") or {})
+        inputs = [(var.name, var.type) for var in self.correction.inputs]
+        self.types = dict(inputs)
+        left = [n for n, _ in inputs if n not in self.constants and n not in provides]
+        self.systematic_input = None
+        if systematic and len(left) == 1 and self.types[left[0]] == "string":
+            self.systematic_input = left.pop()
+        if left:
+            raise AnalysisError(
+                f"{spec['file']}: correction {self.name!r} has input(s) {left} that the analysis "
+                f"does not provide (it provides {sorted(provides)}); set them in "
+                f"{key}.constants or check {key}.correction"
+            )
+        self.inputs = [n for n, _ in inputs]
+
+    def evaluate(self, quantities: Mapping[str, Any], systematic: str | None = None) -> np.ndarray:
+        """The correction's output for arrays of ``quantities`` (flat numpy) and ``systematic``."""
+        args = []
+        for name in self.inputs:
+            if name == self.systematic_input:
+                args.append(systematic)
+            elif name in self.constants:
+                args.append(self.constants[name])
+            elif self.types[name] == "int":
+                args.append(np.asarray(quantities[name], dtype=np.int32))
+            else:
+                args.append(np.asarray(quantities[name], dtype=np.float64))
+        try:
+            return np.asarray(self.correction.evaluate(*args), dtype=np.float64)
+        except Exception as err:  # correctionlib: RuntimeError/IndexError for unknown keys
+            raise AnalysisError(
+                f"correction {self.name!r} ({self.key}): {err}; check {self.key}.constants "
+                f"and {self.key}.systematics against the file"
+            ) from None
 
 
 def evaluate_tau_id_sf(

@@ -41,7 +41,7 @@ def event_selection(
     good_taus = _good_taus(taus, muon, cuts, tau_ids)
     leading = _leading_index(taus[good_taus])
     tau = ak.firsts(taus[good_taus][leading])
-    jets, bjets = _clean_jets(objects["jets"], muon, tau, cuts, branches)
+    jets, bjets, btag_jets = _clean_jets(objects["jets"], muon, tau, cuts, branches)
     genmatch = objects["genmatch"]
     veto = ak.sum(good_muons | _loose_muons(muons, cuts, branches), axis=1) <= 1
     max_bjets = cuts["max_bjets"]
@@ -61,6 +61,7 @@ def event_selection(
         "tau_genmatch": None if genmatch is None else ak.firsts(genmatch[good_taus][leading]),
         "jets": jets,
         "bjets": bjets,
+        "btag_jets": btag_jets,
     }
 
 
@@ -123,24 +124,26 @@ def _clean_jets(
     cuts: Mapping[str, Any],
     branches: Mapping[str, Any],
 ) -> tuple[ak.Array, ak.Array]:
-    """Jets (pT-ordered) and b jets passing ID and kinematics, away from the muon and tau_h.
+    """Jets (pT-ordered) and b jets passing ID and kinematics, away from the muon and tau_h, and
+    the b-tagging candidates (the b-jet acceptance, tagged or not, with a ``btagged`` field) that
+    the b-tagging event weight needs.
 
-    Without a jet ID branch (``branches.jet_id: null``) no jet ID is required.
+    The jet ID is the correctionlib one when the jets carry ``passJetId``, else the branch
+    ``branches.jet_id``; without either (``branches.jet_id: null``) no jet ID is required.
     """
     jet_cut, bjet_cut = cuts["jet"], cuts["bjet"]
     clean = (jets.delta_r(muon) > jet_cut["min_dr"]) & (jets.delta_r(tau) > jet_cut["min_dr"])
-    if branches["jet_id"] is not None:
+    if "passJetId" in jets.fields:  # the correctionlib jet ID (selection.jet.id_correction)
+        clean = jets.passJetId & clean
+    elif branches["jet_id"] is not None:
         clean = (jets[field(branches["jet_id"])] >= jet_cut["id_min"]) & clean
     good = clean & (jets.pt > jet_cut["pt"]) & (abs(jets.eta) < jet_cut["eta"])
-    btagged = (
-        clean
-        & (jets.pt > bjet_cut["pt"])
-        & (abs(jets.eta) < bjet_cut["eta"])
-        & (jets[field(branches["btag"])] > bjet_cut["wp"])
-    )
+    acceptance = clean & (jets.pt > bjet_cut["pt"]) & (abs(jets.eta) < bjet_cut["eta"])
+    tagged = jets[field(branches["btag"])] > bjet_cut["wp"]
     selected = jets[good]
     selected = selected[ak.argsort(selected.pt, axis=1, ascending=False)]
-    return selected, jets[btagged]
+    candidates = ak.with_field(jets[acceptance], tagged[acceptance], "btagged")
+    return selected, jets[acceptance & tagged], candidates
 
 
 def _isin(values: ak.Array, allowed: Sequence[int]) -> ak.Array:

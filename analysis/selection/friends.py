@@ -6,8 +6,9 @@ A friend tree has the same entries in the same order as its skim and repeats the
 
 - ``fold``: the k-fold index, ``event % folds`` (an event's model never trained on it);
 - ``weight``: the nominal event weight, ``xsec * lumi * genWeight / sum(genWeight)`` times the
-  nominal per-event factors (e.g. pileup) and the tau_h ID scale factor for genuine tau_h
-  (1 for data);
+  nominal per-event factors (e.g. pileup), the official-format scale factors the preselection
+  evaluated (``weights.corrections``: skim columns ``w_<name>``) and the toy tau_h ID scale factor
+  for genuine tau_h (1 for data);
 - ``weight_<name>_up`` / ``_down`` for every weight variation in ``weights.variations`` and for
   ``tau_id`` (the scale factor's uncertainty). Variations marked ``acceptance_only`` are
   renormalised to the nominal sum of weights before selection, so they change shapes and
@@ -27,7 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from analysis.core.config import active_weight_variations, is_simulation, weight_columns
+from analysis.core.config import (
+    active_weight_variations,
+    correction_columns,
+    is_simulation,
+    weight_columns,
+)
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import EVENT_KEYS, read_json, read_tree, write_tree
 from analysis.core.variations import Variation, both
@@ -96,7 +102,7 @@ def _nominal_weight(
         )
     weight = np.asarray(skim["w_gen"], dtype=np.float64) * (sample["xsec"] * lumi / sumw)
     for name, spec in active_weight_variations(weights).items():
-        if spec.get("nominal"):
+        if spec.get("nominal") or spec.get("correction"):
             weight = weight * np.asarray(skim[f"w_{name}"], dtype=np.float64)
     if weights.get("tau_id_sf"):
         weight = weight * _tau_id_sf(skim, weights["tau_id_sf"])["nom"]
@@ -109,7 +115,7 @@ def _variation_ratio(
     """Varied over nominal per-event factor: array entries and branches without a nominal are
     relative already; a branch pair with a nominal replaces that nominal factor."""
     varied = np.asarray(skim[f"w_{variation.name}"], dtype=np.float64)
-    if spec.get("nominal"):
+    if spec.get("nominal") or spec.get("correction"):
         return _safe_ratio(varied, np.asarray(skim[f"w_{variation.source}"], dtype=np.float64))
     return varied
 
@@ -153,7 +159,10 @@ def weight_inputs(sample: Mapping[str, Any], weights: Mapping[str, Any]) -> list
     """Skim columns the friend computation reads."""
     if not is_simulation(sample):
         return list(EVENT_KEYS)
-    return [*EVENT_KEYS, "pt_2", "dm_2", "gen_match_2", *weight_columns(weights)]
+    return [
+        *EVENT_KEYS, "pt_2", "dm_2", "gen_match_2", *weight_columns(weights),
+        *correction_columns(weights),
+    ]  # fmt: skip
 
 
 def make_friend(

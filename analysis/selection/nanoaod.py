@@ -57,11 +57,32 @@ def required_branches(settings: Mapping[str, Any], simulation: bool) -> dict[str
         needed[path] = "config key selection.trigger.paths"
     for flag in selection["met_filters"]:
         needed[flag] = "config key selection.met_filters"
+    if selection["jet"].get("id_correction"):
+        for name in ("chHEF", "neHEF", "chEmEF", "neEmEF", "muEF", "chMultiplicity",
+                     "neMultiplicity"):  # fmt: skip
+            needed[f"Jet_{name}"] = "config key selection.jet.id_correction"
     if simulation:
+        needed.update(_correction_branches(settings))
         needed[branches["tau_genmatch"]] = "config key branches.tau_genmatch"
         for skim_column, source in weight_columns(settings["weights"]).items():
             branch = source[0] if isinstance(source, tuple) else source
             needed[branch] = f"weights config (skim column {skim_column})"
+    return needed
+
+
+def _correction_branches(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Branches of simulation that the official-format corrections read."""
+    needed = {}
+    corrections = settings["weights"].get("corrections") or {}
+    if corrections.get("pileup"):
+        needed["Pileup_nTrueInt"] = "config key weights.corrections.pileup"
+    if corrections.get("btag"):
+        needed["Jet_hadronFlavour"] = "config key weights.corrections.btag"
+    if settings["variations"].get("jer"):
+        reason = "config key variations.jer (generator-jet matching of the smearing)"
+        for branch in ("Jet_genJetIdx", "GenJet_pt", "GenJet_eta", "GenJet_phi", "GenJet_mass"):
+            needed[branch] = reason
+        needed[settings["branches"]["rho"]] = "config keys variations.jer and branches.rho"
     return needed
 
 
@@ -103,7 +124,11 @@ def _branch_names(path: str, treename: str, sample: str) -> tuple[set[str], int]
             "samples file"
         ) from None
     except Exception as err:  # uproot raises several types for corrupt files
-        raise AnalysisError(f"sample '{sample}': cannot read {path} ({err})") from None
+        reason = " ".join(str(err).split())  # uproot's messages span several lines
+        raise AnalysisError(
+            f"sample '{sample}': cannot read {path} ({reason}); replace the file or remove it "
+            "from the sample's files"
+        ) from None
 
 
 def generator_sumw(files: Sequence[str], names: Sequence[str]) -> float | None:

@@ -63,7 +63,9 @@ def run_preselection(
     simulation = is_simulation(sample)
     events = check_inputs(files, treename, required_branches(settings, simulation), sample_name)
     variations = sample_variations(sample, settings["variations"])
-    if settings["branches"]["jet_id"] is None:
+    if settings["branches"]["jet_id"] is None and not settings["selection"]["jet"].get(
+        "id_correction"
+    ):
         log.warning("branches.jet_id is null: jets are counted without any jet ID requirement")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -22,14 +22,17 @@ from coffea import processor
 from analysis.core.config import is_simulation
 from analysis.selection.cuts import cutflow, event_selection
 from analysis.selection.eventfilters import cut_steps, event_filters, load_lumi_mask
+from analysis.selection.eventweights import EventCorrections
 from analysis.selection.executor import chunk_done
+from analysis.selection.jetenergy import JetEnergy, jet_id_correction, with_jet_id
 from analysis.selection.objects import WeightInputs, chunk_objects
 from analysis.selection.rows import skim_rows
 from analysis.selection.shifts import shifted
 from analysis.selection.workingpoints import tau_id_cuts
 
-#: Per-event entries of the objects that the skim rows read besides the selected candidates.
-ROW_INPUTS = ("keys", "met_x", "met_y", "weight_inputs")
+#: Per-event entries of the objects that the skim rows read besides the selected candidates
+#: (``pileup``: only when the pileup correction is configured).
+ROW_INPUTS = ("keys", "met_x", "met_y", "weight_inputs", "pileup")
 
 
 class SkimProcessor(processor.ProcessorABC):
@@ -57,6 +60,11 @@ class SkimProcessor(processor.ProcessorABC):
         self.cuts = settings["selection"]
         self.uncertainties = settings["variations"]
         self.weights = WeightInputs(settings["weights"], is_simulation(sample))
+        self.corrections = EventCorrections(settings["weights"], is_simulation(sample))
+        self.jet_energy = JetEnergy(
+            settings["variations"], settings["branches"], is_simulation(sample)
+        )
+        self.jet_id = jet_id_correction(self.cuts["jet"])
         self.steps = cut_steps(self.cuts)
         self.tau_ids = tau_id_cuts(self.branches, self.cuts["tau"])
         self.lumi_mask = load_lumi_mask(self.cuts, sample_name, is_simulation(sample))
@@ -75,6 +83,11 @@ class SkimProcessor(processor.ProcessorABC):
             self.weights,
             met_unclustered=bool(self.uncertainties.get("met_unclustered")),
         )
+        if "pileup" in self.corrections.names:
+            nominal["pileup"] = events.Pileup.nTrueInt
+        if self.jet_id is not None:
+            nominal["jets"] = with_jet_id(nominal["jets"], self.jet_id)
+        nominal = self.jet_energy.smeared(events, nominal)
         nominal["filters"] = event_filters(
             events, self.steps, self.lumi_mask, self.cuts["met_filters"]
         )
@@ -85,7 +98,7 @@ class SkimProcessor(processor.ProcessorABC):
         }
         for variation in self.variations:
             rows, output["cutflow"][variation] = self._select(
-                shifted(nominal, variation, self.uncertainties)
+                shifted(nominal, variation, self.uncertainties, self.jet_energy)
             )
             np.savez(os.path.join(self.scratch, variation, chunk), **rows)
         chunk_done(len(events))
@@ -100,11 +113,14 @@ class SkimProcessor(processor.ProcessorABC):
         selection, candidates = event_selection(objects, self.cuts, self.branches, self.tau_ids)
         steps = selection.cutflow(*self.steps[1:]).result()
         passed = steps.maskscutflow[-1]
-        selected = _take({key: objects[key] for key in ROW_INPUTS}, passed)
+        selected = _take({key: objects[key] for key in ROW_INPUTS if key in objects}, passed)
         for name, values in candidates.items():
             # the candidates of the selected events exist: drop the option type of the others
             selected[name] = None if values is None else ak.drop_none(values[passed], axis=0)
-        rows = skim_rows(selected, self.branches["muon_iso"], list(self.weights.sources))
+        corrections = self.corrections.columns(selected)
+        selected["weight_inputs"] = {**selected["weight_inputs"], **corrections}
+        columns = [*self.weights.sources, *corrections]
+        rows = skim_rows(selected, self.branches["muon_iso"], columns)
         return rows, cutflow(self.steps, steps, objects["weight"])
 
 

@@ -24,12 +24,25 @@ Shift = Callable[[Mapping[str, Any], float, Mapping[str, Any]], dict[str, Any]]
 
 
 def shifted(
-    nominal: Mapping[str, Any], name: str, uncertainties: Mapping[str, Any]
+    nominal: Mapping[str, Any],
+    name: str,
+    uncertainties: Mapping[str, Any],
+    jet_energy: Any = None,
 ) -> Mapping[str, Any]:
-    """The objects of variation ``name`` (``nominal`` itself for the nominal)."""
+    """The objects of variation ``name`` (``nominal`` itself for the nominal).
+
+    ``jet_energy`` (an :class:`analysis.selection.jetenergy.JetEnergy`) shifts the ``jer`` and
+    ``jes_<source>`` variations of the official-format JME corrections.
+    """
     variation = Variation.parse(name)
     if variation.is_nominal and variation.source == NOMINAL:
         return nominal
+    if (
+        jet_energy is not None
+        and variation.direction
+        and (variation.source == "jer" or variation.source.startswith("jes_"))
+    ):
+        return {**nominal, **jet_energy.shift(nominal, variation)}
     shift = SHIFTS.get(variation.source) if variation.direction else None
     if shift is None:
         raise ValueError(f"unknown variation {name}")

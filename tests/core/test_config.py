@@ -42,3 +42,45 @@ def test_a_misspelled_feature_names_the_key_and_the_valid_columns():
         "config: key 'train.features': 'mvis' is not a column of the skims; "
         "use some of pt_1, m_vis, met"
     )
+
+
+def _merged(base: dict, *layers: dict) -> dict:
+    """Snakemake's recursive merge of --configfile layers."""
+    merged = copy.deepcopy(base)
+    for layer in layers:
+        stack = [(merged, layer)]
+        while stack:
+            target, source = stack.pop()
+            for key, value in source.items():
+                if isinstance(value, dict) and isinstance(target.get(key), dict):
+                    stack.append((target[key], value))
+                else:
+                    target[key] = value
+    return merged
+
+
+@pytest.mark.parametrize("preset, era", [("v9", "2018UL"), ("v15", "2024")])
+def test_era_files_validate_and_name_their_missing_correction_files(default_config, preset, era):
+    # catches an era file whose correction entries the schema rejects, a weight correction
+    # clashing with a branch variation, or an absent official file reaching the user as a
+    # traceback (or a Snakemake "missing input") instead of one line naming its key
+    from analysis.core.config import (
+        check_correction_files,
+        check_weights,
+        load_yaml,
+        shape_variations,
+        validate,
+    )
+    from tests.conftest import REPO
+
+    config = _merged(
+        default_config,
+        load_yaml(REPO / "config" / "nanoaod" / f"{preset}.yaml"),
+        load_yaml(REPO / "config" / "eras" / f"{era}.yaml"),
+    )
+    validate(config, REPO / "workflow" / "schemas" / "config.schema.yaml", era)
+    check_weights(config["weights"])
+    assert "jer_up" in shape_variations(config["variations"])
+    with pytest.raises(AnalysisError, match=r"key 'weights\.corrections\.[a-z_.]+\.file'") as err:
+        check_correction_files(config)
+    assert "\n" not in str(err.value)

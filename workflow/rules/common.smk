@@ -14,8 +14,10 @@ from snakemake.exceptions import WorkflowError
 from analysis.core.config import (
     TRAIN_EXECUTION_KEYS,
     analysis_settings,
+    check_correction_files,
     check_features,
     check_samples,
+    check_weights,
     check_train_classes,
     class_names,
     has_shape_variations,
@@ -29,6 +31,7 @@ from analysis.core.config import (
 from analysis.core.errors import AnalysisError
 from analysis.core.provenance import environment_sha256, git_state, sha256_of
 from analysis.core.variations import NOMINAL
+from analysis.selection.parts import part_name, split_files
 from analysis.selection.samplefiles import sample_files as expand_sample_files
 from analysis.selection.skim import FEATURES, INT_COLUMNS
 from analysis.stats.channels import channels
@@ -43,6 +46,8 @@ def _load_samples():
     try:
         check_renamed_keys(config)
         validate_document(config, SCHEMAS / "config.schema.yaml", "config")
+        check_weights(config["weights"])
+        check_correction_files(config)
         fit_asimov(config)  # refuses fitting data while blinded
         gof_data(config)  # refuses testing data while blinded
         samples = load_yaml(config["samples"])
@@ -62,6 +67,27 @@ SAMPLES = _load_samples()
 TOY_SAMPLES = [name for name, sample in SAMPLES.items() if "toy" in sample]
 VARIED_SAMPLES = [name for name, sample in SAMPLES.items() if has_shape_variations(sample)]
 NOMINAL_ONLY_SAMPLES = [name for name in SAMPLES if name not in VARIED_SAMPLES]
+
+
+def _sample_parts():
+    """The files of each preselection job of the samples with more than preselect.files_per_job
+    files (the others run as one job)."""
+    per_job = config["preselect"]["files_per_job"]
+    parts = {}
+    for name, sample in SAMPLES.items():
+        if not per_job or "toy" in sample:
+            continue
+        try:
+            jobs = split_files(expand_sample_files(name, sample["files"]), per_job)
+        except AnalysisError as err:
+            sys.exit(f"error: {err}")
+        if len(jobs) > 1:
+            parts[name] = {part_name(index): files for index, files in enumerate(jobs)}
+    return parts
+
+
+#: sample -> part -> its files, for samples split into several preselection jobs
+SAMPLE_PARTS = _sample_parts()
 #: the variations of nominal simulation (other samples have the nominal only)
 MC_VARIATIONS = shape_variations(config["variations"])
 
@@ -131,11 +157,56 @@ def sample_files(wildcards):
         sys.exit(f"error: {err}")
 
 
+def part_files(wildcards):
+    """Input files of one part of a split sample."""
+    return SAMPLE_PARTS[wildcards.sample][wildcards.part]
+
+
+def part_outputs(variations):
+    """Named outputs of a part job: one skim and one cutflow per variation."""
+    return {
+        "skims": variation_outputs(paths.skim_part, variations),
+        "cutflows": variation_outputs(paths.cutflow_part, variations),
+    }
+
+
+def merge_inputs(wildcards):
+    """The parts' skims and cutflows of a split sample, in part order."""
+    variations = sample_variations(SAMPLES[wildcards.sample], config["variations"])
+    return [
+        pattern.format(sample=wildcards.sample, part=part, variation=variation)
+        for part in SAMPLE_PARTS[wildcards.sample]
+        for variation in variations
+        for pattern in (paths.skim_part, paths.cutflow_part)
+    ]
+
+
+def merge_part_dirs(wildcards):
+    """The part directories of a split sample, in part order."""
+    return [
+        os.path.dirname(paths.skim_part.format(sample=wildcards.sample, part=part, variation=NOMINAL))
+        for part in SAMPLE_PARTS[wildcards.sample]
+    ]
+
+
+def merge_variations(wildcards):
+    """The variations of a split sample's skims."""
+    return sample_variations(SAMPLES[wildcards.sample], config["variations"])
+
+
 def certified_lumi_file(wildcards):
     """The certified-luminosity JSON, an input of collision-data samples when configured."""
     certified = config["selection"]["certified_lumi"]["file"]
     is_data = SAMPLES[wildcards.sample]["type"] == "data"
     return [certified] if certified and is_data and "://" not in certified else []
+
+
+def preselect_corrections(wildcards):
+    """The official-format correction files, inputs of simulated samples' preselection (so a new
+    file reruns it); their presence is checked when the workflow starts."""
+    if SAMPLES[wildcards.sample]["type"] != "mc":
+        return []
+    return check_correction_files(config)
 
 
 def preselect_outputs(variations):

@@ -19,6 +19,9 @@ paths = _layout(
     toydata="toydata/{sample}.root",
     skim="preselect/{sample}/{variation}.root",
     cutflow="preselect/{sample}/{variation}.cutflow.json",
+    # one job of a sample split by preselect.files_per_job (merged into skim and cutflow)
+    skim_part="preselect_parts/{sample}/{part}/{variation}.root",
+    cutflow_part="preselect_parts/{sample}/{part}/{variation}.cutflow.json",
     friend="friends/{sample}/{variation}.root",
     # ml
     model="train/fold{fold}/model.pt",
@@ -90,6 +93,8 @@ paths.logs = _layout(
     versions="versions.log",
     toydata_sample="toydata/{sample}.log",
     preselect_sample="preselect/{sample}.log",
+    preselect_part="preselect/{sample}.part{part}.log",
+    preselect_merge="preselect/{sample}.merge.log",
     friends_sample="friends/{sample}.log",
     train_fold="train/fold{fold}.log",
     train_diagnostics="train/diagnostics.log",

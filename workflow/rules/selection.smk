@@ -32,6 +32,7 @@ rule preselect_sample:
     input:
         files=sample_files,
         certified_lumi=certified_lumi_file,
+        corrections=preselect_corrections,
     output:
         **preselect_outputs(MC_VARIATIONS),
     params:
@@ -41,7 +42,7 @@ rule preselect_sample:
         ),
         output_dir=lambda wildcards, output: os.path.dirname(output.skims[0]),
     wildcard_constraints:
-        sample=alternatives(VARIED_SAMPLES),
+        sample=alternatives([name for name in VARIED_SAMPLES if name not in SAMPLE_PARTS]),
     threads: config["preselect"]["threads"]
     resources:
         mem_mb=on_attempt(config["preselect"]["mem_mb"]),
@@ -66,7 +67,64 @@ use rule preselect_sample as preselect_sample_nominal_only with:
     output:
         **preselect_outputs([NOMINAL]),
     wildcard_constraints:
-        sample=alternatives(NOMINAL_ONLY_SAMPLES),
+        sample=alternatives([name for name in NOMINAL_ONLY_SAMPLES if name not in SAMPLE_PARTS]),
+
+
+# A sample of more than preselect.files_per_job files: one job per part of that many files, then a
+# merge in part order into the sample's skims and cutflows (analysis/selection/parts.py).
+
+
+use rule preselect_sample as preselect_part with:
+    input:
+        files=part_files,
+        certified_lumi=certified_lumi_file,
+        corrections=preselect_corrections,
+    output:
+        **part_outputs(MC_VARIATIONS),
+    wildcard_constraints:
+        sample=alternatives([name for name in VARIED_SAMPLES if name in SAMPLE_PARTS]),
+        part=r"\d{4}",
+    log:
+        paths.logs.preselect_part,
+
+
+use rule preselect_part as preselect_part_nominal_only with:
+    output:
+        **part_outputs([NOMINAL]),
+    wildcard_constraints:
+        sample=alternatives([name for name in NOMINAL_ONLY_SAMPLES if name in SAMPLE_PARTS]),
+        part=r"\d{4}",
+
+
+rule preselect_merge:
+    """A split sample's skims and cutflows from its parts, concatenated in part order."""
+    input:
+        merge_inputs,
+    output:
+        **preselect_outputs(MC_VARIATIONS),
+    params:
+        parts=merge_part_dirs,
+        variations=merge_variations,
+        output_dir=lambda wildcards, output: os.path.dirname(output.skims[0]),
+    wildcard_constraints:
+        sample=alternatives([name for name in VARIED_SAMPLES if name in SAMPLE_PARTS]),
+    log:
+        paths.logs.preselect_merge,
+    resources:
+        mem_mb=on_attempt(2000),
+        runtime=on_attempt(30),
+    conda:
+        "../../envs/preselect.yaml"
+    shell:
+        "python -m analysis.selection.parts --sample {wildcards.sample} --parts {params.parts:q} "
+        "--variations {params.variations} --output-dir {params.output_dir:q} 2> {log:q}"
+
+
+use rule preselect_merge as preselect_merge_nominal_only with:
+    output:
+        **preselect_outputs([NOMINAL]),
+    wildcard_constraints:
+        sample=alternatives([name for name in NOMINAL_ONLY_SAMPLES if name in SAMPLE_PARTS]),
 
 
 rule friends_sample:
