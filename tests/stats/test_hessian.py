@@ -58,8 +58,9 @@ def test_derivatives_where_a_linear_factor_is_zero():
 def test_fisher_information_is_the_hessian_on_asimov_data_and_semi_definite():
     """The Fisher information equals the Hessian on Asimov data at the Asimov point (where the
     terms weighted by 1 - n / lambda vanish) and is positive semi-definite at points (with
-    positive expectations) where the Hessian is not: catches a wrong factor of the information (Fisher scoring of the toys would
-    then take wrong steps) or an information as indefinite as the Hessian."""
+    positive expectations) where the Hessian is not: catches a wrong factor of the information
+    (Fisher scoring of the toys would then take wrong steps) or an information as indefinite as
+    the Hessian."""
     from analysis.stats import model as model_utils
 
     setup = load("toy_analysis", asimov=True)
