@@ -181,7 +181,7 @@ def test_gof_target_on_a_copy_of_the_toy_run(toy_run):
     shutil.copytree(results, copy, symlinks=True)
     variables = ["m_vis", "pt_2", "njets"]
     configfile = tmp / "gof.yaml"
-    settings = {"variables": variables, "toys": 10, "chunk_size": 4}
+    settings = {"variables": variables, "toys": 10, "chunk_size": 4, "pairs": True}
     configfile.write_text(
         yaml.safe_dump({**TINY_TOY_CONFIG, "results": str(copy), "gof": settings})
     )
