@@ -60,7 +60,8 @@ def run(tmp_path_factory) -> tuple[Path, dict]:
     settings = _settings(tmp / "results")
     configfile = tmp / "per_process.yaml"
     configfile.write_text(yaml.safe_dump(settings))
-    snakemake("plots_fit", "--configfile", str(configfile))
+    # the whole chain to the figures, with two POIs' scans and limits: longer than a plain run
+    snakemake("plots_fit", "--configfile", str(configfile), timeout=2400)
     config = load_yaml(REPO / "config" / "config.yaml")
     _update(config, settings)
     return tmp / "results", config

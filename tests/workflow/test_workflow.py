@@ -24,12 +24,14 @@ pytestmark = pytest.mark.slow
 TINY_TARGETS = ("workspace", "train", "fit", "pulls", "ranking")
 
 
-def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(*args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run Snakemake on the repository's workflow from the repository root."""
     command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     # jobs run `python -m analysis...`: make that the interpreter running the tests
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+    )
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
