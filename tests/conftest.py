@@ -47,6 +47,15 @@ def default_samples() -> dict[str, Any]:
     return load_yaml(REPO / "config" / "samples.yaml")["samples"]
 
 
+def merge_config(config: dict, changes: dict) -> None:
+    """Merge ``changes`` into ``config`` in place, the way Snakemake merges a --configfile."""
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            merge_config(config[key], value)
+        else:
+            config[key] = value
+
+
 def toy_settings(config: dict[str, Any], samples: dict[str, Any], events: int) -> dict[str, Any]:
     """Toy-generator settings with every simulated sample shrunk to ``events`` events."""
     small = copy.deepcopy(samples)

@@ -30,7 +30,7 @@ from analysis.stats.results import (
     Scan2DResults,
     ScanResults,
 )
-from tests.conftest import REPO, TINY_TOY_CONFIG
+from tests.conftest import REPO, TINY_TOY_CONFIG, merge_config
 from tests.plots import artists
 from tests.plots.test_style import overlaps
 from tests.workflow.test_workflow import snakemake
@@ -63,17 +63,8 @@ def run(tmp_path_factory) -> tuple[Path, dict]:
     # the whole chain to the figures, with two POIs' scans and limits: longer than a plain run
     snakemake("plots_fit", "--configfile", str(configfile), timeout=2400)
     config = load_yaml(REPO / "config" / "config.yaml")
-    _update(config, settings)
+    merge_config(config, settings)
     return tmp / "results", config
-
-
-def _update(config: dict, changes: dict) -> None:
-    """Merge ``changes`` into ``config`` the way Snakemake merges a --configfile."""
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            _update(config[key], value)
-        else:
-            config[key] = value
 
 
 def test_one_normfactor_per_signal_process(run):

@@ -28,7 +28,7 @@ import pytest
 import uproot
 import yaml
 
-from tests.conftest import REPO, SLURM_OPT_IN, TINY_TOY_CONFIG, slurm_opted_in
+from tests.conftest import REPO, SLURM_OPT_IN, TINY_TOY_CONFIG, merge_config, slurm_opted_in
 
 pytestmark = [
     pytest.mark.slow,
@@ -75,7 +75,7 @@ def _checkout(directory: Path) -> Path:
     subset = {"samples": {name: samples[name] for name in SAMPLES}}
     (directory / "config" / "samples.yaml").write_text(yaml.safe_dump(subset))
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    _update(config, {**TINY_TOY_CONFIG, "results": "results"})
+    merge_config(config, {**TINY_TOY_CONFIG, "results": "results"})
     config["train"]["classes"] = [
         {"name": name, "processes": processes}
         for name, processes in (
@@ -84,15 +84,6 @@ def _checkout(directory: Path) -> Path:
     ]  # fmt: skip
     (directory / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return directory
-
-
-def _update(config: dict, changes: dict) -> None:
-    """Merge ``changes`` into ``config`` the way Snakemake merges a --configfile."""
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            _update(config[key], value)
-        else:
-            config[key] = value
 
 
 def _environment(cluster: bool) -> dict[str, str]:
