@@ -40,6 +40,7 @@ from analysis.stats.minimizer import (
     Anchor,
     FitSettings,
     Minimum,
+    curvature,
     default_steps,
     fit_settings,
     minimize,
@@ -133,13 +134,32 @@ class _Profile:
         missing = sorted(set(wanted) - set(self.fits))
         if missing:
             requests = [Request((self.index,), (value,)) for value in missing]
-            outcome = refits(self.setup, self.anchor, requests, self.settings)
+            outcome = refits(
+                self.setup, self.anchor, requests, self.settings,
+                fallback=lambda request: self._minuit_fit(request.targets[0]),
+            )  # fmt: skip
             self.fallbacks += outcome.fallbacks
             for value, minimum in zip(missing, outcome.minima, strict=True):
                 if not minimum.converged:
                     self.failed.append(value)
                 self.fits[value] = minimum
         return [self.fits[value] for value in wanted]
+
+    def _minuit_fit(self, value: float) -> Minimum:
+        """MIGRAD with the POI fixed at ``value``, from the nearest fit made so far: where the
+        Newton steps find no valid minimum (near a bound, e.g. the background-only hypothesis),
+        the nearest minimum is a better start than the Gaussian extrapolation."""
+        fitted = [self.unconditional, *self.fits.values()]
+        nearest = min(fitted, key=lambda fit: abs(fit.values[self.index] - value))
+        start = np.array(nearest.values, dtype=float)
+        start[self.index] = value
+        fixed = np.zeros(len(start), dtype=bool)
+        fixed[self.index] = True
+        return minimize(
+            self.setup.model, self.setup.data, self.settings, start=start, fixed=fixed,
+            strategy=self.settings.refit_strategy, bounds=self.bounds,
+            curvature=curvature(self.anchor.covariance),
+        )  # fmt: skip
 
     @property
     def refits(self) -> int:

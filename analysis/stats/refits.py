@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -72,6 +72,7 @@ def refits(
     record: Anchor,
     requests: Sequence[Request],
     settings: FitSettings,
+    fallback: Callable[[Request], Minimum] | None = None,
 ) -> Outcome:
     """Every requested refit, warm-started from the nominal fit ``record``.
 
@@ -80,19 +81,24 @@ def refits(
         record: the minimum the refits start from (the nominal fit; its values and covariance).
         requests: the refits.
         settings: minimiser settings (``batched_refits``, ``device``; MINUIT's for the fallback).
+        fallback: the MINUIT refit of a request, when the caller knows a better start than the
+            Gaussian conditional minimum (:func:`analysis.stats.minimizer.refit` by default).
 
     Returns:
         The minima (``converged`` is the batched or the MINUIT refit's convergence) and which
         refits fell back to MINUIT.
     """
+    if fallback is None:
+
+        def fallback(request: Request) -> Minimum:
+            return refit(setup, record, request.indices, request.targets, settings)
+
     likelihood = _likelihood(setup, settings) if settings.batched_refits else None
     progress = Progress(len(requests), "refits", "refits", logger=log)
     if likelihood is None:
         if settings.batched_refits:
             log.warning("the model has modifiers the batched refits do not implement; using MINUIT")
-        minima = [
-            refit(setup, record, r.indices, r.targets, settings) for r in track(requests, progress)
-        ]
+        minima = [fallback(request) for request in track(requests, progress)]
         return Outcome(tuple(minima), (settings.batched_refits,) * len(requests))
     minima: list[Minimum] = []
     fell_back: list[bool] = []
@@ -102,7 +108,7 @@ def refits(
         for request, minimum in zip(batch, found, strict=True):
             fell_back.append(minimum is None)
             if minimum is None:
-                minimum = refit(setup, record, request.indices, request.targets, settings)
+                minimum = fallback(request)
             minima.append(minimum)
         progress.update(len(batch))
     if any(fell_back):
