@@ -137,9 +137,6 @@ class _Profile:
             outcome = refits(
                 self.setup, self.anchor, requests, self.settings,
                 fallback=lambda request: self._minuit_fit(request.targets[0]),
-                # the tests reach far from the best fit (the background-only hypothesis and
-                # beyond the limit), where the Hessian need not be positive definite
-                scoring=True,
             )  # fmt: skip
             self.fallbacks += outcome.fallbacks
             for value, minimum in zip(missing, outcome.minima, strict=True):

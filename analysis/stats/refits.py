@@ -73,7 +73,6 @@ def refits(
     requests: Sequence[Request],
     settings: FitSettings,
     fallback: Callable[[Request], Minimum] | None = None,
-    scoring: bool = False,
 ) -> Outcome:
     """Every requested refit, warm-started from the nominal fit ``record``.
 
@@ -84,8 +83,6 @@ def refits(
         settings: minimiser settings (``batched_refits``, ``device``; MINUIT's for the fallback).
         fallback: the MINUIT refit of a request, when the caller knows a better start than the
             Gaussian conditional minimum (:func:`analysis.stats.minimizer.refit` by default).
-        scoring: Fisher scoring where the Hessian is not positive definite (see
-            :class:`analysis.stats.newton.NewtonSettings`), for refits far from the nominal fit.
 
     Returns:
         The minima (``converged`` is the batched or the MINUIT refit's convergence) and which
@@ -107,7 +104,7 @@ def refits(
     fell_back: list[bool] = []
     for first in range(0, len(requests), MAX_BATCH):
         batch = requests[first : first + MAX_BATCH]
-        found = _batched(setup, record, batch, likelihood, NEWTON._replace(scoring=scoring))
+        found = _batched(setup, record, batch, likelihood)
         for request, minimum in zip(batch, found, strict=True):
             fell_back.append(minimum is None)
             if minimum is None:
@@ -124,7 +121,6 @@ def _batched(
     record: Anchor,
     requests: Sequence[Request],
     likelihood: likelihood_module.Likelihood,
-    goal: newton.NewtonSettings,
 ) -> list[Minimum | None]:
     """The batch's minima by projected Newton steps; None where that gave no valid minimum."""
     model = setup.model
@@ -136,7 +132,7 @@ def _batched(
         starts[row] = profile_start(record, bounds, request.indices, request.targets, steps)[0]
         free[row, list(request.indices)] = False
     with cpu_threads(likelihood.device):
-        found = newton.minimize(likelihood, starts, free, bounds, goal)
+        found = newton.minimize(likelihood, starts, free, bounds, NEWTON)
     minima: list[Minimum | None] = []
     for row in range(len(requests)):
         if not found.valid[row]:
