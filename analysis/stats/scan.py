@@ -23,7 +23,7 @@ import scipy.stats
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats import model as model_utils
-from analysis.stats.chunks import chunk_count
+from analysis.stats.chunks import chunk_items
 from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
 from analysis.stats.fit import read_fit
 from analysis.stats.minimizer import FitSettings, fit_settings
@@ -256,10 +256,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         return
     scan = scan_settings(settings)
     points = grid(setup, record, args.parameters, scan)
-    n_chunks = chunk_count(len(points), scan.chunk_size)
-    if not 0 <= args.chunk < n_chunks:
-        raise AnalysisError(f"scan chunk {args.chunk} does not exist ({n_chunks} chunks)")
-    selected = points[args.chunk * scan.chunk_size : (args.chunk + 1) * scan.chunk_size]
+    selected = chunk_items(points, args.chunk, scan.chunk_size, "points", "scan")
     results = profile(setup, record, args.parameters, selected, fit_settings(settings))
     ScanChunk(tuple(args.parameters), args.chunk, len(points), tuple(results)).write(args.output)
 

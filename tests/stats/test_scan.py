@@ -11,6 +11,7 @@ import scipy.stats
 
 from analysis.stats import fit as fit_module
 from analysis.stats import scan
+from analysis.stats.chunks import chunk_count
 from analysis.stats.results import ScanChunk
 from tests.stats.references import REFERENCE_TOL, SETTINGS, TOLERANCE, load, pyhf_fixed_fit
 
@@ -21,7 +22,7 @@ def test_scan_matches_cabinetry_and_minos(fitted, references):
     settings = scan.ScanSettings(points=15, chunk_size=8)
     points = scan.grid(setup, record, [poi], settings)
     chunks = []
-    for chunk in range(scan.chunk_count(len(points), settings.chunk_size)):
+    for chunk in range(chunk_count(len(points), settings.chunk_size)):
         selected = points[chunk * settings.chunk_size : (chunk + 1) * settings.chunk_size]
         profiled = scan.profile(setup, record, [poi], selected, SETTINGS)
         chunks.append(ScanChunk((poi,), chunk, len(points), tuple(profiled)))

@@ -397,7 +397,8 @@ def scan_outputs(wildcards):
 
 def scan_chunks(wildcards):
     """The chunk files of one scan; their number follows from the configured grid."""
-    from analysis.stats.scan import chunk_count, scan_settings
+    from analysis.stats.chunks import chunk_count
+    from analysis.stats.scan import scan_settings
 
     name = getattr(wildcards, "scan", "2d")
     settings = scan_settings(INFERENCE)
