@@ -339,7 +339,7 @@ def _expected_limits(
         return targets[rows] - asimov.sqrt_qtilde(values)
 
     # sqrt(qtilde_A) is close to POI / sigma_A: the roots lie near target * sigma_A
-    guesses = targets * _first_scale(observed, asimov)
+    guesses = targets * _first_scale(observed)
     roots = _roots(excess, guesses, targets, high, poi, list(BANDS))
     return dict(zip(BANDS, map(float, roots), strict=True))
 
@@ -364,19 +364,12 @@ def _observed_limit(
     return float(_roots(log_excess, guess, at_zero, high, poi, ["observed"])[0])
 
 
-def _first_scale(observed: _Profile, asimov: _Profile) -> float:
-    """A first estimate of the POI's expected uncertainty sigma_A, for the first guess.
-
-    The HESSE uncertainty of a POI at its lower bound is inflated by MINUIT's bound
-    transformation, so the smaller of the observed fit's and the Asimov covariance's is taken;
-    the root finding only needs a start near the answer.
-    """
-    candidates = [
-        float(np.sqrt(max(profile.anchor.covariance[profile.index, profile.index], 0.0)))
-        for profile in (observed, asimov)
-    ]
-    positive = [value for value in candidates if np.isfinite(value) and value > 0]
-    return min(positive, default=1.0)
+def _first_scale(observed: _Profile) -> float:
+    """A first estimate of the POI's expected uncertainty sigma_A, for the first guess: its
+    uncertainty in the fit of the data (the Asimov profile starts from the same covariance); the
+    root finding only needs a start near the answer."""
+    sigma = float(np.sqrt(max(observed.anchor.covariance[observed.index, observed.index], 0.0)))
+    return sigma if np.isfinite(sigma) and sigma > 0 else 1.0
 
 
 def _band_target(n_sigma: float, alpha: float) -> float:
