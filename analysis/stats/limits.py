@@ -13,7 +13,8 @@ Both use the asymptotic formulae of Cowan, Cranmer, Gross and Vitells (Eur. Phys
 Unlike calling ``pyhf.infer.hypotest`` at every step of the root finding (which refits the
 unconditional minimum and regenerates the Asimov data each time), the unconditional fit (MIGRAD +
 HESSE) is made once; the Asimov data's unconditional minimum is known exactly (the parameters that
-generate it); the conditional fits are Newton refits from the Gaussian conditional minimum
+generate it); the conditional fits are Newton refits from the Gaussian conditional minimum, the
+unconditional minimum and the nearest conditional minima found so far, the lowest kept
 (:mod:`analysis.stats.refits`, MINUIT where they find no valid minimum, counted in the output). The
 five expected limits are searched together, each step one batch of five refits: each is where
 sqrt(qtilde_A) reaches a value known in closed form, and sqrt(qtilde_A) is nearly POI / sigma_A, so
@@ -137,6 +138,7 @@ class _Profile:
             outcome = refits(
                 self.setup, self.anchor, requests, self.settings,
                 fallback=lambda request: self._minuit_fit(request.targets[0]),
+                more_starts=lambda request: self._nearby_minima(request.targets[0]),
             )  # fmt: skip
             self.fallbacks += outcome.fallbacks
             for value, minimum in zip(missing, outcome.minima, strict=True):
@@ -144,6 +146,17 @@ class _Profile:
                     self.failed.append(value)
                 self.fits[value] = minimum
         return [self.fits[value] for value in wanted]
+
+    def _nearby_minima(self, value: float) -> list[np.ndarray]:
+        """Further starts of the refit at ``value``: the unconditional minimum and the fits
+        made so far nearest below and above ``value``. -2 log L can have several minima at one
+        POI value (a nuisance parameter whose templates shift the yields the same way up and
+        down has two), and the Newton steps from the Gaussian start alone can stop in the
+        higher one; continuing from a neighbour's minimum follows the lowest along the POI."""
+        below = [at for at in self.fits if at < value]
+        above = [at for at in self.fits if at > value]
+        nearest = ([max(below)] if below else []) + ([min(above)] if above else [])
+        return [self.unconditional.values, *(self.fits[at].values for at in nearest)]
 
     def _minuit_fit(self, value: float) -> Minimum:
         """MIGRAD with the POI fixed at ``value``, from the nearest fit made so far: where the

@@ -6,8 +6,12 @@ solves a batch of them together: each iteration evaluates -2 log L, its gradient
 Hessian for every unfinished refit in one vectorised call (:class:`analysis.stats.likelihood.
 Likelihood`), takes the Newton step on the free parameters not held at a bound (Bertsekas's
 projected Newton method: a parameter at a bound whose gradient pushes it outward stays there), and
-backtracks along the projected step until -2 log L decreases enough (Armijo). A Hessian that is not
-positive definite is damped (Levenberg-Marquardt) until it is.
+backtracks along the projected step until -2 log L decreases enough (Armijo). Where the Hessian is
+not positive definite (a nuisance parameter whose up and down templates shift the yields the same
+way gives -2 log L two minima, and a saddle between them), the step uses the Hessian with its
+eigenvalues replaced by their absolute values (the saddle-free Newton step of Dauphin et al.,
+arXiv:1406.2572): a descent direction that moves fast away from the saddle along the directions of
+negative curvature, where damping the Hessian until it is positive definite crawls.
 
 A refit is valid when, at its final point, the estimated distance to the minimum
 ``edm = g^T H^-1 g / 2`` over the free parameters off their bounds is below ``edm_goal`` (for
@@ -27,9 +31,9 @@ import torch
 
 from analysis.stats.likelihood import Likelihood
 
-#: Levenberg-Marquardt damping tried, relative to the Hessian's diagonal, when it is not positive
-#: definite on the parameters to move.
-DAMPING = (1e-6, 1e-4, 1e-2, 1.0, 1e2)
+#: Smallest eigenvalue magnitude of a saddle-free step, relative to the largest: a flat direction
+#: gets a long step that the line search shortens, not an infinite one.
+FLAT = 1e-8
 #: Sufficient decrease of the Armijo condition.
 ARMIJO = 1e-4
 #: Rounding allowance on -2 log L, relative to its value: next to the minimum a full Newton step
@@ -129,8 +133,8 @@ def _newton_step(
     information: torch.Tensor | None = None,
 ) -> _Step:
     """The projected Newton step of each refit, its EDM, and whether the Hessian of the moving
-    parameters is positive definite (undamped); where it is not, the step of the Fisher
-    ``information`` if given, else of the damped Hessian."""
+    parameters is positive definite; where it is not, the step of the Fisher ``information`` if
+    given and positive definite, else the saddle-free step."""
     held = ((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0))
     moving = free & ~held
     pair = moving[:, :, None] & moving[:, None, :]
@@ -143,17 +147,28 @@ def _newton_step(
         failed = ~positive
         reduced[failed] = torch.where(pair[failed], information[failed], eye[failed])
         factor[failed], info[failed] = torch.linalg.cholesky_ex(reduced[failed])
-    scale = torch.diagonal(reduced, dim1=1, dim2=2).abs().clamp_min(1e-12)
-    for damping in DAMPING:
-        failed = info != 0
-        if not torch.any(failed):
-            break
-        damped = reduced[failed] + torch.diag_embed(damping * scale[failed])
-        factor[failed], info[failed] = torch.linalg.cholesky_ex(damped)
-    direction = -_solve(factor, g)
-    direction = torch.where(moving & (info == 0)[:, None], direction, torch.zeros_like(direction))
+    solved = info == 0
+    direction = torch.zeros_like(g)
+    if torch.any(solved):
+        direction[solved] = -_solve(factor[solved], g[solved])
+    if not torch.all(solved):
+        direction[~solved] = -_saddle_free_solve(reduced[~solved], g[~solved])
+    direction = torch.where(moving, direction, torch.zeros_like(direction))
     edm = torch.where(positive, -0.5 * torch.sum(g * direction, dim=1), torch.inf)
     return _Step(direction, edm, positive)
+
+
+def _saddle_free_solve(matrices: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``|H|^-1 g`` per row, with ``|H|`` the symmetric matrix with the absolute eigenvalues of
+    ``H`` (at least :data:`FLAT` times the largest): positive definite, so ``-|H|^-1 g`` descends.
+    Row by row, like :func:`_solve`."""
+    solutions = []
+    for matrix, row in zip(matrices, rows, strict=True):
+        eigenvalues, vectors = torch.linalg.eigh(matrix)
+        magnitudes = eigenvalues.abs()
+        magnitudes = magnitudes.clamp_min(FLAT * float(magnitudes.max()))
+        solutions.append(vectors @ ((vectors.T @ row) / magnitudes))
+    return torch.stack(solutions)
 
 
 def _solve(factors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,10 @@ on the exact gradient and Hessian (:mod:`analysis.stats.newton` on
 :mod:`analysis.stats.likelihood` and :mod:`analysis.stats.hessian`), in batches of at most
 :data:`MAX_BATCH`. A refit the fast path cannot bring to a valid minimum (see
 :mod:`analysis.stats.newton`) is redone by MINUIT (:func:`analysis.stats.minimizer.refit`) and
-counted, so a caller can report how many fell back."""
+counted, so a caller can report how many fell back. Where -2 log L has several minima (see
+:mod:`analysis.stats.newton`), a caller can add start points per refit (``more_starts``, e.g. the
+minima it found at neighbouring values): every start is minimised in the same batch and the lowest
+valid minimum is kept."""
 
 from __future__ import annotations
 
@@ -73,6 +76,7 @@ def refits(
     requests: Sequence[Request],
     settings: FitSettings,
     fallback: Callable[[Request], Minimum] | None = None,
+    more_starts: Callable[[Request], Sequence[np.ndarray]] | None = None,
 ) -> Outcome:
     """Every requested refit, warm-started from the nominal fit ``record``.
 
@@ -83,6 +87,9 @@ def refits(
         settings: minimiser settings (``batched_refits``, ``device``; MINUIT's for the fallback).
         fallback: the MINUIT refit of a request, when the caller knows a better start than the
             Gaussian conditional minimum (:func:`analysis.stats.minimizer.refit` by default).
+        more_starts: further start points of a request's Newton refit, besides the Gaussian
+            conditional minimum (its fixed parameters are set to the targets); the lowest valid
+            minimum of all its starts is kept.
 
     Returns:
         The minima (``converged`` is the batched or the MINUIT refit's convergence) and which
@@ -104,7 +111,7 @@ def refits(
     fell_back: list[bool] = []
     for first in range(0, len(requests), MAX_BATCH):
         batch = requests[first : first + MAX_BATCH]
-        found = _batched(setup, record, batch, likelihood)
+        found = _batched(setup, record, batch, likelihood, more_starts)
         for request, minimum in zip(batch, found, strict=True):
             fell_back.append(minimum is None)
             if minimum is None:
@@ -121,31 +128,51 @@ def _batched(
     record: Anchor,
     requests: Sequence[Request],
     likelihood: likelihood_module.Likelihood,
+    more_starts: Callable[[Request], Sequence[np.ndarray]] | None = None,
 ) -> list[Minimum | None]:
-    """The batch's minima by projected Newton steps; None where that gave no valid minimum."""
+    """The batch's minima by projected Newton steps from every start of each request (the lowest
+    valid one); None where no start gave a valid minimum."""
     model = setup.model
     bounds = np.asarray(model.config.suggested_bounds(), dtype=float)
     steps = default_steps(model)
-    starts = np.empty((len(requests), model.config.npars))
-    free = np.tile(model_utils.free_mask(model), (len(requests), 1))
-    for row, request in enumerate(requests):
-        starts[row] = profile_start(record, bounds, request.indices, request.targets, steps)[0]
-        free[row, list(request.indices)] = False
+    free_mask = model_utils.free_mask(model)
+    starts, free, owners = [], [], []
+    for number, request in enumerate(requests):
+        first = profile_start(record, bounds, request.indices, request.targets, steps)[0]
+        extra = more_starts(request) if more_starts is not None else ()
+        for start in (first, *extra):
+            starts.append(_inside(start, bounds, request))
+            row_free = free_mask.copy()
+            row_free[list(request.indices)] = False
+            free.append(row_free)
+            owners.append(number)
     with cpu_threads(likelihood.device):
-        found = newton.minimize(likelihood, starts, free, bounds, NEWTON)
+        found = newton.minimize(likelihood, np.array(starts), np.array(free), bounds, NEWTON)
+    owners = np.array(owners)
     minima: list[Minimum | None] = []
-    for row in range(len(requests)):
-        if not found.valid[row]:
+    for number, request in enumerate(requests):
+        rows = np.flatnonzero((owners == number) & found.valid)
+        if not len(rows):
+            row = np.flatnonzero(owners == number)[0]
             log.info(
                 "refit %s at %s: no valid minimum by Newton steps (edm %.2g after %d "
-                "iterations); MINUIT refits it", requests[row].indices, requests[row].targets,
+                "iterations); MINUIT refits it", request.indices, request.targets,
                 found.edm[row], found.iterations[row],
             )  # fmt: skip
             minima.append(None)
             continue
-        values = found.values[row]
-        minima.append(Minimum(values, None, None, float(found.twice_nll[row]), True, ()))
+        best = rows[np.argmin(found.twice_nll[rows])]
+        values = found.values[best]
+        minima.append(Minimum(values, None, None, float(found.twice_nll[best]), True, ()))
     return minima
+
+
+def _inside(start: np.ndarray, bounds: np.ndarray, request: Request) -> np.ndarray:
+    """A start point strictly inside the bounds, with the request's parameters at its targets."""
+    margin = 1e-6 * (bounds[:, 1] - bounds[:, 0])
+    inside = np.clip(np.asarray(start, dtype=float), bounds[:, 0] + margin, bounds[:, 1] - margin)
+    inside[list(request.indices)] = request.targets
+    return inside
 
 
 def _likelihood(

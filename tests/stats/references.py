@@ -4,7 +4,8 @@ parameters fixed, and the tolerances of those comparisons.
 Workspaces (tests/data/workspaces, written by make_workspaces.py): ``simple`` (one channel,
 normsys/histosys/lumi), ``multichannel`` (signal and control region, staterror, shapesys, a free
 background normalisation), ``large`` (three categories, two POIs, 33 parameters) and
-``toy_analysis`` (the workspace the toy analysis builds).
+``toy_analysis`` (the workspace the toy analysis builds); :func:`double_well`, a one-bin model
+whose -2 log L has two minima.
 """
 
 from __future__ import annotations
@@ -66,3 +67,36 @@ def pyhf_fixed_fit(setup, fixed_values: dict[str, float], data=None) -> tuple[np
         return_fitted_val=True,
     )
     return np.asarray(values), float(twice_nll)
+
+
+def double_well(up: float, down: float, observed: float) -> tuple[pyhf.pdf.Model, np.ndarray]:
+    """One bin of 100 background events whose nuisance parameter ``shape`` raises the yield both
+    ways (templates ``up`` and ``down``), with more events observed: -2 log L then has a maximum
+    near shape = 0 and a minimum on each side."""
+    spec = {
+        "channels": [
+            {
+                "name": "bin",
+                "samples": [
+                    {
+                        "name": "background",
+                        "data": [100.0],
+                        "modifiers": [
+                            {
+                                "name": "shape",
+                                "type": "histosys",
+                                "data": {"hi_data": [up], "lo_data": [down]},
+                            },
+                            {"name": "mu", "type": "normfactor", "data": None},
+                        ],
+                    }
+                ],
+            }
+        ],
+        "observations": [{"name": "bin", "data": [observed]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+    workspace = pyhf.Workspace(spec)
+    model = workspace.model(modifier_settings={"histosys": {"interpcode": "code4p"}})
+    return model, np.asarray(workspace.data(model), dtype=float)

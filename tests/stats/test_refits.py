@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import types
 
 import numpy as np
 import pyhf
@@ -16,7 +17,7 @@ from analysis.stats import likelihood, minimizer, newton, ranking, refits
 from analysis.stats import model as model_utils
 from analysis.stats.results import RankingChunk
 from tests.conftest import DATA
-from tests.stats.references import assert_impact
+from tests.stats.references import assert_impact, double_well
 
 SETTINGS = minimizer.FitSettings()
 #: The acceptance against the tight reference: relative, plus the absolute floor of
@@ -192,3 +193,41 @@ def test_minuit_when_batched_refits_are_off(monkeypatch):
     unsupported = refits.refits(setup, record, requests, SETTINGS)
     assert unsupported.fell_back == (True,)
     np.testing.assert_array_equal(unsupported.minima[0].values, expected.values)
+
+
+def test_the_lowest_minimum_of_several_starts_is_kept():
+    """-2 log L of the double-well model (tests/stats/references.py) at mu = 1 has a shallow
+    minimum at shape < 0 and the lowest at shape > 0. Started from an anchor in the shallow one,
+    the refit stays there; given a second start on the other side it returns the lowest minimum,
+    the one a bounded scalar minimisation finds: catches a start that is ignored, or a choice that
+    keeps the first valid minimum instead of the lowest."""
+    model, data = double_well(121.0, 119.0, 112.0)
+    setup = model_utils.Setup(model, data, ("mu",), False, "")
+    names = model.config.par_names
+    shape, mu = names.index("shape"), names.index("mu")
+
+    def twice_nll(value: float) -> float:
+        pars = np.ones(model.config.npars)
+        pars[shape] = value
+        return -2.0 * float(model.logpdf(pars, data)[0])
+
+    wells = [
+        scipy.optimize.minimize_scalar(
+            twice_nll, bounds=interval, method="bounded", options={"xatol": 1e-10}
+        )
+        for interval in ((-3.0, 0.0), (0.0, 3.0))
+    ]
+    shallow, lowest = sorted(wells, key=lambda well: -well.fun)
+    assert shallow.x < 0 < lowest.x and lowest.fun < shallow.fun - 0.01
+    anchor = np.ones(model.config.npars)
+    anchor[shape] = shallow.x
+    record = types.SimpleNamespace(values=anchor, covariance=np.diag([0.01, 0.01]))
+    other_side = anchor.copy()
+    other_side[shape] = -shallow.x
+    request = refits.Request((mu,), (1.0,))
+    alone = refits.refits(setup, record, [request], SETTINGS)
+    both = refits.refits(setup, record, [request], SETTINGS, more_starts=lambda _: [other_side])
+    assert alone.minima[0].twice_nll == pytest.approx(shallow.fun, abs=1e-9)
+    assert both.fallbacks == 0
+    assert both.minima[0].values[shape] == pytest.approx(lowest.x, abs=1e-6)
+    assert both.minima[0].twice_nll == pytest.approx(lowest.fun, abs=1e-9)
