@@ -311,13 +311,13 @@ def _measurement(
     pois: Mapping[str, list[dict[str, Any]]], settings: Mapping[str, Any], *, lumi: bool = True
 ) -> dict:
     """The measurement: the POIs' bounds and, with ``lumi`` (one era), the lumi parameter."""
-    lumi = settings["lumi_uncertainty"]
+    sigma = settings["lumi_uncertainty"]
     poi_names = sorted({modifier["name"] for mods in pois.values() for modifier in mods})
     lumi_parameter = {
         "name": "lumi",
         "auxdata": [1.0],
-        "sigmas": [lumi],
-        "bounds": [[1 - 5 * lumi, 1 + 5 * lumi]],
+        "sigmas": [sigma],
+        "bounds": [[1 - 5 * sigma, 1 + 5 * sigma]],
         "inits": [1.0],
     }
     poi_parameters = [
