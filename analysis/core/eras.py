@@ -83,6 +83,11 @@ def era_configs(
     """
     configs = {}
     for era, files in config["eras"]["files"].items():
+        if not isinstance(era, str):
+            raise AnalysisError(
+                f"config: key 'eras.files': era {era!r} is not a string; quote it (\"{era}\"), "
+                "in the samples' `era` too"
+            )
         paths = [files] if isinstance(files, str) else list(files)
         result = dict(config)
         sets_lumi = False

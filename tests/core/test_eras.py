@@ -90,6 +90,13 @@ def test_era_file_mistakes(default_config, tmp_path, overlay, expected):
         era_configs(config, SCHEMA)
 
 
+def test_a_numeric_era_name_must_be_quoted(default_config):
+    config = copy.deepcopy(default_config)
+    config["eras"]["files"] = {2024: "x.yaml"}
+    with pytest.raises(AnalysisError, match="era 2024 is not a string; quote it"):
+        era_configs(config, SCHEMA)
+
+
 def test_eras_need_the_same_variation_names(default_config, tmp_path):
     config = with_eras(
         default_config, tmp_path, x={"lumi": 1.0},
