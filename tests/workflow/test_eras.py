@@ -137,7 +137,7 @@ def test_merged_channels_sum_the_eras(two_era_run):
     per_era = read_histograms(results / "histograms" / "histograms.root")
     summed = read_histograms(merged / "histograms" / "histograms.root")
     for channel in ("ggH", "ztt", "wjets_highmt"):
-        for process in ("ZTT", "TT", "QCD"):
+        for process in ("ZTT", "TT", "W"):  # not QCD: each estimate is clipped at zero
             np.testing.assert_allclose(
                 summed[f"{channel}/{process}/nominal"].values(),
                 sum(per_era[f"{channel}_{era}/{process}/nominal"].values() for era in ERAS),
