@@ -61,7 +61,8 @@ def two_era_files(tmp, results, **eras_settings):
 def two_era_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eras")
     results = tmp / "results"
-    snakemake("workspace", "--configfile", str(two_era_files(tmp, results)))
+    # twice the tiny toy run's samples: twice its time, so twice the time limit
+    snakemake("workspace", "--configfile", str(two_era_files(tmp, results)), timeout=1800)
     return tmp, results
 
 
