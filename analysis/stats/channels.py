@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from analysis.core.eras import era_name
+
 #: Prefix of the same-sign copies of the channels (QCD estimate).
 SAME_SIGN = "ss_"
 
@@ -76,3 +78,22 @@ def passes(columns: Mapping[str, np.ndarray], channel: Channel) -> np.ndarray:
     if channel.category is not None:
         mask &= columns["category"] == channel.category
     return mask
+
+
+def era_channels(chans: Sequence[Channel], eras: Sequence[str]) -> list[Channel]:
+    """One copy of every channel per era, named ``<channel>_<era>`` (``eras.channels:
+    per_era``), era by era; the selections are the same, each copy holds one era's samples."""
+    return [
+        Channel(
+            era_name(channel.name, era), channel.selection, channel.observable, channel.category
+        )  # fmt: skip
+        for era in eras
+        for channel in chans
+    ]
+
+
+def base_channel(name: str, eras: Sequence[str]) -> tuple[str, str | None]:
+    """A channel name split into the configured channel and its era (``None`` when the name
+    carries no era): ``ggH_2018UL`` -> ``("ggH", "2018UL")``. Era names hold no underscore."""
+    head, _, tail = name.rpartition("_")
+    return (head, tail) if head and tail in eras else (name, None)

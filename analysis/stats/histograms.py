@@ -28,6 +28,7 @@ import numpy as np
 import uproot
 
 from analysis.core.config import NOMINAL, is_simulation, weight_variation_columns
+from analysis.core.eras import LUMI, MERGED, PER_ERA, era_name, is_decorrelated
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_path, read_json, read_with_friends, write_json
 from analysis.core.tables import latex_row, markdown_section, tex, value_error, write_text
@@ -36,7 +37,9 @@ from analysis.stats.binning import derive_binning
 from analysis.stats.channels import (
     SAME_SIGN,
     Channel,
+    base_channel,
     channels,
+    era_channels,
     passes,
     same_sign,
     selection_columns,
@@ -258,28 +261,134 @@ class Merged(NamedTuple):
     data_yields: dict[str, float]
 
 
-def merge(
-    sample_histograms: Sequence[Mapping[str, hist.Hist]],
-    settings: Mapping[str, Any],
-    classes: Sequence[str],
-    blind: bool,
-) -> Merged:
-    """Sum the samples per process, add QCD from data, blind; drop same-sign histograms.
-
-    While ``blind``, the bins whose nominal signal-to-background ratio exceeds
-    ``blind_threshold`` are blinded and the data histograms are left out of the result: only
-    their yield in the unblinded bins is kept, for the yields tables.
-    """
+def _summed(
+    sample_histograms: Sequence[Mapping[str, hist.Hist]], qcd: Mapping[str, Any]
+) -> dict[str, hist.Hist]:
+    """The histograms summed by name, without the simulated process QCD replaces."""
     summed: dict[str, hist.Hist] = {}
-    qcd = settings["qcd"]
     for histograms in sample_histograms:
         for name, histogram in histograms.items():
             if qcd["from_data"] and name.split("/")[1] == qcd["process"]:
                 continue  # replaced by the estimate from same-sign data
             summed[name] = summed[name] + histogram if name in summed else histogram.copy()
-    chans = channels(settings, classes)
+    return summed
+
+
+def era_histograms(
+    histograms: Mapping[str, hist.Hist], era: str, eras: Mapping[str, Any]
+) -> tuple[dict[str, hist.Hist], set[str]]:
+    """One sample's histograms as they enter an analysis of several eras.
+
+    A decorrelated systematic's variations (``eras.decorrelated``) are renamed
+    ``<syst>_<era>_{up,down}``; simulated processes get the era's luminosity variations
+    ``lumi_<era>_{up,down}`` (the nominal scaled by 1 +- the era's ``lumi_uncertainty``); per
+    era, the channels (same-sign copies included) are renamed ``<channel>_<era>``.
+
+    Returns:
+        (the histograms, the variation names that belong to this era alone).
+    """
+    patterns = eras["decorrelated"]
+    sigma = eras["lumi_uncertainty"][era]
+    result: dict[str, hist.Hist] = {}
+    own: set[str] = set()
+    for name, histogram in histograms.items():
+        channel, process, variation = name.split("/")
+        if eras["channels"] == PER_ERA:
+            channel = era_name(channel, era)
+        parsed = Variation.parse(variation)
+        if not parsed.is_nominal and is_decorrelated(parsed.source, patterns):
+            variation = Variation(era_name(parsed.source, era), parsed.direction).name
+            own.add(variation)
+        result[f"{channel}/{process}/{variation}"] = histogram
+        if parsed.is_nominal and process != DATA and not channel.startswith(SAME_SIGN):
+            for side, scale in zip(names(era_name(LUMI, era)), (1 + sigma, 1 - sigma),
+                                   strict=True):  # fmt: skip
+                result[f"{channel}/{process}/{side}"] = histogram * scale
+                own.add(side)
+    return result, own
+
+
+def _summed_eras(
+    sample_histograms: Sequence[Mapping[str, hist.Hist]],
+    sample_eras: Sequence[str],
+    eras: Mapping[str, Any],
+    qcd: Mapping[str, Any],
+) -> dict[str, hist.Hist]:
+    """The samples of several eras summed by name (:func:`era_histograms`). Merged, a variation
+    of one era alone takes the other eras' samples of the process at their nominal: the
+    parameter of one era moves that era's share of the channel only."""
+    by_era: dict[str, list[Mapping[str, hist.Hist]]] = {}
+    own_variations: dict[str, set[str]] = {}
+    for histograms, era in zip(sample_histograms, sample_eras, strict=True):
+        renamed, own = era_histograms(histograms, era, eras)
+        by_era.setdefault(era, []).append(renamed)
+        own_variations.setdefault(era, set()).update(own)
+    summed = _summed([h for samples in by_era.values() for h in samples], qcd)
+    if eras["channels"] != MERGED:
+        return summed
+    summed_by_era = {era: _summed(samples, qcd) for era, samples in by_era.items()}
+    for name in list(summed):
+        channel, process, label = name.split("/")
+        era = next((era for era, own in own_variations.items() if label in own), None)
+        if era is None:
+            continue
+        for other, histograms in summed_by_era.items():
+            nominal = histograms.get(f"{channel}/{process}/{NOMINAL}")
+            if other != era and nominal is not None:
+                summed[name] = summed[name] + nominal
+    return summed
+
+
+def _qcd_per_era(estimate: Mapping[str, hist.Hist], eras: Mapping[str, Any]) -> dict:
+    """The QCD estimate of per-era channels, its shape variation renamed ``qcd_shape_<era>``
+    when decorrelated (the channel's era)."""
+    if not is_decorrelated("qcd_shape", eras["decorrelated"]):
+        return dict(estimate)
+    result = {}
+    for name, histogram in estimate.items():
+        channel, process, label = name.split("/")
+        parsed = Variation.parse(label)
+        if not parsed.is_nominal:
+            era = base_channel(channel, eras["names"])[1]
+            label = Variation(era_name(parsed.source, era), parsed.direction).name
+        result[f"{channel}/{process}/{label}"] = histogram
+    return result
+
+
+def merge(
+    sample_histograms: Sequence[Mapping[str, hist.Hist]],
+    settings: Mapping[str, Any],
+    classes: Sequence[str],
+    blind: bool,
+    sample_eras: Sequence[str] | None = None,
+) -> Merged:
+    """Sum the samples per process, add QCD from data, blind; drop same-sign histograms.
+
+    With several eras (``settings["eras"]``, see :func:`era_histograms`), ``sample_eras`` gives
+    the era of each entry of ``sample_histograms``: per era, the eras' channels stay apart
+    (``<channel>_<era>``); merged, each channel sums the eras.
+
+    While ``blind``, the bins whose nominal signal-to-background ratio exceeds
+    ``blind_threshold`` are blinded and the data histograms are left out of the result: only
+    their yield in the unblinded bins is kept, for the yields tables.
+    """
+    qcd = settings["qcd"]
+    eras = settings.get("eras")
+    if eras is None:
+        summed = _summed(sample_histograms, qcd)
+        chans = channels(settings, classes)
+    else:
+        if sample_eras is None or len(sample_eras) != len(sample_histograms):
+            raise ValueError("several eras: give the era of every sample's histograms")
+        summed = _summed_eras(sample_histograms, sample_eras, eras, qcd)
+        chans = channels(settings, classes)
+        if eras["channels"] == PER_ERA:
+            chans = era_channels(chans, eras["names"])
     if qcd["from_data"]:
-        summed.update(qcd_from_same_sign(summed, chans, settings))
+        estimate = qcd_from_same_sign(summed, chans, settings)
+        if eras is not None and eras["channels"] == PER_ERA:
+            estimate = _qcd_per_era(estimate, eras)
+        summed.update(estimate)
     final = {name: h for name, h in summed.items() if not name.startswith(SAME_SIGN)}
     blinded, data_yields = {}, {}
     for channel in chans:
@@ -351,6 +460,18 @@ def yields_tables(merged: Merged) -> tuple[str, str]:
     return "\n".join(markdown), "\n".join(latex)
 
 
+def era_binning(
+    edges: Mapping[str, Sequence[float]], eras: Mapping[str, Any] | None
+) -> dict[str, Sequence[float]]:
+    """The bin edges per channel, with each per-era channel's (``<channel>_<era>``: the edges of
+    its channel, derived from every era's simulation) for the readers of ``binning.json``."""
+    result = dict(edges)
+    if eras is not None and eras["channels"] == PER_ERA:
+        for era in eras["names"]:
+            result.update({era_name(channel, era): value for channel, value in edges.items()})
+    return result
+
+
 # --- command line -----------------------------------------------------------------------------
 
 
@@ -366,6 +487,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--scores", nargs="*", default=[])
     parser.add_argument("--binning", help="fill: binning.json")
     parser.add_argument("--inputs", nargs="*", default=[], help="merge: per-sample files")
+    parser.add_argument("--eras", nargs="*", help="merge: the era of each input (several eras)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--blinding", help="merge: blinded bins (JSON)")
     parser.add_argument("--yields", nargs=2, help="merge: markdown and LaTeX yields tables")
@@ -378,7 +500,8 @@ def _main(argv: Sequence[str] | None = None) -> None:
     if args.step == "binning":
         inputs = list(zip(json.loads(args.processes), args.skims, args.friends, args.scores,
                           strict=True))  # fmt: skip
-        edges = derive_binning(inputs, histograms_settings, classes)
+        edges = era_binning(derive_binning(inputs, histograms_settings, classes),
+                            histograms_settings.get("eras"))  # fmt: skip
         for channel, channel_edges in edges.items():
             log.info("%s: %d bins %s", channel, len(channel_edges) - 1, channel_edges)
         write_json(args.output, edges)
@@ -392,7 +515,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         write_histograms(args.output, histograms)
     else:
         merged = merge([read_histograms(p) for p in args.inputs], histograms_settings, classes,
-                       blind=not args.unblind)  # fmt: skip
+                       blind=not args.unblind, sample_eras=args.eras)  # fmt: skip
         check_processes(merged.histograms)
         write_histograms(args.output, merged.histograms)
         write_json(args.blinding, merged.blinded)

@@ -3,7 +3,9 @@
 One channel per histogram channel, one sample per process, and the modifiers:
 
 - ``mu`` (or ``mu_<process>``) normfactors on the signal processes;
-- ``lumi`` on every simulated process (pyhf's lumi modifier, Gaussian constraint);
+- ``lumi`` on every simulated process (pyhf's lumi modifier, Gaussian constraint); with several
+  eras (config ``eras``) the luminosity is instead one variation per era, ``lumi_<era>``, in the
+  histograms (pyhf allows one lumi parameter only);
 - ``xsec_<process>`` normsys from ``workspace.normalization``;
 - every shape, weight and alternative-sample variation ``<syst>_{up,down}`` as a histosys on the
   normalised shapes plus a normsys for its normalisation effect (same parameter), the standard
@@ -11,6 +13,10 @@ One channel per histogram channel, one sample per process, and the modifiers:
   smoothed;
 - the QCD estimate's ``qcd_norm`` normsys and ``qcd_shape`` histosys;
 - ``staterror_<channel>`` (Barlow-Beeston lite) for bins above the relative-uncertainty threshold.
+
+With one channel per era, ``xsec_<process>`` and ``qcd_norm`` are named ``<name>_<era>`` (the
+channel's era) when they match ``eras.decorrelated``; the variations' names come decorrelated from
+the histograms (:func:`analysis.stats.histograms.era_histograms`).
 
 The observations are the data once the analysis is unblinded (config ``unblind``), and the
 Asimov prediction until then (:mod:`analysis.stats.blinding`). Variations below the pruning
@@ -30,9 +36,11 @@ import numpy as np
 import pyhf
 
 from analysis.core.config import NOMINAL
+from analysis.core.eras import PER_ERA, era_name, is_decorrelated
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import write_json
 from analysis.core.variations import names, sources
+from analysis.stats.channels import base_channel
 from analysis.stats.histograms import DATA, read_histograms
 
 log = logging.getLogger(__name__)
@@ -101,6 +109,7 @@ def build_workspace(
     histogram_settings: Mapping[str, Any],
     *,
     unblind: bool,
+    eras: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The pyhf workspace and the list of pruned variations.
 
@@ -112,6 +121,9 @@ def build_workspace(
             are the Asimov prediction (the sum of the nominal samples: signal strength 1, every
             nuisance at its nominal value) in every bin, so the workspace never holds data
             (any data histogram is ignored) and nothing exported from it does either.
+        eras: with several eras, their settings (:func:`analysis.core.eras.era_settings`):
+            no pyhf lumi modifier (the histograms carry ``lumi_<era>``), and per-era channels
+            name their decorrelated normalisation uncertainties by era.
 
     Returns:
         (workspace specification, pruned variations with their size).
@@ -121,6 +133,7 @@ def build_workspace(
         _pois(list(histogram_settings["signals"]), settings["poi"]),
         {qcd["process"]} if qcd["from_data"] else set(),
         qcd,
+        eras,
     )
     channels, observations, pruned = [], [], []
     for channel, templates in templates_by_channel(histograms).items():
@@ -137,7 +150,7 @@ def build_workspace(
     spec = {
         "channels": channels,
         "observations": observations,
-        "measurements": [_measurement(processes.pois, settings)],
+        "measurements": [_measurement(processes.pois, settings, lumi=eras is None)],
         "version": "1.0.0",
     }
     try:
@@ -153,6 +166,8 @@ class _Processes(NamedTuple):
     pois: dict[str, list[dict[str, Any]]]
     data_driven: set[str]
     qcd: Mapping[str, Any]
+    #: the eras' settings, or None for one era
+    eras: Mapping[str, Any] | None
 
 
 def _samples(
@@ -172,7 +187,7 @@ def _samples(
         if nominal.sum() <= 0:
             log.warning("channel %s: %s has no yield, left out", channel, process)
             continue
-        modifiers = _process_modifiers(process, settings, processes)
+        modifiers = _process_modifiers(channel, process, settings, processes)
         for syst in systematics_of(variations):
             entries, size = _variation_modifiers(syst, nominal, variations, settings)
             modifiers += entries
@@ -192,18 +207,20 @@ def _samples(
 
 
 def _process_modifiers(
-    process: str, settings: Mapping[str, Any], processes: _Processes
+    channel: str, process: str, settings: Mapping[str, Any], processes: _Processes
 ) -> list[dict[str, Any]]:
     """A process's POI, lumi and normalisation modifiers (before its variations')."""
     modifiers = list(processes.pois.get(process, []))
     data_driven = process in processes.data_driven
-    if not data_driven:
+    if not data_driven and processes.eras is None:
         modifiers.append({"name": "lumi", "type": "lumi", "data": None})
     norm = (
         processes.qcd["norm_uncertainty"] if data_driven else settings["normalization"].get(process)
     )
     if norm:
-        name = "qcd_norm" if data_driven else f"xsec_{process}"
+        name = _era_parameter(
+            "qcd_norm" if data_driven else f"xsec_{process}", channel, processes.eras
+        )
         modifiers.append(
             {"name": name, "type": "normsys", "data": {"hi": 1 + norm, "lo": 1 - norm}}
         )
@@ -281,21 +298,33 @@ def _add_staterror(channel: str, samples: list[dict[str, Any]], threshold: float
         )
 
 
-def _measurement(pois: Mapping[str, list[dict[str, Any]]], settings: Mapping[str, Any]) -> dict:
-    lumi = settings["lumi_uncertainty"]
+def _era_parameter(name: str, channel: str, eras: Mapping[str, Any] | None) -> str:
+    """``name``, or ``<name>_<era>`` of the channel's era for a decorrelated uncertainty in a
+    per-era channel (merged channels keep one name: their eras share the normalisation)."""
+    if eras is None or eras["channels"] != PER_ERA:
+        return name
+    era = base_channel(channel, eras["names"])[1]
+    return era_name(name, era) if era and is_decorrelated(name, eras["decorrelated"]) else name
+
+
+def _measurement(
+    pois: Mapping[str, list[dict[str, Any]]], settings: Mapping[str, Any], *, lumi: bool = True
+) -> dict:
+    """The measurement: the POIs' bounds and, with ``lumi`` (one era), the lumi parameter."""
+    sigma = settings["lumi_uncertainty"]
     poi_names = sorted({modifier["name"] for mods in pois.values() for modifier in mods})
     lumi_parameter = {
         "name": "lumi",
         "auxdata": [1.0],
-        "sigmas": [lumi],
-        "bounds": [[1 - 5 * lumi, 1 + 5 * lumi]],
+        "sigmas": [sigma],
+        "bounds": [[1 - 5 * sigma, 1 + 5 * sigma]],
         "inits": [1.0],
     }
     poi_parameters = [
         {"name": name, "bounds": [list(settings["poi_bounds"])], "inits": [1.0]}
         for name in poi_names
     ]
-    parameters = [lumi_parameter, *poi_parameters]
+    parameters = [lumi_parameter, *poi_parameters] if lumi else poi_parameters
     return {"name": "measurement", "config": {"poi": poi_names[0], "parameters": parameters}}
 
 
@@ -307,7 +336,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="observations: the data (else Asimov; config unblind)",
     )
-    parser.add_argument("--settings", required=True, help="workspace and histograms config")
+    parser.add_argument(
+        "--settings", required=True, help="workspace and histograms config (and eras)"
+    )
     parser.add_argument("--output", required=True)
     parser.add_argument("--pruned", required=True, help="list of pruned variations (JSON)")
     args = parser.parse_args(argv)
@@ -317,6 +348,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         settings["workspace"],
         settings["histograms"],
         unblind=args.unblind,
+        eras=settings.get("eras"),
     )
     for entry in pruned:
         log.info(

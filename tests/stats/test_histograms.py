@@ -254,3 +254,77 @@ def test_bad_inputs_give_one_clear_error(tmp_path, settings):
         fill_sample(sample, {"nominal": missing}, settings, CLASSES, EDGES, WEIGHTS)
     with pytest.raises(AnalysisError, match="process 'Z': zero yield in every channel"):
         check_processes({"sig/Z/nominal": constant([0, 0], [0, 0])})
+
+
+def era_case():
+    """Per-sample histograms of one channel in two eras: data, a background varied by a
+    correlated (``es``) and a decorrelated (``tes``) systematic, its alternative sample."""
+    samples, eras = [], []
+    for era, scale in (("a", 1.0), ("b", 2.0)):
+        samples += [
+            {"ss_sig/data/nominal": constant([50, 20], [50, 20]),
+             "sig/data/nominal": constant([40, 30], [40, 30])},
+            {"ss_sig/Z/nominal": constant([10, 5], [1, 1]),
+             "sig/Z/nominal": constant([20 * scale, 10 * scale], [2, 1]),
+             "sig/Z/es_up": constant([22 * scale, 11 * scale], [2, 1]),
+             "sig/Z/tes_up": constant([21 * scale, 9 * scale], [2, 1])},
+            {"sig/Z/tune_up": constant([19 * scale, 12 * scale], [2, 1])},
+            {"sig/H/nominal": constant([1, 5], [0.1, 0.1])},
+        ]  # fmt: skip
+        eras += [era] * 4
+    return samples, eras
+
+
+def era_settings(settings, channels):
+    return {
+        **settings,
+        "control_regions": None,
+        "eras": {"names": ["a", "b"], "channels": channels, "decorrelated": ["tes", "qcd_shape"],
+                 "lumi_uncertainty": {"a": 0.02, "b": 0.05}},
+    }  # fmt: skip
+
+
+def test_per_era_channels_keep_the_eras_apart(settings):
+    samples, eras = era_case()
+    merged = merge(samples, era_settings(settings, "per_era"), ["sig"], blind=False,
+                   sample_eras=eras)  # fmt: skip
+    final = merged.histograms
+    assert {name.split("/")[0] for name in final} == {"sig_a", "sig_b"}
+    assert final["sig_b/Z/nominal"].values().tolist() == [40.0, 20.0]
+    assert final["sig_a/Z/es_up"].values().tolist() == [22.0, 11.0]
+    assert final["sig_b/Z/tes_b_up"].values().tolist() == [42.0, 18.0]
+    assert "sig_b/Z/tes_up" not in final and "sig_a/Z/tes_b_up" not in final
+    assert final["sig_a/Z/tune_up"].values().tolist() == [19.0, 12.0]
+    np.testing.assert_allclose(final["sig_b/Z/lumi_b_up"].values(), [42.0, 21.0])
+    np.testing.assert_allclose(final["sig_a/H/lumi_a_down"].values(), [0.98, 4.9])
+    assert "sig_a/data/lumi_a_up" not in final and "sig_a/Z/lumi_b_up" not in final
+    # the QCD estimate per era, from the era's same-sign data; its shape decorrelated
+    np.testing.assert_allclose(final["sig_a/QCD/nominal"].values(), [(50 - 10) * 1.2, 18.0])
+    assert {"sig_a/QCD/qcd_shape_a_up", "sig_b/QCD/qcd_shape_b_down"} <= set(final)
+    assert merged.blinded == {"sig_a": [False, False], "sig_b": [False, False]}
+
+
+def test_merged_channels_sum_the_eras(settings):
+    samples, eras = era_case()
+    merged = merge(samples, era_settings(settings, "merged"), ["sig"], blind=False,
+                   sample_eras=eras)  # fmt: skip
+    final = merged.histograms
+    assert {name.split("/")[0] for name in final} == {"sig"}
+    assert final["sig/Z/nominal"].values().tolist() == [60.0, 30.0]
+    assert final["sig/Z/es_up"].values().tolist() == [66.0, 33.0]  # correlated: both eras
+    assert final["sig/Z/tune_up"].values().tolist() == [57.0, 36.0]
+    # decorrelated: the era's variation plus the other era at its nominal
+    assert final["sig/Z/tes_a_up"].values().tolist() == [21.0 + 40.0, 9.0 + 20.0]
+    assert final["sig/Z/tes_b_up"].values().tolist() == [20.0 + 42.0, 10.0 + 18.0]
+    np.testing.assert_allclose(final["sig/Z/lumi_b_up"].values(), [20 + 40 * 1.05, 10 + 20 * 1.05])
+    np.testing.assert_allclose(final["sig/H/lumi_a_up"].values(), [1.02 + 1, 5.1 + 5])
+    qcd = [(100 - 20) * 1.2, (40 - 10) * 1.2]  # the eras' same-sign data and simulation summed
+    np.testing.assert_allclose(final["sig/QCD/nominal"].values(), qcd)
+    assert final["sig/data/nominal"].values().tolist() == [80.0, 60.0]
+
+
+def test_several_eras_need_every_sample_era(settings):
+    samples, eras = era_case()
+    with pytest.raises(ValueError, match="era of every sample"):
+        merge(samples, era_settings(settings, "merged"), ["sig"], blind=False,
+              sample_eras=eras[:-1])  # fmt: skip

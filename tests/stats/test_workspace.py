@@ -150,3 +150,46 @@ def test_closure_recovers_mu_and_a_shifted_nuisance():
     assert abs(mu - mu_true) < 2 * mu_error, (mu, mu_error)
     assert abs(syst - 1.0) < 2 * syst_error, (syst, syst_error)
     assert syst_error < 0.8  # the data constrain the nuisance, so the test has power
+
+
+def era_histograms():
+    """Two per-era channels as the histograms step writes them (lumi_<era> variations)."""
+    histograms = {}
+    for era, sigma in (("a", 0.02), ("b", 0.05)):
+        histograms.update({
+            f"sr_{era}/S/nominal": make([2, 8], [0.5, 1.0]),
+            f"sr_{era}/B/nominal": make([10, 20], [1.0, 4.0]),
+            f"sr_{era}/B/es_up": make([12, 21]),
+            f"sr_{era}/B/lumi_{era}_up": make([10 * (1 + sigma), 20 * (1 + sigma)]),
+            f"sr_{era}/B/lumi_{era}_down": make([10 * (1 - sigma), 20 * (1 - sigma)]),
+        })  # fmt: skip
+    return histograms
+
+
+def test_per_era_channels_name_their_parameters_by_era():
+    eras = {"names": ["a", "b"], "channels": "per_era", "decorrelated": ["xsec_*"],
+            "lumi_uncertainty": {"a": 0.02, "b": 0.05}}  # fmt: skip
+    spec, _ = build_workspace(era_histograms(), SETTINGS, HISTOGRAM_SETTINGS, unblind=False,
+                              eras=eras)  # fmt: skip
+    by_channel = {
+        channel["name"]: {(m["name"], m["type"]): m["data"] for s in channel["samples"]
+                          if s["name"] == "B" for m in s["modifiers"]}
+        for channel in spec["channels"]
+    }  # fmt: skip
+    for era, sigma in (("a", 0.02), ("b", 0.05)):
+        other = "b" if era == "a" else "a"
+        names = {name for name, _ in by_channel[f"sr_{era}"]}
+        assert {f"xsec_B_{era}", f"lumi_{era}", "es", f"staterror_sr_{era}"} <= names
+        assert not {"lumi", "xsec_B", f"xsec_B_{other}", f"lumi_{other}"} & names
+        lumi = by_channel[f"sr_{era}"][(f"lumi_{era}", "normsys")]
+        assert lumi == pytest.approx({"hi": 1 + sigma, "lo": 1 - sigma})
+    parameters = spec["measurements"][0]["config"]["parameters"]
+    assert [p["name"] for p in parameters] == ["mu"], "no pyhf lumi parameter with several eras"
+    model = pyhf.Workspace(spec).model()
+    assert {"lumi_a", "lumi_b", "xsec_B_a", "xsec_B_b", "es"} <= set(model.config.par_order)
+    # merged channels keep one name for the normalisation uncertainties
+    merged = {**eras, "channels": "merged"}
+    spec, _ = build_workspace(era_histograms(), SETTINGS, HISTOGRAM_SETTINGS, unblind=False,
+                              eras=merged)  # fmt: skip
+    names = {m["name"] for c in spec["channels"] for s in c["samples"] for m in s["modifiers"]}
+    assert "xsec_B" in names and "xsec_B_a" not in names

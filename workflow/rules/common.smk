@@ -28,13 +28,21 @@ from analysis.core.config import (
     uncertainty_aware_inputs,
     validate as validate_document,
 )
+from analysis.core.eras import (
+    PER_ERA,
+    check_decorrelated,
+    check_sample_eras,
+    era_configs,
+    era_settings,
+    sample_config as era_sample_config,
+)
 from analysis.core.errors import AnalysisError
 from analysis.core.provenance import environment_sha256, git_state, sha256_of
 from analysis.core.variations import NOMINAL
 from analysis.selection.parts import part_name, split_files
 from analysis.selection.samplefiles import sample_files as expand_sample_files
 from analysis.selection.skim import FEATURES, INT_COLUMNS
-from analysis.stats.channels import channels
+from analysis.stats.channels import channels, era_channels
 from analysis.stats.blinding import check_renamed_keys, fit_asimov, gof_data
 
 
@@ -42,27 +50,43 @@ SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 
 
 def _load_samples():
-    """The samples file, validated; stops with one line naming what is wrong."""
+    """The samples file and each era's config (``{}`` for one era), validated; stops with one
+    line naming what is wrong."""
     try:
         check_renamed_keys(config)
         validate_document(config, SCHEMAS / "config.schema.yaml", "config")
-        check_weights(config["weights"])
-        check_correction_files(config)
+        eras = era_configs(config, SCHEMAS / "config.schema.yaml")
+        for settings in (config, *eras.values()):
+            check_weights(settings["weights"])
+            check_correction_files(settings)
+        check_decorrelated(config)
         fit_asimov(config)  # refuses fitting data while blinded
         gof_data(config)  # refuses testing data while blinded
         samples = load_yaml(config["samples"])
         validate_document(samples, SCHEMAS / "samples.schema.yaml", config["samples"])
         check_samples(samples["samples"], config["samples"])
+        check_sample_eras(samples["samples"], list(eras), config["samples"])
         check_train_classes(samples["samples"], config["train"]["classes"])
         check_features(config["train"]["features"], [*FEATURES, *INT_COLUMNS])
         gof_variables = config["gof"]["variables"] or []
         check_features(gof_variables, [*FEATURES, *INT_COLUMNS], key="gof.variables")
     except AnalysisError as err:
         sys.exit(f"error: {err}")
-    return samples["samples"]
+    return samples["samples"], eras
 
 
-SAMPLES = _load_samples()
+SAMPLES, ERA_CONFIGS = _load_samples()
+#: what the histograms and workspace need of the eras (None for one era; analysis/core/eras.py)
+ERAS = era_settings(config, ERA_CONFIGS)
+#: a config whose variation names every sample shares (the eras agree on them): the file names
+#: of skims and friends and the histograms' variations follow from it
+NAMES_CONFIG = next(iter(ERA_CONFIGS.values()), config)
+
+
+def sample_config(name):
+    """The config a sample is processed with: its era's, or the analysis config."""
+    return era_sample_config(config, ERA_CONFIGS, SAMPLES[name])
+
 
 TOY_SAMPLES = [name for name, sample in SAMPLES.items() if "toy" in sample]
 VARIED_SAMPLES = [name for name, sample in SAMPLES.items() if has_shape_variations(sample)]
@@ -89,7 +113,7 @@ def _sample_parts():
 #: sample -> part -> its files, for samples split into several preselection jobs
 SAMPLE_PARTS = _sample_parts()
 #: the variations of nominal simulation (other samples have the nominal only)
-MC_VARIATIONS = shape_variations(config["variations"])
+MC_VARIATIONS = shape_variations(NAMES_CONFIG["variations"])
 
 
 # --- any rule ------------------------------------------------------------------------------------
@@ -118,7 +142,7 @@ def variation_paths(pattern, sample):
     """``pattern`` (a per-sample, per-variation path) for every variation of a sample."""
     return [
         pattern.format(sample=sample, variation=variation)
-        for variation in sample_variations(SAMPLES[sample], config["variations"])
+        for variation in sample_variations(SAMPLES[sample], NAMES_CONFIG["variations"])
     ]
 
 
@@ -172,7 +196,7 @@ def part_outputs(variations):
 
 def merge_inputs(wildcards):
     """The parts' skims and cutflows of a split sample, in part order."""
-    variations = sample_variations(SAMPLES[wildcards.sample], config["variations"])
+    variations = sample_variations(SAMPLES[wildcards.sample], NAMES_CONFIG["variations"])
     return [
         pattern.format(sample=wildcards.sample, part=part, variation=variation)
         for part in SAMPLE_PARTS[wildcards.sample]
@@ -191,12 +215,12 @@ def merge_part_dirs(wildcards):
 
 def merge_variations(wildcards):
     """The variations of a split sample's skims."""
-    return sample_variations(SAMPLES[wildcards.sample], config["variations"])
+    return sample_variations(SAMPLES[wildcards.sample], NAMES_CONFIG["variations"])
 
 
 def certified_lumi_file(wildcards):
     """The certified-luminosity JSON, an input of collision-data samples when configured."""
-    certified = config["selection"]["certified_lumi"]["file"]
+    certified = sample_config(wildcards.sample)["selection"]["certified_lumi"]["file"]
     is_data = SAMPLES[wildcards.sample]["type"] == "data"
     return [certified] if certified and is_data and "://" not in certified else []
 
@@ -206,7 +230,13 @@ def preselect_corrections(wildcards):
     file reruns it); their presence is checked when the workflow starts."""
     if SAMPLES[wildcards.sample]["type"] != "mc":
         return []
-    return check_correction_files(config)
+    return check_correction_files(sample_config(wildcards.sample))
+
+
+def preselect_settings(wildcards):
+    """The sections the preselection reads, of the sample's era."""
+    settings = sample_config(wildcards.sample)
+    return as_json({key: settings[key] for key in ("branches", "selection", "variations", "weights")})
 
 
 def preselect_outputs(variations):
@@ -218,24 +248,39 @@ def preselect_outputs(variations):
 
 
 def toy_settings(wildcards):
-    """Only what shapes this toy sample's file, so unrelated config edits do not regenerate it."""
+    """Only what shapes this toy sample's file, so unrelated config edits do not regenerate it;
+    pseudo-data are drawn from the simulated samples of their own era, for its luminosity."""
     sample = SAMPLES[wildcards.sample]
-    relevant = SAMPLES if sample["type"] == "data" else {wildcards.sample: sample}
+    era = sample.get("era")
+    relevant = (
+        [name for name in SAMPLES if SAMPLES[name].get("era") == era]
+        if sample["type"] == "data"
+        else [wildcards.sample]
+    )
+    settings = sample_config(wildcards.sample)
     return as_json(
         {
             "samples": {name: SAMPLES[name] for name in relevant if "toy" in SAMPLES[name]},
-            "toydata": config["toydata"],
-            "lumi": config["lumi"],
-            "variations": config["variations"],
-            "tau_id_sf": config["weights"]["tau_id_sf"],
+            "toydata": settings["toydata"],
+            "lumi": settings["lumi"],
+            "variations": settings["variations"],
+            "tau_id_sf": settings["weights"]["tau_id_sf"],
         }
     )
 
 
 def tau_id_correction_file(wildcards):
     """The tau_h ID scale-factor file, an input of the friend trees when configured."""
-    tau_id_sf = config["weights"]["tau_id_sf"]
+    tau_id_sf = sample_config(wildcards.sample)["weights"]["tau_id_sf"]
     return [tau_id_sf["file"]] if tau_id_sf else []
+
+
+def friend_settings(wildcards):
+    """What the friend trees read: the sample's era's luminosity and weights, the folds."""
+    settings = sample_config(wildcards.sample)
+    return as_json(
+        {"lumi": settings["lumi"], "weights": settings["weights"], "folds": config["friends"]["folds"]}
+    )
 
 
 # --- ml.smk --------------------------------------------------------------------------------------
@@ -263,7 +308,7 @@ def uncertainty_aware_entries():
     """The event sets the uncertainty-aware loss reads (none for cross entropy); a systematic
     that is neither a shape nor a weight variation stops the workflow with one line."""
     try:
-        return uncertainty_aware_inputs(TRAINING, config, paths.skim, paths.friend)
+        return uncertainty_aware_inputs(TRAINING, NAMES_CONFIG, paths.skim, paths.friend)
     except AnalysisError as err:
         sys.exit(f"error: {err}")
 
@@ -321,10 +366,30 @@ UNBLIND_FLAG = "--unblind" if config["unblind"] else ""
 
 
 def histogram_settings():
-    """What the histogram steps read: histograms config, class order, weight variations."""
-    return as_json(
-        {"histograms": config["histograms"], "classes": CLASSES, "weights": config["weights"]}
-    )
+    """What the histogram steps read: histograms config (with the eras' settings when there are
+    several), class order, weight variations."""
+    histograms = config["histograms"] if ERAS is None else {**config["histograms"], "eras": ERAS}
+    return as_json({"histograms": histograms, "classes": CLASSES, "weights": NAMES_CONFIG["weights"]})
+
+
+def sample_eras():
+    """``--eras`` with the era of every sample, in the order of SAMPLES (several eras), else ""."""
+    return "" if ERAS is None else "--eras " + " ".join(SAMPLES[name]["era"] for name in SAMPLES)
+
+
+def workspace_settings():
+    """What the workspace reads: the workspace and histograms config, and the eras' settings."""
+    settings = {"workspace": config["workspace"], "histograms": config["histograms"]}
+    return as_json(settings if ERAS is None else {**settings, "eras": ERAS})
+
+
+def analysis_channels():
+    """The channels of the histograms and workspace: one per era of each configured one with
+    per-era channels, else the configured ones."""
+    chans = channels(config["histograms"], CLASSES)
+    if ERAS is not None and ERAS["channels"] == PER_ERA:
+        chans = era_channels(chans, ERAS["names"])
+    return chans
 
 
 # --- stats.smk: inference (fit, pulls, ranking, scan, significance, limits) ----------------------
@@ -479,7 +544,7 @@ def channel_axes():
                 if channel.category is not None
                 else {"observable": channel.observable}
             )
-            for channel in channels(config["histograms"], CLASSES)
+            for channel in analysis_channels()
         }
     )
 
@@ -551,7 +616,7 @@ def gof_manifest():
                 "spec": SAMPLES[name],
                 "files": {
                     variation: [p.format(sample=name, variation=variation) for p in patterns]
-                    for variation in sample_variations(SAMPLES[name], config["variations"])
+                    for variation in sample_variations(SAMPLES[name], NAMES_CONFIG["variations"])
                 },
             }
             for name in SAMPLES

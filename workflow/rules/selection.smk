@@ -37,9 +37,7 @@ rule preselect_sample:
         **preselect_outputs(MC_VARIATIONS),
     params:
         sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
-        settings=as_json(
-            {key: config[key] for key in ("branches", "selection", "variations", "weights")}
-        ),
+        settings=preselect_settings,
         output_dir=lambda wildcards, output: os.path.dirname(output.skims[0]),
     wildcard_constraints:
         sample=alternatives([name for name in VARIED_SAMPLES if name not in SAMPLE_PARTS]),
@@ -138,13 +136,7 @@ rule friends_sample:
         variation_outputs(paths.friend, MC_VARIATIONS),
     params:
         sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
-        settings=as_json(
-            {
-                "lumi": config["lumi"],
-                "weights": config["weights"],
-                "folds": config["friends"]["folds"],
-            }
-        ),
+        settings=friend_settings,
     wildcard_constraints:
         sample=alternatives(VARIED_SAMPLES),
     log:

@@ -37,7 +37,7 @@ rule histograms_sample:
     params:
         sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
         variations=lambda wildcards: sample_variations(
-            SAMPLES[wildcards.sample], config["variations"]
+            SAMPLES[wildcards.sample], NAMES_CONFIG["variations"]
         ),
         settings=histogram_settings(),
     resources:
@@ -66,14 +66,15 @@ rule histograms_merge:
     params:
         settings=histogram_settings(),
         unblind=UNBLIND_FLAG,
+        eras=sample_eras(),
     log:
         paths.logs.histograms_merge,
     conda:
         "../../envs/histograms.yaml"
     shell:
         "python -m analysis.stats.histograms merge --inputs {input:q} "
-        "--settings {params.settings:q} {params.unblind} --output {output.histograms:q} "
-        "--blinding {output.blinding:q} "
+        "--settings {params.settings:q} {params.unblind} {params.eras} "
+        "--output {output.histograms:q} --blinding {output.blinding:q} "
         "--yields {output.yields_md:q} {output.yields_tex:q} 2> {log:q}"
 
 
@@ -85,9 +86,7 @@ rule workspace_build:
         workspace=paths.workspace,
         pruned=paths.pruned,
     params:
-        settings=as_json(
-            {"workspace": config["workspace"], "histograms": config["histograms"]}
-        ),
+        settings=workspace_settings(),
         unblind=UNBLIND_FLAG,
     log:
         paths.logs.workspace_build,
