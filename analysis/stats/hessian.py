@@ -115,9 +115,7 @@ def rate_jacobians(likelihood: Likelihood, pars: torch.Tensor) -> tuple[torch.Te
     return cells.additive * cells.linear * cells.normsys, jacobian
 
 
-def _modifiers(
-    likelihood: Likelihood, pars: torch.Tensor
-) -> tuple[tuple[torch.Tensor, ...], ...]:
+def _modifiers(likelihood: Likelihood, pars: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ...]:
     """Values and first and second derivatives of the normsys log factors and of the histosys
     weights u and v at ``pars``."""
     normsys = _elementwise(lambda x: normsys_log(x, likelihood), pars[:, likelihood.normsys_par])

@@ -215,7 +215,8 @@ class Likelihood:
             for cells, slot in zip(reduced.slot_cells, reduced.slots, strict=True)
         ]
         reduced.normsys_par, reduced.histosys_par = (
-            mapping[self.normsys_par], mapping[self.histosys_par]
+            mapping[self.normsys_par],
+            mapping[self.histosys_par],
         )
         reduced.normsys_flat = (
             self.normsys_cell * len(keep) + reduced.normsys_par[self.normsys_entry]

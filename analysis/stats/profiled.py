@@ -229,7 +229,11 @@ def _schur(
     ``mixed`` ``(k, gammas, n)`` their cross terms, ``curvature`` ``(k, gammas)`` their own."""
     usable = moving & (curvature > 0)
     inverse = torch.where(usable, 1.0 / torch.where(usable, curvature, 1.0), 0.0)
-    return matrix - torch.bmm(mixed.transpose(1, 2), mixed * inverse[..., None])
+    # one product per row: a batched product's rounding depends on the batch size (measured
+    # here), and a fit's numbers must not depend on the fits it is batched with
+    scaled = mixed * inverse[..., None]
+    taken = [row.T @ weighted for row, weighted in zip(mixed, scaled, strict=True)]
+    return matrix - torch.stack(taken) if taken else matrix
 
 
 def minimum(
@@ -268,8 +272,6 @@ def minimize(
     the gammas are not used)."""
     profiled = Profiled(likelihood, gammas, bounds)
     others = profiled.others.cpu().numpy()
-    found = newton.minimize(
-        profiled, starts[:, others], free[:, others], bounds[others], settings
-    )
+    found = newton.minimize(profiled, starts[:, others], free[:, others], bounds[others], settings)
     values = profiled.expand(found.values).cpu().numpy()
     return found._replace(values=values)
