@@ -7,8 +7,9 @@ constraint around the post-fit value (Gaussian, or Poisson for ``shapesys``) and
 from Poisson distributions at the post-fit expectation. The data (from the initial values) and the
 toys (from the post-fit point) are fitted alike, all toys of a test together: projected Newton
 steps (:mod:`analysis.stats.newton`) on a likelihood holding one data set per toy
-(:mod:`analysis.stats.likelihood`), MINUIT for a fit those leave without a valid minimum,
-counted. The p-value is the fraction of toys whose statistic is at least the observed one; the
+(:mod:`analysis.stats.likelihood`), with the per-bin staterror parameters solved for in closed
+form at every step (:mod:`analysis.stats.profiled`), MINUIT for a fit those leave without a
+valid minimum, counted. The p-value is the fraction of toys whose statistic is at least the observed one; the
 asymptotic chi2 p-value is kept alongside. A test's toys follow from its seed alone, so a rerun
 gives identical numbers.
 """
