@@ -9,9 +9,9 @@ toys (from the post-fit point) are fitted alike, all toys of a test together: pr
 steps (:mod:`analysis.stats.newton`) on a likelihood holding one data set per toy
 (:mod:`analysis.stats.likelihood`), with the per-bin staterror parameters solved for in closed
 form at every step (:mod:`analysis.stats.profiled`), MINUIT for a fit those leave without a
-valid minimum, counted. The p-value is the fraction of toys whose statistic is at least the observed one; the
-asymptotic chi2 p-value is kept alongside. A test's toys follow from its seed alone, so a rerun
-gives identical numbers.
+valid minimum, counted. The p-value is the fraction of toys whose statistic is at least the
+observed one; the asymptotic chi2 p-value is kept alongside. A test's toys follow from its seed
+alone, so a rerun gives identical numbers.
 """
 
 from __future__ import annotations
