@@ -11,12 +11,15 @@ that carry it, at gamma = 1; B: the others), and its terms of -2 log L,
 
     A gamma^2 + (B - a A + A^2 sigma^2) gamma + A sigma^2 (B - n) - a B = 0,
 
-negative (``-n A^2 sigma^2``) where nu = 0, so its larger root is the minimum; clipped to the
-parameter's bounds it is the minimum there (convexity). On a pair's goodness-of-fit test that is
-about 100 of its 121 parameters: the Newton steps (:mod:`analysis.stats.newton`) move the ~20
-others, and a toy whose empty or nearly empty bin drives a gamma to its lower bound (where Newton
-steps on all parameters crawl along the bound, then leave the toy to MINUIT) has its gamma
-there in closed form.
+which is ``-A sigma^2 n`` where nu = 0: for A > 0 its larger root is the minimum, for A < 0
+(negative event weights) the smaller, and one formula gives both. Without events (n = 0) the
+terms are a parabola in gamma wherever nu is, with its minimum at ``a - A sigma^2``. Clipped to
+the parameter's bounds it is the minimum there (convexity).
+
+On a pair's goodness-of-fit test these are about 100 of its 121 parameters: the Newton steps
+(:mod:`analysis.stats.newton`) move the ~20 others, and a toy whose empty or nearly empty bin
+drives a gamma to its lower bound (where Newton steps on all parameters crawl along the bound,
+then leave the toy to MINUIT) has its gamma there in closed form.
 
 The profiled -2 log L ``F(theta) = f(theta, gamma(theta))`` has the gradient of f in theta at
 gamma(theta) (envelope theorem: df/dgamma vanishes there, or gamma stays at its bound) and the
@@ -255,7 +258,11 @@ def minimum(
     denominator = torch.where(positive, -linear - root, 2.0 * carried)
     numerator = torch.where(positive, 2.0 * constant, root - linear)
     safe = denominator != 0
-    return torch.where(safe, numerator / torch.where(safe, denominator, 1.0), aux.expand_as(rest))
+    root = torch.where(safe, numerator / torch.where(safe, denominator, 1.0), aux.expand_as(rest))
+    # without events the Poisson term is linear in gamma (2 nu, whatever nu's sign: negative
+    # weights can make A < 0), so the minimum is the constraint's centre moved by the slope;
+    # with events the root above is the one where nu > 0, for A of either sign
+    return torch.where(observed > 0, root, aux - carried * variance)
 
 
 def minimize(

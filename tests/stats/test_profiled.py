@@ -57,14 +57,17 @@ def fits(model: pyhf.pdf.Model, toys: np.ndarray, start: np.ndarray, profile: bo
 
 def test_the_closed_form_minimum_is_the_minimum():
     """The root minimises 2 (nu - n log nu) + (gamma - a)^2 / sigma^2 over gamma where nu > 0,
-    for counts from 0 up, no carried rate (A = 0), and auxiliary data below 0: catches the wrong
-    root, a cancelling form, or a sign in the quadratic."""
+    for counts from 0 up, no carried rate (A = 0), a negative one (negative weights), and
+    auxiliary data below 0: catches the wrong root, a cancelling form, or a sign in the
+    quadratic."""
     rng = np.random.default_rng(5)
     size = 400
     carried = rng.uniform(0.0, 30.0, size)
     carried[:20] = 0.0
     rest = rng.uniform(0.0, 10.0, size) * (rng.uniform(size=size) > 0.2)
     observed = rng.poisson(carried + rest).astype(float)
+    carried[20:40] *= -0.05  # negative event weights; some bins without events
+    observed[30:40] = 0.0
     aux = rng.normal(1.0, 0.5, size)
     variance = rng.uniform(0.001, 0.5, size)
     gamma = profiled.minimum(*map(torch.as_tensor, (carried, rest, observed, aux, variance)))
@@ -80,7 +83,7 @@ def test_the_closed_form_minimum_is_the_minimum():
     assert np.all((nu > 0) | (observed == 0))
     for step in (1e-4, 1e-6):
         for shifted in (gamma - step, gamma + step):
-            allowed = shifted * carried + rest > 0
+            allowed = (shifted * carried + rest > 0) | (observed == 0)
             assert np.all(value(shifted)[allowed] >= value(gamma)[allowed] - 1e-9)
     assert gamma[:20] == pytest.approx(aux[:20], abs=1e-12)  # only the constraint
 
