@@ -161,13 +161,7 @@ def test_batched_toy_fits_equal_tight_minuit_fits_of_each_toy():
     single = gof.fit_toys(model, toys, best.values, SETTINGS, batch=1)
     assert batched.fallbacks == 0
     assert np.array_equal(batched.twice_nll, single.twice_nll)
-    # with the staterror profiled (the default) a parameter may move by a rounding (3e-16 seen):
-    # the exact Hessian's sums round differently for some batch sizes there
-    np.testing.assert_allclose(batched.values, single.values, rtol=0, atol=1e-13)
-    every = gof.fit_toys(model, toys, best.values, SETTINGS, profile=False)
-    alone = gof.fit_toys(model, toys, best.values, SETTINGS, batch=1, profile=False)
-    assert np.array_equal(every.values, alone.values)
-    np.testing.assert_allclose(every.twice_nll, batched.twice_nll, rtol=0, atol=1e-8)
+    assert np.array_equal(batched.values, single.values)
     pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=1e-8))
     for toy, values, twice_nll in zip(toys, batched.values, batched.twice_nll, strict=True):
         reference, nll = pyhf.infer.mle.fit(
