@@ -176,11 +176,13 @@ def fit_toys(
     refitted by MINUIT and counted; so is every toy with ``settings.batched_refits`` off. A toy's
     minimum does not depend on the toys batched with it.
 
-    With ``profile`` the staterror parameters are solved for in closed form at every step and the
-    Newton steps move the other parameters only (:mod:`analysis.stats.profiled`): on a pair's
-    test of the toy analysis (121 parameters, 100 of them staterror) about 4 times less CPU per
-    toy, and toys whose nearly empty bins pin a staterror parameter at its bound no longer fall
-    back to MINUIT (``python bench/gof.py``). The minima are the same (-2 log L to 1e-9).
+    With ``profile`` the staterror parameters, where they outnumber the others (see
+    :func:`_profiled`), are solved for in closed form at every step and the Newton steps move the
+    other parameters only (:mod:`analysis.stats.profiled`): on a pair's test of the toy analysis
+    (121 parameters, 100 of them staterror) 3 to 5 times less CPU per toy, and toys whose nearly
+    empty bins pin a staterror parameter at its bound no longer fall back to MINUIT (``python
+    bench/gof.py``). The minima are the same (-2 log L to 1e-10) unless a toy's likelihood has
+    several (seen with bins of negative simulated yield), where either may be found.
     """
     # imported here: the workflow imports this module to count the chunks, without torch
     from analysis.stats import likelihood as likelihood_module
