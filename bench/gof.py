@@ -2,6 +2,7 @@
 their toys together, measured on a toy run.
 
     python bench/gof.py --results RESULTS [--configfile CONFIG] [--tests 3] [--compare-toys 20]
+                        [--pairs-only]
 
 RESULTS holds a toy run's skims, friends and scores (``snakemake train`` and the score injection,
 e.g. ``snakemake workspace`` with the tiny toy config of ``tests/conftest.py``); CONFIG is the
@@ -16,9 +17,15 @@ own minimum's neighbourhood only by chance, and the fits would do less work than
 2. The same tests with ``--compare-toys`` toys fitted together and one at a time (batch 1: one
    likelihood and one Newton minimisation per toy, as before the toys were batched): the ratio
    of their CPU times, on the same toys.
-3. The default run extrapolated: reading the inputs once per job (``gof.chunk_size`` tests, at
+3. The same tests with ``--compare-toys`` toys fitted without profiling the staterror parameters
+   (Newton steps on every parameter, as before :mod:`analysis.stats.profiled`): CPU per toy of
+   both and their ratio, and the toys each left to MINUIT.
+4. The default run extrapolated: reading the inputs once per job (``gof.chunk_size`` tests, at
    the cost of reading the timed tests' variables) plus every single-variable and pair test at
-   the measured mean cost of its kind, in CPU hours and in wall time on 2 cores.
+   the measured mean cost of its kind, in CPU hours and in wall time on 2 cores, with and
+   without ``gof.pairs``.
+
+``--pairs-only`` times pairs only (the single variables' cost then reads as 0).
 
 CPU time of this process (BLAS and torch on one thread, as a one-thread job), so other work on a
 shared machine does not distort the ratio; absolute times still depend on the machine.
@@ -117,7 +124,7 @@ def measure(args: argparse.Namespace) -> None:
     gof = settings["gof"]
     singles = input_gof.tests_of(gof["variables"], pairs=False)
     pairs = input_gof.tests_of(gof["variables"], pairs=True)[len(singles) :]
-    chosen = spread(singles, args.tests) + spread(pairs, args.tests)
+    chosen = ([] if args.pairs_only else spread(singles, args.tests)) + spread(pairs, args.tests)
     variables = sorted({name for test in chosen for name in test})
     manifest = manifest_of(config, samples, args.results.resolve())
     (inputs, edges), read = cpu(input_gof.read_inputs, manifest, settings, variables)
@@ -125,22 +132,31 @@ def measure(args: argparse.Namespace) -> None:
     costs: dict[int, list[float]] = {1: [], 2: []}
     batched = one_at_a_time = 0.0
     compare = {**settings, "gof": {**gof, "toys": args.compare_toys}}
-    print(f"per test, CPU s: build, {gof['toys']} toys together | {args.compare_toys} toys "
-          "together, one at a time, ratio; fallbacks")  # fmt: skip
+    profiled = unprofiled = 0.0
+    toys = args.compare_toys
+    print(f"per test, CPU s: build, {gof['toys']} toys together | {toys} toys together, one at "
+          f"a time, ratio; fallbacks | {toys} toys without profiling, ms per toy without / "
+          "with, ratio; fallbacks")  # fmt: skip
     for test in chosen:
         setup, build = cpu(input_gof.build_test, inputs, edges, test, settings)
         entry, run = cpu(input_gof.evaluate_test, setup, test, settings)
         costs[len(test)].append(build + run)
         _, together = cpu(input_gof.evaluate_test, setup, test, compare)
         single, alone = cpu(input_gof.evaluate_test, setup, test, compare, batch=1)
+        every, full = cpu(input_gof.evaluate_test, setup, test, compare, profile=False)
         batched, one_at_a_time = batched + together, one_at_a_time + alone
+        profiled, unprofiled = profiled + together, unprofiled + full
         print(
             f"  {' x '.join(test):22s} {entry.bins:4d} bins {setup.model.config.npars:4d} pars "
             f"{build:6.2f} {run:7.2f} | {together:6.2f} {alone:7.2f} {alone / together:5.1f}; "
-            f"{entry.fallbacks} / {single.fallbacks}"
+            f"{entry.fallbacks} / {single.fallbacks} | {1e3 * full / toys:7.1f} "
+            f"{1e3 * together / toys:6.1f} {full / together:5.1f}; {every.fallbacks}"
         )
     print(f"toys fitted together vs one at a time on these tests: {one_at_a_time / batched:.1f} "
           f"times less CPU ({batched:.1f} s against {one_at_a_time:.1f} s)")  # fmt: skip
+    print(f"staterror profiled vs every parameter moved on these tests: "
+          f"{unprofiled / profiled:.1f} times less CPU ({profiled:.1f} s against "
+          f"{unprofiled:.1f} s, MINUIT fallbacks included)")  # fmt: skip
     extrapolate(len(singles), len(pairs), costs, read, gof)
 
 
@@ -152,14 +168,16 @@ def extrapolate(
     # every job reads its variables' columns of every file once; what that costs is mostly
     # opening the files, so about what reading the timed tests' variables cost
     reading = jobs * read
-    single, pair = (float(np.mean(costs[size])) for size in (1, 2))
+    single, pair = (float(np.mean(costs[size])) if costs[size] else 0.0 for size in (1, 2))
     total = reading + n_singles * single + n_pairs * pair
     print(
-        f"default run ({n_singles} variables + {n_pairs} pairs x {gof['toys']} toys, {jobs} "
+        f"run with pairs ({n_singles} variables + {n_pairs} pairs x {gof['toys']} toys, {jobs} "
         f"jobs): {n_singles} x {single:.1f} s + {n_pairs} x {pair:.1f} s + reading "
         f"{reading:.0f} s = {total / 3600:.2f} CPU hours, {total / CORES / 60:.0f} min on "
         f"{CORES} cores"
     )
+    alone = chunk_count(n_singles, gof["chunk_size"]) * read + n_singles * single
+    print(f"without pairs: {alone / 60:.1f} CPU min, {alone / CORES / 60:.1f} min on {CORES} cores")
 
 
 def main() -> None:
@@ -167,7 +185,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, required=True, help="a toy run's results")
     parser.add_argument("--configfile", type=Path, help="the configfile the toy run used")
     parser.add_argument("--tests", type=int, default=3, help="single variables and pairs timed")
-    parser.add_argument("--compare-toys", type=int, default=20, help="toys of the comparison")
+    parser.add_argument("--compare-toys", type=int, default=20, help="toys of the comparisons")
+    parser.add_argument("--pairs-only", action="store_true", help="time pairs only")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     torch.set_num_threads(1)

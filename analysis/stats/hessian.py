@@ -60,11 +60,7 @@ def derivatives(
     L there, ``sum_b (2 / lambda_b) J_b J_b^T`` plus the constraints' curvature, which unlike the
     Hessian is positive semi-definite everywhere."""
     k, n = pars.shape
-    normsys = _elementwise(lambda x: normsys_log(x, likelihood), pars[:, likelihood.normsys_par])
-    code = likelihood.histosys_code
-    alpha = pars[:, likelihood.histosys_par]
-    u = _elementwise(lambda x: histosys_weights(x, code)[0], alpha)
-    v = _elementwise(lambda x: histosys_weights(x, code)[1], alpha)
+    normsys, u, v = _modifiers(likelihood, pars)
     cells = _cell_parts(likelihood, pars, normsys, u, v)
     rates = cells.additive * cells.linear * cells.normsys
     expected = likelihood.bins(rates)
@@ -106,6 +102,28 @@ def derivatives(
         return value, gradient, hessian
     _add_constraint_curvature(likelihood, pars, fisher.diagonal(dim1=1, dim2=2))
     return value, gradient, hessian, fisher
+
+
+def rate_jacobians(likelihood: Likelihood, pars: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Expected events per cell ``(k, cells)`` at the points ``pars`` ``(k, npars)``, and their
+    gradients ``(k, cells, npars)`` (``grad r`` of the module's docstring)."""
+    cells = _cell_parts(likelihood, pars, *_modifiers(likelihood, pars))
+    grad_g = cells.grad_linear + cells.linear[..., None] * cells.a
+    jacobian = cells.normsys[..., None] * (
+        cells.linear[..., None] * cells.grad_additive + cells.additive[..., None] * grad_g
+    )
+    return cells.additive * cells.linear * cells.normsys, jacobian
+
+
+def _modifiers(likelihood: Likelihood, pars: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ...]:
+    """Values and first and second derivatives of the normsys log factors and of the histosys
+    weights u and v at ``pars``."""
+    normsys = _elementwise(lambda x: normsys_log(x, likelihood), pars[:, likelihood.normsys_par])
+    code = likelihood.histosys_code
+    alpha = pars[:, likelihood.histosys_par]
+    u = _elementwise(lambda x: histosys_weights(x, code)[0], alpha)
+    v = _elementwise(lambda x: histosys_weights(x, code)[1], alpha)
+    return normsys, u, v
 
 
 def _elementwise(

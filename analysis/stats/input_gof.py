@@ -112,10 +112,14 @@ def build_test(
 
 
 def evaluate_test(
-    setup: Any, test: Sequence[str], settings: Mapping[str, Any], batch: int | None = None
+    setup: Any,
+    test: Sequence[str],
+    settings: Mapping[str, Any],
+    batch: int | None = None,
+    profile: bool = True,
 ) -> GofTest:
     """The saturated test of one test's model with its toys (``batch``: toys fitted together,
-    see :func:`analysis.stats.gof.fit_toys`)."""
+    ``profile``: staterror parameters profiled, see :func:`analysis.stats.gof.fit_toys`)."""
     from analysis.stats import gof_histograms as inputs
     from analysis.stats.gof import entry_of, pseudo_data, saturated_test, seed_of
     from analysis.stats.minimizer import fit_settings
@@ -124,7 +128,7 @@ def evaluate_test(
     seed = seed_of(gof["seed"], test)
     data = pseudo_data(setup.model, seed) if gof["data"] == "pseudo" else setup.data
     minimizer = fit_settings(settings["inference"])
-    sampled = saturated_test(setup.model, data, minimizer, gof["toys"], seed, batch)
+    sampled = saturated_test(setup.model, data, minimizer, gof["toys"], seed, batch, profile)
     n_bins = setup.model.config.nmaindata  # without bins nothing is predicted in
     log.info(
         "%s: %d bins, chi2 %.2f / %d, p-value %.3f (toys), %s (asymptotic), %d fallbacks",

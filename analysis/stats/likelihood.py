@@ -178,15 +178,56 @@ class Likelihood:
         else:
             self.constant = _constant(observed, terms["sigma"], terms["poisson_aux"])
 
+    #: Per row and cell ``(k, cells)``, a factor of every cell's rate: the values of the
+    #: parameters a likelihood of :meth:`holding` holds, set by its caller; None: none.
+    cell_factor: torch.Tensor | None = None
+
     def for_rows(self, rows: torch.Tensor) -> Likelihood:
         """The likelihood of the points ``rows`` of a batch: itself with one data set for every
-        row, a copy holding those rows' data sets with one per row."""
-        if not self.per_row:
+        row, a copy holding those rows' data sets with one per row (and their cell factors)."""
+        if not self.per_row and self.cell_factor is None:
             return self
         subset = copy.copy(self)
-        for name in ("observed", "gauss_aux", "poisson_aux", "constant"):
+        names = ("observed", "gauss_aux", "poisson_aux", "constant") if self.per_row else ()
+        for name in (*names, *(("cell_factor",) if self.cell_factor is not None else ())):
             setattr(subset, name, getattr(self, name)[rows])
         return subset
+
+    def holding(self, held: np.ndarray) -> Likelihood:
+        """This likelihood as a function of the parameters other than ``held`` (in their order),
+        which must be multiplying parameters (normfactor, lumi, staterror, shapesys,
+        shapefactor): they are 1, or the values :attr:`cell_factor` gives each cell (the caller
+        sets it), and their constraint terms are left out of -2 log L (its constant stays)."""
+        held = np.asarray(held, dtype=np.int64)
+        keep = np.setdiff1d(np.arange(self.npars), held)
+        if np.isin(held, np.r_[self.normsys_par.cpu(), self.histosys_par.cpu()]).any():
+            raise ValueError("only multiplying parameters can be held")
+        # old index -> new index; held parameters and the constant slot -> the constant slot
+        index = np.full(self.npars + 1, len(keep), dtype=np.int64)
+        index[keep] = np.arange(len(keep))
+        mapping = self._index(index)
+        reduced = copy.copy(self)
+        reduced.npars = len(keep)
+        reduced.slots = [mapping[slot] for slot in self.slots]
+        reduced.slot_cells = [torch.nonzero(slot < len(keep))[:, 0] for slot in reduced.slots]
+        reduced.slot_flat = [
+            cells * len(keep) + slot[cells]
+            for cells, slot in zip(reduced.slot_cells, reduced.slots, strict=True)
+        ]
+        reduced.normsys_par, reduced.histosys_par = (
+            mapping[self.normsys_par],
+            mapping[self.histosys_par],
+        )
+        reduced.normsys_flat = (
+            self.normsys_cell * len(keep) + reduced.normsys_par[self.normsys_entry]
+        )
+        gauss = ~torch.isin(self.gauss, self._index(held))
+        reduced.gauss, reduced.sigma = mapping[self.gauss[gauss]], self.sigma[gauss]
+        reduced.gauss_aux = self.gauss_aux[..., gauss]
+        poisson = ~torch.isin(self.poisson, self._index(held))
+        reduced.poisson, reduced.factor = mapping[self.poisson[poisson]], self.factor[poisson]
+        reduced.poisson_aux = self.poisson_aux[..., poisson]
+        return reduced
 
     def to_tensor(self, values: Any) -> torch.Tensor:
         """``values`` as a float64 tensor on the likelihood's device."""
@@ -250,7 +291,10 @@ class Likelihood:
     def linear_factors(self, pars: torch.Tensor) -> list[torch.Tensor]:
         """Per slot, the multiplying parameter's value in every cell ``(k, cells)``."""
         extended = torch.cat([pars, pars.new_ones(len(pars), 1)], dim=1)
-        return [extended[:, slot] for slot in self.slots]
+        factors = [extended[:, slot] for slot in self.slots]
+        # after every slot: the derivatives (analysis.stats.hessian) take it as a factor of
+        # no parameter
+        return factors if self.cell_factor is None else [*factors, self.cell_factor]
 
     def bins(self, cells: torch.Tensor) -> torch.Tensor:
         """Per main bin, the sum over its cells (the last dimension of ``cells``)."""
@@ -259,10 +303,14 @@ class Likelihood:
 
     def expected(self, pars: torch.Tensor) -> torch.Tensor:
         """Expected events per main bin ``(k, bins)`` at a batch of points ``(k, npars)``."""
+        return self.bins(self.rates(pars))
+
+    def rates(self, pars: torch.Tensor) -> torch.Tensor:
+        """Expected events per cell ``(k, cells)`` at a batch of points ``(k, npars)``."""
         normsys = self.spread_normsys(normsys_log(pars[:, self.normsys_par], self)).exp()
         up, down = histosys_weights(pars[:, self.histosys_par], self.histosys_code)
         linear = product(self.linear_factors(pars), torch.ones_like(normsys))
-        return self.bins(self.additive(up, down) * linear * normsys)
+        return self.additive(up, down) * linear * normsys
 
     def additive(self, up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
         """Nominal plus histosys deltas per cell ``(k, cells)`` from the weights ``(k, h)``."""

@@ -107,3 +107,42 @@ def test_one_data_set_per_row_matches_pyhf_and_picks_rows():
         alone = likelihood.build(model, data[row]).derivatives(pars[row : row + 1])
         for got, single in zip(picked, alone, strict=True):
             torch.testing.assert_close(got[position], single[0], rtol=1e-12, atol=1e-9)
+
+
+def test_holding_multiplying_parameters_as_cell_factors():
+    """A likelihood holding the staterror parameters, with each held value as its cells' factor,
+    gives -2 log L of the full likelihood less the held parameters' constraint terms, and the
+    full gradient and Hessian of the other parameters (hessian.py with a cell factor); with no
+    factor they are at 1: catches a parameter index not remapped, a held constraint kept, or a
+    cell factor the derivatives leave out."""
+    setup = load("toy_analysis")
+    model = setup.model
+    built = likelihood.build(model, setup.data)
+    held = np.asarray(
+        [i for i, kind in enumerate(model_utils.modifier_types(model)) if kind == "staterror"]
+    )
+    assert len(held) > 0
+    others = np.setdiff1d(np.arange(model.config.npars), held)
+    pars = torch.as_tensor(points(setup, 3, 0.5))
+    reduced = built.holding(held)
+    unit = pars.clone()
+    unit[:, held] = 1.0
+    gauss = built.gauss.numpy()
+    position = [int(np.flatnonzero(gauss == i)[0]) for i in held]
+
+    def constraints(values: torch.Tensor) -> torch.Tensor:
+        pulls = (built.gauss_aux[position] - values[:, held]) / built.sigma[position]
+        return torch.sum(pulls * pulls, dim=1)
+
+    np.testing.assert_allclose(
+        reduced.values(pars[:, others]) + constraints(unit), built.values(unit), rtol=1e-12
+    )
+    reduced.cell_factor = torch.ones(len(pars), len(built.nominal), dtype=torch.float64)
+    for slot in built.slots:
+        cells = torch.nonzero(torch.isin(slot, torch.as_tensor(held)))[:, 0]
+        reduced.cell_factor[:, cells] = pars[:, slot[cells]]
+    value, gradient, hessian = reduced.derivatives(pars[:, others])
+    full = built.derivatives(pars)
+    np.testing.assert_allclose(value + constraints(pars), full[0], rtol=1e-12)
+    np.testing.assert_allclose(gradient, full[1][:, others], rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(hessian, full[2][:, others][:, :, others], rtol=1e-10, atol=1e-8)
