@@ -417,3 +417,24 @@ def test_the_fits_goodness_of_fit_gets_a_toy_p_value(tmp_path):
     assert plain.goodness_of_fit.toy_p_value is None and plain.goodness_of_fit.toys == 0
     with pytest.raises(AnalysisError, match="inference.fit.gof_toys"):
         fit_module.gof_toys({"fit": {"gof_toys": -1}})
+
+
+def test_of_two_newton_minima_each_toy_keeps_the_lower_valid_one():
+    """Per toy: the lower of two valid minima, the valid one of a valid and an invalid, the first
+    where neither is valid; the values follow the -2 log L chosen: catches a choice by validity
+    alone, by -2 log L alone, or rows mixed up."""
+    from analysis.stats.newton import BatchMinimum
+
+    def minima(twice_nll, valid):
+        k = len(twice_nll)
+        values = np.arange(k * 2, dtype=float).reshape(k, 2) + np.array(twice_nll)[:, None]
+        return BatchMinimum(values, np.array(twice_nll), np.zeros(k), np.array(valid),
+                            np.ones(k, dtype=int))  # fmt: skip
+
+    scoring = minima([5.0, 3.0, 7.0, 2.0], [True, True, False, False])
+    saddle_free = minima([4.0, 3.5, 9.0, 1.0], [True, True, True, False])
+    kept = gof._lower_valid(scoring, saddle_free)
+    np.testing.assert_array_equal(kept.twice_nll, [4.0, 3.0, 9.0, 2.0])
+    np.testing.assert_array_equal(kept.valid, [True, True, True, False])
+    expected = [saddle_free.values[0], scoring.values[1], saddle_free.values[2], scoring.values[3]]
+    np.testing.assert_array_equal(kept.values, np.stack(expected))
