@@ -347,11 +347,20 @@ def profile_start(
         start = start + gain @ shift
         conditional = np.diag(covariance) - np.einsum("ij,ij->i", gain, covariance[:, indices])
         steps = np.where(conditional > 0, np.sqrt(np.clip(conditional, 0.0, None)), steps)
+    start = inside_bounds(start, bounds, indices, targets)
+    return start, np.maximum(steps, 1e-6)
+
+
+def inside_bounds(
+    start: np.ndarray, bounds: np.ndarray, indices: Sequence[int], targets: np.ndarray
+) -> np.ndarray:
+    """A start point strictly inside the bounds (a millionth of each range away: a minimiser
+    started on a bound can stall there), the held parameters at their targets."""
     bounds = np.asarray(bounds, dtype=float)
     margin = 1e-6 * (bounds[:, 1] - bounds[:, 0])
-    start = np.clip(start, bounds[:, 0] + margin, bounds[:, 1] - margin)
-    start[indices] = targets
-    return start, np.maximum(steps, 1e-6)
+    inside = np.clip(np.asarray(start, dtype=float), bounds[:, 0] + margin, bounds[:, 1] - margin)
+    inside[list(indices)] = targets
+    return inside
 
 
 def refit(

@@ -33,6 +33,7 @@ from analysis.stats.minimizer import (
     FitSettings,
     Minimum,
     default_steps,
+    inside_bounds,
     profile_start,
     refit,
 )
@@ -141,7 +142,7 @@ def _batched(
         first = profile_start(record, bounds, request.indices, request.targets, steps)[0]
         extra = more_starts(request) if more_starts is not None else ()
         for start in (first, *extra):
-            starts.append(_inside(start, bounds, request))
+            starts.append(inside_bounds(start, bounds, request.indices, request.targets))
             row_free = free_mask.copy()
             row_free[list(request.indices)] = False
             free.append(row_free)
@@ -165,14 +166,6 @@ def _batched(
         values = found.values[best]
         minima.append(Minimum(values, None, None, float(found.twice_nll[best]), True, ()))
     return minima
-
-
-def _inside(start: np.ndarray, bounds: np.ndarray, request: Request) -> np.ndarray:
-    """A start point strictly inside the bounds, with the request's parameters at its targets."""
-    margin = 1e-6 * (bounds[:, 1] - bounds[:, 0])
-    inside = np.clip(np.asarray(start, dtype=float), bounds[:, 0] + margin, bounds[:, 1] - margin)
-    inside[list(request.indices)] = request.targets
-    return inside
 
 
 def _likelihood(

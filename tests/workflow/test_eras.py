@@ -4,8 +4,6 @@ names, merged channels summing the eras, and the configuration mistakes stopping
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import yaml
@@ -14,6 +12,7 @@ from analysis.core.io import read_json, read_tree
 from analysis.selection.friends import friend_columns
 from analysis.stats.histograms import read_histograms
 from tests.conftest import REPO, TINY_TOY_CONFIG
+from tests.workflow.conftest import copy_results
 from tests.workflow.test_workflow import snakemake
 
 pytestmark = pytest.mark.slow
@@ -132,10 +131,7 @@ def test_merged_channels_sum_the_eras(two_era_run):
     sum of its per-era channels, and an era's own variation moves that era's share alone."""
     tmp, results = two_era_run
     merged = tmp / "merged"
-    shutil.copytree(results, merged, symlinks=True)
-    for stage in ("histograms", "workspace"):
-        # the copies carry no Snakemake records, so a changed setting would not rerun them
-        shutil.rmtree(merged / stage)
+    copy_results(results, merged, rerun=("histograms", "workspace"))
     configfile = two_era_files(tmp, merged, channels="merged", decorrelated=["tau_es"])
     snakemake("workspace", "--configfile", str(configfile))
     per_era = read_histograms(results / "histograms" / "histograms.root")

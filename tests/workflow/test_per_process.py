@@ -33,11 +33,14 @@ from analysis.stats.results import (
 from tests.conftest import REPO, TINY_TOY_CONFIG, merge_config
 from tests.plots import artists
 from tests.plots.test_style import overlaps
+from tests.workflow.conftest import copy_results
 from tests.workflow.test_workflow import snakemake
 
 pytestmark = pytest.mark.slow
 
 SIGNALS = ("ggH", "qqH")
+#: the results of the tiny run that the POI settings change
+RERUN = ("workspace", "fit", "datacard", "xml")
 POIS = [f"mu_{signal}" for signal in SIGNALS]
 
 
@@ -54,9 +57,12 @@ def _settings(results: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, dict]:
-    """The results directory of the run and the config it ran with (the shipped one updated)."""
+def run(tmp_path_factory, tiny_run) -> tuple[Path, dict]:
+    """The results directory of the run and the config it ran with (the shipped one updated).
+    Its stages up to the histograms are those of the session's tiny toy run (copied): the POI
+    settings change the workspace and what follows."""
     tmp = tmp_path_factory.mktemp("per_process")
+    copy_results(tiny_run[1], tmp / "results", rerun=RERUN)
     settings = _settings(tmp / "results")
     configfile = tmp / "per_process.yaml"
     configfile.write_text(yaml.safe_dump(settings))

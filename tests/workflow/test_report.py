@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.workflow.conftest import copy_results
 from tests.workflow.test_workflow import snakemake, tiny_toy_config
 
 pytestmark = pytest.mark.slow
@@ -24,8 +25,10 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
 @pytest.fixture(scope="module")
-def plots_run(tmp_path_factory):
+def plots_run(tmp_path_factory, tiny_run):
+    """`snakemake plots` on a copy of the session's tiny toy run: the figures' stages only."""
     tmp = tmp_path_factory.mktemp("plots")
+    copy_results(tiny_run[1], tmp / "results")
     config = tiny_toy_config(tmp, tmp / "results")
     snakemake("plots", "--configfile", str(config))
     return tmp, config

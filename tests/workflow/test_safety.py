@@ -41,7 +41,7 @@ def test_default_run_of_the_slurm_tests_calls_no_system_command(tmp_path):
     }
     env["PATH"] = f"{fakes}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "-n", "0",
          "tests/workflow/test_slurm.py"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip

@@ -173,6 +173,27 @@ def slurm_job_states(job_ids: set[str]) -> dict[str, str]:
     return states
 
 
+def finished_jobs(logdir: Path, job_ids: set[str]) -> set[str]:
+    """Jobs that made all their outputs: those Slurm recorded as completed, and those cancelled
+    after their job step had finished. The interruption's `scancel` can reach a job between the
+    end of its Snakemake step (outputs written, incomplete-markers cleared) and the end of the
+    batch script; Slurm records it as cancelled, and Snakemake rightly keeps its outputs."""
+    states = slurm_job_states(job_ids)
+    done = set()
+    for job_id, state in states.items():
+        if state == "COMPLETED 0:0":
+            done.add(job_id)
+        elif state.startswith("CANCELLED") and any(
+            STEP_DONE.search(log.read_text()) for log in logdir.rglob(f"{job_id}.log")
+        ):
+            done.add(job_id)
+    return done
+
+
+#: The last line a Snakemake job step writes to its Slurm log once its outputs are complete.
+STEP_DONE = re.compile(r"\d+ of \d+ steps \(100%\) done")
+
+
 def submitted_jobs(output: str) -> set[str]:
     """Slurm job ids that Snakemake reports having submitted (sbatch's answers)."""
     return set(re.findall(r"has been submitted with SLURM jobid (\d+)", output))
@@ -260,14 +281,14 @@ def cluster_run(tmp_path_factory, slurm_cluster) -> ClusterRun:
         process.wait()
         _cancel_jobs(prefix)
     incomplete = _incomplete(directory)
-    # complete: outputs of jobs that Slurm recorded as completed before the interruption (a job
-    # still running when it was cancelled may have written some of its outputs already)
+    # complete: outputs of jobs that had finished before the interruption (a job still running
+    # when it was cancelled may have written some of its outputs already)
     produced = slurm_outputs(directory / "slurm_logs")
-    states = slurm_job_states(set(produced))
+    done = finished_jobs(directory / "slurm_logs", set(produced))
     finished = {
         str(Path(path).relative_to("results"))
         for job, paths in produced.items()
-        if states[job] == "COMPLETED 0:0"
+        if job in done
         for path in paths
     }
     complete = {
@@ -288,7 +309,7 @@ def test_every_job_ran_through_slurm(cluster_run):
     submitted = submitted_jobs(cluster_run.output)
     assert submitted and set(produced) <= submitted, "a Slurm log per submitted job"
     states = slurm_job_states(set(produced))
-    finished = {job for job, state in states.items() if state == "COMPLETED 0:0"}
+    finished = finished_jobs(cluster_run.directory / "slurm_logs", set(produced))
     # the interruption cancelled the jobs that were running; every other job completed
     assert {state.split()[0] for job, state in states.items() if job not in finished} <= {
         "CANCELLED"

@@ -47,11 +47,9 @@ def tiny_toy_config(tmp_path, results):
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("workflow")
-    results = tmp / "results"
-    snakemake(*TINY_TARGETS, "--configfile", str(tiny_toy_config(tmp, results)))
-    return tmp, results
+def toy_run(tiny_run):
+    """The session's tiny toy run (tests/workflow/conftest.py)."""
+    return tiny_run
 
 
 def test_toy_workflow_to_scores(toy_run):
@@ -174,13 +172,11 @@ def test_gof_target_on_a_copy_of_the_toy_run(toy_run):
     gof.json with every variable and pair in order, Asimov data while blinded (statistic 0,
     p-value 1), and both figures; catches a chunk left out of the gather, tests run on data while
     blinded, or a figure not produced."""
-    import shutil
-
     from analysis.stats.results import GofResults
+    from tests.workflow.conftest import copy_results
 
     tmp, results = toy_run
-    copy = tmp / "gof_results"
-    shutil.copytree(results, copy, symlinks=True)
+    copy = copy_results(results, tmp / "gof_results")
     variables = ["m_vis", "pt_2", "njets"]
     configfile = tmp / "gof.yaml"
     settings = {"variables": variables, "toys": 10, "chunk_size": 4, "pairs": True}
