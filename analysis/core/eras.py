@@ -7,8 +7,10 @@ trees) receive the config with that era's files layered on top, exactly as Snake
 ``--configfile``. The histograms either keep one channel per era (``<channel>_<era>``) or sum
 the eras (``eras.channels``); a systematic matching ``eras.decorrelated`` gets one parameter per
 era (``<name>_<era>``), every other keeps one name in every era (correlated). The luminosity
-uncertainty is always one parameter per era, ``lumi_<era>``, of the era's
-``workspace.lumi_uncertainty``.
+uncertainty of an era is its ``workspace.lumi_uncertainty``: a number is one parameter of that
+era alone, ``lumi_<era>``; a mapping names its components, and a component named in several
+eras is one parameter moving them together, each by its own size (CMS's luminosity uncertainties
+are partly correlated between years).
 
 With ``eras.files`` empty (the default, the toy) nothing here changes the analysis.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -179,12 +182,29 @@ def is_decorrelated(systematic: str, patterns: Sequence[str]) -> bool:
     return systematic == LUMI or any(fnmatch.fnmatchcase(systematic, p) for p in patterns)
 
 
+def lumi_components(era: str, uncertainty: float | Mapping[str, float]) -> dict[str, float]:
+    """An era's luminosity uncertainty as parameter name -> relative size: a number is the era's
+    own parameter ``lumi_<era>``; a mapping (``{lumi_2018: 0.015, lumi_13TeV_correlated: 0.02}``)
+    is its components, each a parameter of every era that names it."""
+    if isinstance(uncertainty, Mapping):
+        return {name: float(size) for name, size in uncertainty.items()}
+    return {era_name(LUMI, era): float(uncertainty)}
+
+
+def lumi_total(uncertainty: float | Mapping[str, float]) -> float:
+    """One era's whole luminosity uncertainty: its components added in quadrature (in an analysis
+    of one era they scale the same yields, so one parameter of this size is the same model)."""
+    if isinstance(uncertainty, Mapping):
+        return math.sqrt(sum(float(size) ** 2 for size in uncertainty.values()))
+    return float(uncertainty)
+
+
 def era_settings(
     config: Mapping[str, Any], configs: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any] | None:
     """What the histograms and workspace steps need of the eras, as JSON-ready settings: their
-    ``names``, ``channels``, ``decorrelated`` and each era's ``lumi_uncertainty``; ``None`` for
-    one era."""
+    ``names``, ``channels``, ``decorrelated`` and each era's ``lumi_uncertainty`` as parameter
+    name -> size (:func:`lumi_components`); ``None`` for one era."""
     if not configs:
         return None
     return {
@@ -192,7 +212,8 @@ def era_settings(
         "channels": config["eras"]["channels"],
         "decorrelated": list(config["eras"]["decorrelated"]),
         "lumi_uncertainty": {
-            era: era_config["workspace"]["lumi_uncertainty"] for era, era_config in configs.items()
+            era: lumi_components(era, era_config["workspace"]["lumi_uncertainty"])
+            for era, era_config in configs.items()
         },
     }
 

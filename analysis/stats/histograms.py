@@ -28,7 +28,7 @@ import numpy as np
 import uproot
 
 from analysis.core.config import NOMINAL, is_simulation, weight_variation_columns
-from analysis.core.eras import LUMI, MERGED, PER_ERA, era_name, is_decorrelated
+from analysis.core.eras import MERGED, PER_ERA, era_name, is_decorrelated
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_path, read_json, read_with_friends, write_json
 from analysis.core.tables import latex_row, markdown_section, tex, value_error, write_text
@@ -280,15 +280,15 @@ def era_histograms(
     """One sample's histograms as they enter an analysis of several eras.
 
     A decorrelated systematic's variations (``eras.decorrelated``) are renamed
-    ``<syst>_<era>_{up,down}``; simulated processes get the era's luminosity variations
-    ``lumi_<era>_{up,down}`` (the nominal scaled by 1 +- the era's ``lumi_uncertainty``); per
-    era, the channels (same-sign copies included) are renamed ``<channel>_<era>``.
+    ``<syst>_<era>_{up,down}``; simulated processes get the era's luminosity variations, one
+    pair per component (``lumi_<era>_{up,down}`` for a number: the nominal scaled by 1 +- the
+    size); per era, the channels (same-sign copies included) are renamed ``<channel>_<era>``.
 
     Returns:
         (the histograms, the variation names that belong to this era alone).
     """
     patterns = eras["decorrelated"]
-    sigma = eras["lumi_uncertainty"][era]
+    lumi = eras["lumi_uncertainty"][era]
     result: dict[str, hist.Hist] = {}
     own: set[str] = set()
     for name, histogram in histograms.items():
@@ -301,10 +301,10 @@ def era_histograms(
             own.add(variation)
         result[f"{channel}/{process}/{variation}"] = histogram
         if parsed.is_nominal and process != DATA and not channel.startswith(SAME_SIGN):
-            for side, scale in zip(names(era_name(LUMI, era)), (1 + sigma, 1 - sigma),
-                                   strict=True):  # fmt: skip
-                result[f"{channel}/{process}/{side}"] = histogram * scale
-                own.add(side)
+            for component, sigma in lumi.items():
+                for side, scale in zip(names(component), (1 + sigma, 1 - sigma), strict=True):
+                    result[f"{channel}/{process}/{side}"] = histogram * scale
+                    own.add(side)
     return result, own
 
 
@@ -329,12 +329,13 @@ def _summed_eras(
     summed_by_era = {era: _summed(samples, qcd) for era, samples in by_era.items()}
     for name in list(summed):
         channel, process, label = name.split("/")
-        era = next((era for era, own in own_variations.items() if label in own), None)
-        if era is None:
+        # the eras this variation belongs to (several: a luminosity component they share)
+        owners = {era for era, own in own_variations.items() if label in own}
+        if not owners:
             continue
         for other, histograms in summed_by_era.items():
             nominal = histograms.get(f"{channel}/{process}/{NOMINAL}")
-            if other != era and nominal is not None:
+            if other not in owners and nominal is not None:
                 summed[name] = summed[name] + nominal
     return summed
 

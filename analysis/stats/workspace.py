@@ -36,7 +36,7 @@ import numpy as np
 import pyhf
 
 from analysis.core.config import NOMINAL
-from analysis.core.eras import PER_ERA, era_name, is_decorrelated
+from analysis.core.eras import PER_ERA, era_name, is_decorrelated, lumi_total
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import write_json
 from analysis.core.variations import names, sources
@@ -310,8 +310,9 @@ def _era_parameter(name: str, channel: str, eras: Mapping[str, Any] | None) -> s
 def _measurement(
     pois: Mapping[str, list[dict[str, Any]]], settings: Mapping[str, Any], *, lumi: bool = True
 ) -> dict:
-    """The measurement: the POIs' bounds and, with ``lumi`` (one era), the lumi parameter."""
-    sigma = settings["lumi_uncertainty"]
+    """The measurement: the POIs' bounds and, with ``lumi`` (one era), the lumi parameter (of
+    the components' sum in quadrature, when the uncertainty is given by components)."""
+    sigma = lumi_total(settings["lumi_uncertainty"])
     poi_names = sorted({modifier["name"] for mods in pois.values() for modifier in mods})
     lumi_parameter = {
         "name": "lumi",

@@ -15,6 +15,8 @@ from analysis.core.eras import (
     era_settings,
     is_decorrelated,
     layered,
+    lumi_components,
+    lumi_total,
     sample_config,
 )
 from analysis.core.errors import AnalysisError
@@ -56,7 +58,7 @@ def test_each_era_is_the_config_with_its_files_layered(default_config, tmp_path)
     assert configs["x"]["plots"] == default_config["plots"], "an era's plots are ignored"
     settings = era_settings(config, configs)
     assert settings["names"] == ["x", "y"]
-    assert settings["lumi_uncertainty"] == {"x": 0.025, "y": 0.05}
+    assert settings["lumi_uncertainty"] == {"x": {"lumi_x": 0.025}, "y": {"lumi_y": 0.05}}
     assert sample_config(config, configs, {"era": "y"}) is configs["y"]
     assert sample_config(default_config, {}, {}) is default_config
     assert era_settings(default_config, {}) is None
@@ -127,3 +129,34 @@ def test_decorrelated_patterns(default_config):
         check_decorrelated(config)
     config["eras"]["channels"] = "per_era"
     check_decorrelated(config)
+
+
+def test_luminosity_components_shared_between_eras(default_config, tmp_path):
+    """A number is the era's own parameter; components keep their names, so a name in two eras
+    is one parameter of both, each era with its own size; one era's total is their quadrature
+    sum (the shipped 2018UL file: the LUM POG's 1.5%, 2.0% and 0.2% make its 2.5%)."""
+    shared = {"lumi_x": 0.01, "lumi_13TeV_correlated": 0.02}
+    config = with_eras(
+        default_config, tmp_path,
+        x={"lumi": 100.0, "workspace": {"lumi_uncertainty": shared}},
+        y={"lumi": 200.0, "workspace": {"lumi_uncertainty": {"lumi_13TeV_correlated": 0.03}}},
+    )  # fmt: skip
+    settings = era_settings(config, era_configs(config, SCHEMA))
+    assert settings["lumi_uncertainty"] == {"x": shared, "y": {"lumi_13TeV_correlated": 0.03}}
+    assert lumi_components("z", 0.04) == {"lumi_z": 0.04}
+    assert lumi_total(0.04) == 0.04
+    assert lumi_total({"a": 0.03, "b": 0.04}) == pytest.approx(0.05, rel=1e-12)
+    era_2018 = yaml.safe_load((REPO / "config" / "eras" / "2018UL.yaml").read_text())
+    assert lumi_total(era_2018["workspace"]["lumi_uncertainty"]) == pytest.approx(0.025, abs=1e-4)
+
+
+@pytest.mark.parametrize("uncertainty", [{"tau_es": 0.01}, {}, {"lumi_x": 0.5}])
+def test_luminosity_components_need_lumi_names_and_sizes(default_config, tmp_path, uncertainty):
+    """A component not named lumi_* could take a systematic's name; sizes as for a number."""
+    config = with_eras(
+        default_config, tmp_path,
+        x={"lumi": 100.0, "workspace": {"lumi_uncertainty": uncertainty}},
+        y={"lumi": 200.0},
+    )  # fmt: skip
+    with pytest.raises(AnalysisError, match=r"era 'x'.*lumi_uncertainty"):
+        era_configs(config, SCHEMA)

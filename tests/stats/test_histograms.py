@@ -280,7 +280,7 @@ def era_settings(settings, channels):
         **settings,
         "control_regions": None,
         "eras": {"names": ["a", "b"], "channels": channels, "decorrelated": ["tes", "qcd_shape"],
-                 "lumi_uncertainty": {"a": 0.02, "b": 0.05}},
+                 "lumi_uncertainty": {"a": {"lumi_a": 0.02}, "b": {"lumi_b": 0.05}}},
     }  # fmt: skip
 
 
@@ -328,3 +328,27 @@ def test_several_eras_need_every_sample_era(settings):
     with pytest.raises(ValueError, match="era of every sample"):
         merge(samples, era_settings(settings, "merged"), ["sig"], blind=False,
               sample_eras=eras[:-1])  # fmt: skip
+
+
+@pytest.mark.parametrize("channels", ["per_era", "merged"])
+def test_a_luminosity_component_shared_by_the_eras(settings, channels):
+    """Components of the eras' luminosity uncertainties: one named in both eras varies each era
+    by its own size (per era: in each era's channel; merged: both shares), one of era a alone
+    varies era a's share, era b's staying at its nominal."""
+    samples, eras = era_case()
+    config = era_settings(settings, channels)
+    config["eras"]["lumi_uncertainty"] = {
+        "a": {"lumi_a": 0.02, "lumi_shared": 0.01},
+        "b": {"lumi_shared": 0.03},
+    }
+    final = merge(samples, config, ["sig"], blind=False, sample_eras=eras).histograms
+    if channels == "per_era":
+        np.testing.assert_allclose(final["sig_a/Z/lumi_shared_up"].values(), [20.2, 10.1])
+        np.testing.assert_allclose(final["sig_b/Z/lumi_shared_down"].values(), [38.8, 19.4])
+        assert "sig_b/Z/lumi_a_up" not in final
+    else:
+        np.testing.assert_allclose(final["sig/Z/lumi_shared_up"].values(),
+                                   [20 * 1.01 + 40 * 1.03, 10 * 1.01 + 20 * 1.03])  # fmt: skip
+        np.testing.assert_allclose(
+            final["sig/Z/lumi_a_down"].values(), [20 * 0.98 + 40, 10 * 0.98 + 20]
+        )

@@ -88,6 +88,16 @@ def test_two_bin_modifiers_value_by_value():
     pyhf.Workspace(spec)  # valid against the schema
 
 
+def test_one_era_luminosity_components_add_in_quadrature():
+    """Components of one era scale the same yields: one lumi parameter of their quadrature sum."""
+    settings = {**SETTINGS, "lumi_uncertainty": {"lumi_2018": 0.03, "lumi_13TeV": 0.04}}
+    spec, _ = build_workspace(two_bin_case(), settings, HISTOGRAM_SETTINGS, unblind=True)
+    parameters = spec["measurements"][0]["config"]["parameters"]
+    lumi = next(p for p in parameters if p["name"] == "lumi")
+    assert lumi["sigmas"] == [pytest.approx(0.05, rel=1e-12)]
+    assert lumi["bounds"] == [[pytest.approx(0.75), pytest.approx(1.25)]]
+
+
 def test_symmetrize_all_and_staterror_threshold():
     up, down = symmetrized(np.array([10.0]), np.array([13.0]), np.array([9.0]), "all")
     assert (up[0], down[0]) == (12.0, 8.0)
