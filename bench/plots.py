@@ -1,5 +1,8 @@
 """Template figures (the most numerous plots): time per figure with 1 and with 2 worker
-processes on the same synthetic histograms file, printed as a ratio measured in the same run.
+processes on the same synthetic histograms file, and the saving of each figure in PDF and PNG
+with its tight bounding box measured once (style.save_figure) against matplotlib's
+``bbox_inches="tight"``, which measures it anew for each format; both printed as ratios measured
+in the same run.
 
     python -m bench.plots [--systematics 10]
 """
@@ -12,11 +15,12 @@ import time
 from pathlib import Path
 
 import hist
+import matplotlib.pyplot as plt
 import numpy as np
 import uproot
 
 from analysis.plots import stacks as plot_stacks
-from analysis.plots.style import style_from_settings
+from analysis.plots.style import output_paths, style_from_settings
 
 
 def write_histograms(path: Path, systematics: int) -> None:
@@ -51,6 +55,36 @@ def main() -> None:
                 f"{workers} worker(s): {figures} figures, {seconds[workers] / figures:.3f} s each"
             )
         print(f"2 workers / 1 worker time ratio: {seconds[2] / seconds[1]:.2f}")
+        saving = {}
+        (Path(tmp) / "saving").mkdir()
+        for mode in ("tight per format", "measured once", "tight per format", "measured once"):
+            plot_stacks.save_figure = _saver(mode)
+            start = time.process_time()
+            paths = plot_stacks.plot_templates(str(source), Path(tmp) / "saving", style, 1)
+            figures = len(paths) // len(style.formats)
+            saving.setdefault(mode, []).append((time.process_time() - start) / figures)
+        for mode, times in saving.items():
+            print(f"{mode}: {min(times):.3f} s CPU per figure (best of {len(times)})")
+        ratio = min(saving["measured once"]) / min(saving["tight per format"])
+        print(f"bounding box measured once / per format time ratio: {ratio:.2f}")
+
+
+def _saver(mode: str):
+    """style.save_figure, or the same with savefig measuring the tight box for each format."""
+    if mode == "measured once":
+        return SAVE_FIGURE
+
+    def save_per_format(fig, prefix, style):
+        paths = output_paths(prefix, style)
+        for path in paths:
+            fig.savefig(path, format=path.suffix[1:], dpi=style.dpi, bbox_inches="tight")
+        plt.close(fig)
+        return paths
+
+    return save_per_format
+
+
+SAVE_FIGURE = plot_stacks.save_figure
 
 
 if __name__ == "__main__":

@@ -27,34 +27,20 @@ TINY_TOY_CONFIG: dict[str, Any] = {
 }
 
 
-#: The workflow test modules that share the session's tiny toy run (tests/workflow/conftest.py).
-TINY_RUN_MODULES = ("test_workflow.py", "test_report.py", "test_per_process.py")
+def _start_rank(item: pytest.Item) -> int:
+    """When a test's module starts under pytest-xdist (lower first): the Slurm run, the workflow
+    runs, then the unit tests."""
+    if item.get_closest_marker("slurm"):
+        return 0
+    return 1 if item.get_closest_marker("slow") else 2
 
 
-def _work_unit(item: pytest.Item) -> tuple[str, int]:
-    """The xdist group of a test and the rank at which its group starts (lower first)."""
-    path = item.path.relative_to(REPO)
-    if path.parent == Path("tests/workflow") and path.name in TINY_RUN_MODULES:
-        return "tiny_run", 1
-    rank = 0 if item.get_closest_marker("slurm") else 2 if item.get_closest_marker("slow") else 3
-    return str(path), rank
-
-
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Work units for pytest-xdist's two workers (pyproject's addopts, `--dist loadgroup`).
-
-    A module is one unit, so its module-scoped fixtures (often a whole workflow run) are made
-    once; the modules sharing the tiny toy run are one unit, so it runs once. The workflow runs
-    start first and the unit tests fill in beside them: a Snakemake run leaves a core idle much of
-    the time (serial stages), and the longest unit started last would end the suite alone.
-    """
-    ranks = {}
-    for item in items:
-        group, ranks[item.nodeid] = _work_unit(item)
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: ranks[item.nodeid])
+    """The workflow runs start first and the unit tests fill in beside them: a Snakemake run
+    leaves a core idle much of the time (serial stages), and the longest module started last
+    would end the suite alone. xdist's two workers (pyproject's addopts) each take a whole module
+    (`--dist loadfile`), so a module's fixtures (often a whole workflow run) are made once."""
+    items.sort(key=_start_rank)
 
 
 @pytest.fixture(scope="session")

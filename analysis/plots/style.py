@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # plots are files, never windows; also makes CI and clust
 import matplotlib.pyplot as plt  # noqa: E402
 import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from analysis.core.errors import AnalysisError  # noqa: E402
 from analysis.core.io import atomic_path  # noqa: E402
@@ -212,6 +213,7 @@ def save_figure(fig: Any, prefix: str | os.PathLike[str], style: PlotStyle) -> l
         The written paths.
     """
     paths = output_paths(prefix, style)
+    bbox = tight_bbox(fig, style.dpi)
     for path in paths:
         fmt = path.suffix[1:]
         metadata: dict[str, Any] = {"Software": None} if fmt == "png" else {}
@@ -220,9 +222,24 @@ def save_figure(fig: Any, prefix: str | os.PathLike[str], style: PlotStyle) -> l
         elif fmt == "svg":
             metadata = {"Date": None, "Creator": None}
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=style.dpi, metadata=metadata, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=style.dpi, metadata=metadata, bbox_inches=bbox)
     plt.close(fig)
     return paths
+
+
+def tight_bbox(fig: Any, dpi: float) -> Bbox:
+    """The figure's tight bounding box in inches with savefig's padding, measured once at the
+    saving resolution: ``savefig(bbox_inches="tight")`` draws the figure once more per format
+    to measure it (bench/plots.py compares the two). The PNG is the same pixel for pixel; the
+    PDF page may differ by a tenth of a point."""
+    shown_dpi = fig.dpi
+    fig.set_dpi(dpi)
+    try:
+        fig.draw_without_rendering()
+        bbox = fig.get_tightbbox(fig.canvas.get_renderer())
+    finally:
+        fig.set_dpi(shown_dpi)
+    return bbox.padded(plt.rcParams["savefig.pad_inches"])
 
 
 def ratio_with_errors(

@@ -11,16 +11,30 @@ import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.workflow.test_workflow import TINY_TARGETS, snakemake, tiny_toy_config
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
-    """(a scratch directory, the results directory) of the tiny toy run to TINY_TARGETS."""
-    tmp = tmp_path_factory.mktemp("workflow")
+def tiny_run(tmp_path_factory, worker_id) -> tuple[Path, Path]:
+    """(a scratch directory, the results directory) of the tiny toy run to TINY_TARGETS.
+
+    Made once for all pytest-xdist workers (the pattern of xdist's documentation: the first
+    worker to need it runs it under a file lock in the workers' common temp directory, the others
+    wait and reuse it). Tests read it and write beside it, never into it.
+    """
+    common = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        common = common.parent
+    tmp = common / "tiny_run"
     results = tmp / "results"
-    snakemake(*TINY_TARGETS, "--configfile", str(tiny_toy_config(tmp, results)))
+    with FileLock(common / "tiny_run.lock"):
+        if not (tmp / "complete").exists():
+            shutil.rmtree(tmp, ignore_errors=True)  # a run that failed half-way
+            tmp.mkdir()
+            snakemake(*TINY_TARGETS, "--configfile", str(tiny_toy_config(tmp, results)))
+            (tmp / "complete").touch()
     return tmp, results
 
 

@@ -254,8 +254,10 @@ def test_exports_of_the_workspace(toy_run):
     import uproot
 
     from analysis.stats.histfactory import read_xml
+    from tests.workflow.conftest import copy_results
 
-    tmp, results = toy_run
+    tmp, shared = toy_run
+    results = copy_results(shared, tmp / "exports")
     snakemake("datacard", "xml", "--configfile", str(tiny_toy_config(tmp, results)))
     spec = read_json(results / "workspace" / "workspace.json")
     text = (results / "datacard" / "datacard.txt").read_text()
