@@ -23,6 +23,10 @@ class AnalysisError(Exception):
 #: Format of every stage's log lines.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
+#: Libraries whose INFO lines are chatter, logged from warnings up: pyhf (a line per modifier when
+#: a model is built), fontTools (dozens of lines per font that a PDF figure embeds).
+QUIET_LOGGERS = ("pyhf", "fontTools")
+
 
 def cli_main(func: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str] | None], int]:
     """Wrap a stage's ``main(argv)`` so that :class:`AnalysisError` becomes one clear line.
@@ -38,6 +42,8 @@ def cli_main(func: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence
     def wrapper(argv: Sequence[str] | None = None) -> int:
         # a stage's stderr is its log file: lines with time stamps, progress (INFO) included
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
         # SIGTERM would end the process without running `finally` blocks and context exits
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:

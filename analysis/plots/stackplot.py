@@ -17,9 +17,8 @@ from mplhep.error_estimation import poisson_interval
 
 from analysis.plots.style import (
     PlotStyle,
-    add_label,
     draw_band,
-    new_figure,
+    labelled_figure,
     process_colors,
     ratio_with_errors,
     save_figure,
@@ -65,7 +64,8 @@ def plot_stack(
     )
     if band is None:
         band = np.sqrt(np.sum([stack[name][1] for name in order], axis=0))
-    fig, (ax, rax) = new_figure(style, ratio=True)
+    ylabels = ("Events / bin", "Data / Pred." if data is not None else "Rel. unc.")
+    fig, (ax, rax) = labelled_figure(style, ratio=True, data=data is not None, ylabels=ylabels)
     _draw_stack(ax, edges, stack, order, total, style)
     draw_band(ax, edges, total - band, total + band, band_label)
     if blinded is not None and np.any(blinded):
@@ -74,9 +74,8 @@ def plot_stack(
             data = np.where(blinded, np.nan, np.asarray(data, dtype=float))
     if data is not None:
         _draw_data(ax, rax, edges, np.asarray(data, dtype=float), total, style)
-    _draw_ratio_panel(rax, edges, total, band, xlabel, data is not None)
+    _draw_ratio_panel(rax, edges, total, band, xlabel)
     _finish_main_panel(ax, edges, total, log, title)
-    add_label(ax, style, data=data is not None)
     return save_figure(fig, prefix, style)
 
 
@@ -134,16 +133,15 @@ def _draw_data(
 
 
 def _draw_ratio_panel(
-    rax: Any, edges: np.ndarray, total: np.ndarray, band: np.ndarray, xlabel: str, data: bool
+    rax: Any, edges: np.ndarray, total: np.ndarray, band: np.ndarray, xlabel: str
 ) -> None:
-    """The prediction's relative uncertainty around one in the lower panel, and its titles."""
+    """The prediction's relative uncertainty around one in the lower panel, and its x title."""
     one, band_rel = ratio_with_errors(total, total, band)
     draw_band(rax, edges, one - band_rel, one + band_rel, None)
     rax.axhline(1.0, color="gray", linestyle="--")
     # tick labels off the panel's edges, clear of the upper panel's lowest one and the x labels
     rax.set_ylim(0.4, 1.6)
     rax.set_yticks([0.6, 1.0, 1.4])
-    rax.set_ylabel("Data / Pred." if data else "Rel. unc.")
     rax.set_xlabel(xlabel)
 
 
@@ -152,7 +150,6 @@ def _finish_main_panel(
 ) -> None:
     """Ranges of the upper panel, with room above the stack for the legend, and the legend."""
     ax.set_xlim(edges[0], edges[-1])
-    ax.set_ylabel("Events / bin")
     ax.set_xlabel("")
     handles, labels = ax.get_legend_handles_labels()
     # the legend's share of the panel height: its rows (two columns) and title, and a margin

@@ -13,14 +13,12 @@ import argparse
 import concurrent.futures
 import json
 import multiprocessing
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import uproot
-from matplotlib._pylab_helpers import Gcf
 from matplotlib.ticker import MaxNLocator
 
 from analysis.core.errors import AnalysisError
@@ -32,8 +30,7 @@ from analysis.plots.cli import REQUIRED, Subcommand, command_line
 from analysis.plots.stackplot import plot_stack
 from analysis.plots.style import (
     PlotStyle,
-    add_label,
-    new_figure,
+    labelled_figure,
     ratio_with_errors,
     safe_name,
     save_figure,
@@ -246,10 +243,13 @@ def _template_figure(
     prefix: Path,
     style: PlotStyle,
 ) -> list[Path]:
-    """One template figure (see :func:`plot_templates`), drawn on a copy of the blank one."""
+    """One template figure (see :func:`plot_templates`)."""
     nominal, variances, edges = variations["nominal"]
-    fig = pickle.loads(_blank_template(style))
-    ax, rax = fig.axes
+    ylabels = ("Events / bin", "Var. / nom.")
+    fig, (ax, rax) = labelled_figure(style, ratio=True, data=False, ylabels=ylabels)
+    rax.axhline(1.0, color="gray", linestyle="--")
+    # no tick labels at the panel's edges, where they would meet the x and upper-panel labels
+    rax.yaxis.set_major_locator(MaxNLocator(nbins=4, prune="both"))
     ax.stairs(nominal, edges, color="black", linewidth=2, label="nominal")
     centres = 0.5 * (edges[1:] + edges[:-1])
     ax.errorbar(centres, nominal, yerr=np.sqrt(variances), fmt="none", color="black")
@@ -273,28 +273,6 @@ def _template_figure(
     ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
     ax.legend(title=title, fontsize="small")
     return save_figure(fig, prefix, style)
-
-
-#: The pickled blank template figure of each style drawn in this process.
-_BLANKS: dict[str, bytes] = {}
-
-
-def _blank_template(style: PlotStyle) -> bytes:
-    """The template figure without its curves, pickled: panels, axis titles, reference line and
-    experiment label. The label alone costs two draws of the figure (mplhep measures its texts),
-    and hundreds of template figures share it, so each starts from a copy of this one."""
-    key = repr(style)
-    if key not in _BLANKS:
-        fig, (ax, rax) = new_figure(style, ratio=True)
-        rax.axhline(1.0, color="gray", linestyle="--")
-        # no tick labels at the panel's edges, where they would meet the x and upper-panel labels
-        rax.yaxis.set_major_locator(MaxNLocator(nbins=4, prune="both"))
-        rax.set_ylabel("Var. / nom.")
-        ax.set_ylabel("Events / bin")
-        add_label(ax, style, data=False)
-        _BLANKS[key] = pickle.dumps(fig)  # restored to pyplot when loaded, like a new figure
-        Gcf.destroy_fig(fig)  # what plt.close does; the blank itself is never saved
-    return _BLANKS[key]
 
 
 def _templates(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,6 +21,7 @@ matplotlib.use("Agg")  # plots are files, never windows; also makes CI and clust
 import matplotlib.pyplot as plt  # noqa: E402
 import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib._pylab_helpers import Gcf  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from analysis.core.errors import AnalysisError  # noqa: E402
@@ -113,6 +115,42 @@ def new_figure(style: PlotStyle, ratio: bool = False, figsize: tuple[float, floa
         2, 1, sharex=True, figsize=figsize, gridspec_kw={"height_ratios": (3, 1), "hspace": 0.07}
     )
     return fig, (main, lower)
+
+
+#: Pickled blank labelled figures drawn in this process, by style and layout.
+_LABELLED: dict[str, bytes] = {}
+
+
+def labelled_figure(
+    style: PlotStyle,
+    ratio: bool = False,
+    figsize: tuple[float, float] | None = None,
+    data: bool = True,
+    lumi: bool = True,
+    ylabels: Sequence[str] = (),
+):
+    """:func:`new_figure` with the experiment label (:func:`add_label`) already drawn, and the
+    titles of the y axes (``ylabels``: main, ratio panel) set before it, as on a new figure.
+
+    The label alone costs about 0.2 s of CPU (mplhep measures its texts by drawing), and its
+    place depends only on the figure's layout, not on what the axes show: the blank labelled
+    figure of each layout is drawn once per process and every figure starts from a copy of it
+    (the saved files are the same byte for byte as when the label is drawn on each figure).
+
+    Returns:
+        ``(figure, axes)`` or ``(figure, (main, ratio))``, as :func:`new_figure`.
+    """
+    key = repr((style, ratio, figsize, data, lumi, tuple(ylabels)))
+    if key not in _LABELLED:
+        fig, axes = new_figure(style, ratio=ratio, figsize=figsize)
+        for ax, title in zip(fig.axes, ylabels, strict=False):
+            ax.set_ylabel(title)
+        add_label(fig.axes[0], style, data=data, lumi=lumi)
+        _LABELLED[key] = pickle.dumps(fig)  # restored to pyplot when loaded, like a new figure
+        Gcf.destroy_fig(fig)  # what plt.close does; the blank itself is never saved
+    apply_style(style)  # the rcParams that saving reads (PDF font type), as new_figure sets
+    fig = pickle.loads(_LABELLED[key])
+    return (fig, tuple(fig.axes)) if ratio else (fig, fig.axes[0])
 
 
 def add_label(

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
-from coffea.lumi_tools import LumiMask
 
 from analysis.core.errors import AnalysisError
 from analysis.selection.nanoaod import column
 from analysis.selection.skim import CUTS
+
+if TYPE_CHECKING:
+    from coffea.lumi_tools import LumiMask
 
 #: The cutflow step of the certified-luminosity mask (simulation passes it whole).
 CERTIFIED_LUMI = "certified_lumi"
@@ -56,6 +58,10 @@ def load_lumi_mask(cuts: Mapping[str, Any], sample: str, simulation: bool) -> Lu
             f"selection.certified_lumi.file: {path} not found; fix the path of the "
             "certified-luminosity JSON"
         )
+    # imported here: coffea.lumi_tools compiles its numba functions on import (about 3 s of CPU
+    # in every preselection job), and only collision data with a mask needs them
+    from coffea.lumi_tools import LumiMask
+
     try:
         return LumiMask(path)
     except Exception as err:  # json, fsspec and numpy errors of a malformed file

@@ -1,19 +1,12 @@
-"""Command-line pieces every inference stage shares: the workspace and settings options, logging."""
+"""Command-line pieces every inference stage shares: the workspace and settings options."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 from typing import Any
 
 from analysis.core.errors import AnalysisError
-
-
-def configure_logging() -> None:
-    """pyhf's chatter about building the model (one line per modifier) only from warnings up
-    (the log format itself is set by :func:`analysis.core.errors.cli_main`)."""
-    logging.getLogger("pyhf").setLevel(logging.WARNING)
 
 
 def add_workspace_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.provenance import git_state, package_versions, sha256_of
 from analysis.stats import model as model_utils
-from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.cli import add_workspace_arguments, parse_settings
 from analysis.stats.gof import toy_statistics
 from analysis.stats.goodness import goodness_of_fit
 from analysis.stats.minimizer import FitSettings, fit_settings, minimize
@@ -151,7 +151,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     add_workspace_arguments(parser)
     parser.add_argument("--output", required=True, help="fit.json to write")
     args = parser.parse_args(argv)
-    configure_logging()
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
     provenance = Provenance(git_state(), sha256_of(settings))

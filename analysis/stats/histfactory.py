@@ -25,7 +25,6 @@ import pyhf.writexml
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_directory, read_json
-from analysis.stats.cli import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workspace", required=True, help="pyhf JSON workspace")
     parser.add_argument("--output-dir", required=True, help="directory of the XML and ROOT files")
     args = parser.parse_args(argv)
-    configure_logging()
     spec = read_json(args.workspace)
     top = write_xml(spec, args.output_dir)
     log.info("HistFactory XML of %d channels: %s", len(spec["channels"]), top)

@@ -25,7 +25,7 @@ from typing import Any
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats.chunks import chunk_items
-from analysis.stats.cli import configure_logging, parse_settings
+from analysis.stats.cli import parse_settings
 from analysis.stats.results import GofChunk, GofResults, GofTest
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     merge.add_argument("chunks", nargs="+", help="chunk outputs")
     merge.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    configure_logging()
     if args.command == "gather":
         chunks = [GofChunk.read(path) for path in args.chunks]
         result = gather(chunks, args.chunks)

@@ -36,7 +36,7 @@ import scipy.stats
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats import model as model_utils
-from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.cli import add_workspace_arguments, parse_settings
 from analysis.stats.minimizer import (
     Anchor,
     FitSettings,
@@ -489,7 +489,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
         add_workspace_arguments(command)
         command.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    configure_logging()
     settings = parse_settings(args.settings)
     setup = model_utils.setup_from_files(args.workspace, settings)
     minimiser = fit_settings(settings)

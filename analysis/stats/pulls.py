@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.core.errors import cli_main
 from analysis.stats import model as model_utils
-from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.cli import add_workspace_arguments, parse_settings
 from analysis.stats.fit import read_fit
 from analysis.stats.results import FitResults, FreeParameter, Pull, PullsResults
 
@@ -63,7 +63,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fit", required=True, help="fit.json of the nominal fit")
     parser.add_argument("--output", required=True, help="pulls.json to write")
     args = parser.parse_args(argv)
-    configure_logging()
     setup = model_utils.setup_from_files(args.workspace, parse_settings(args.settings))
     result = pulls(setup, read_fit(args.fit, setup))
     largest = max(result.constrained, key=lambda pull: abs(pull.pull), default=None)

@@ -24,7 +24,7 @@ from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats import model as model_utils
 from analysis.stats.chunks import chunk_count as chunk_count_for
 from analysis.stats.chunks import chunk_items
-from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.cli import add_workspace_arguments, parse_settings
 from analysis.stats.fit import read_fit
 from analysis.stats.minimizer import FitSettings, Minimum, fit_settings
 from analysis.stats.results import FitResults, Impact, RankingChunk, RankingResults
@@ -235,7 +235,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     merge.add_argument("chunks", nargs="+", help="chunk outputs")
     merge.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    configure_logging()
     if args.command == "gather":
         chunks = [RankingChunk.read(path) for path in args.chunks]
         gather(chunks, args.chunks).write(args.output)

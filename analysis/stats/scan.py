@@ -24,7 +24,7 @@ import scipy.stats
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats import model as model_utils
 from analysis.stats.chunks import chunk_items
-from analysis.stats.cli import add_workspace_arguments, configure_logging, parse_settings
+from analysis.stats.cli import add_workspace_arguments, parse_settings
 from analysis.stats.fit import read_fit
 from analysis.stats.minimizer import FitSettings, fit_settings
 from analysis.stats.results import FitResults, Scan2DResults, ScanChunk, ScanPoint, ScanResults
@@ -241,7 +241,6 @@ def _main(argv: Sequence[str] | None = None) -> None:
     chunk.add_argument("--chunk", type=int, required=True, help="chunk index, from 0")
     merge.add_argument("--chunks", nargs="+", required=True, help="chunk outputs")
     args = parser.parse_args(argv)
-    configure_logging()
     if len(args.parameters) not in (1, 2):
         raise AnalysisError("--parameters: scan one parameter (1D) or two (2D)")
     settings = parse_settings(args.settings)

@@ -88,6 +88,11 @@ def sample_config(name):
     return era_sample_config(config, ERA_CONFIGS, SAMPLES[name])
 
 
+#: Priority of the rules from the toy data to the statistical results (the others, the figures,
+#: keep Snakemake's default 0): where a figure and the next step of the analysis wait for the same
+#: cores, the analysis goes first and the figures fill the cores it leaves free.
+ANALYSIS_CHAIN = 1
+
 TOY_SAMPLES = [name for name, sample in SAMPLES.items() if "toy" in sample]
 VARIED_SAMPLES = [name for name, sample in SAMPLES.items() if has_shape_variations(sample)]
 NOMINAL_ONLY_SAMPLES = [name for name in SAMPLES if name not in VARIED_SAMPLES]
@@ -179,6 +184,18 @@ def sample_files(wildcards):
         return expand_sample_files(wildcards.sample, sample["files"])
     except AnalysisError as err:
         sys.exit(f"error: {err}")
+
+
+def preselect_threads(wildcards):
+    """Cores of a preselection job: ``preselect.threads`` dask workers, or one for a toy sample
+    of one chunk, which runs in the job's own process (``dask.mode: local``), so that the other
+    cores take the next samples instead of idling."""
+    toy = SAMPLES[wildcards.sample].get("toy", {})
+    settings = config["preselect"]
+    if settings["dask"]["mode"] == "local" and "events" in toy:
+        if toy["events"] * config["toydata"]["scale"] <= settings["chunksize"]:
+            return 1
+    return settings["threads"]
 
 
 def part_files(wildcards):

@@ -5,6 +5,7 @@
 
 rule train_fold:
     """The model that scores fold {fold}, trained on all other folds."""
+    priority: ANALYSIS_CHAIN
     input:
         **training_inputs(),
         variations=uncertainty_aware_files(),
@@ -62,6 +63,7 @@ rule train_diagnostics:
 
 rule inject_sample:
     """Scores of every variation of a nominal simulated sample."""
+    priority: ANALYSIS_CHAIN
     input:
         skims=of_sample(paths.skim),
         friends=of_sample(paths.friend),

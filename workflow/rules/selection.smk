@@ -4,6 +4,7 @@
 
 rule toydata_sample:
     """NanoAOD-like ROOT file of a sample with a `toy` block."""
+    priority: ANALYSIS_CHAIN
     output:
         paths.toydata,
     params:
@@ -29,6 +30,7 @@ rule toydata_sample:
 
 rule preselect_sample:
     """Nominal simulation: the nominal skim plus every object-level shape variation."""
+    priority: ANALYSIS_CHAIN
     input:
         files=sample_files,
         certified_lumi=certified_lumi_file,
@@ -41,7 +43,7 @@ rule preselect_sample:
         output_dir=lambda wildcards, output: os.path.dirname(output.skims[0]),
     wildcard_constraints:
         sample=alternatives([name for name in VARIED_SAMPLES if name not in SAMPLE_PARTS]),
-    threads: config["preselect"]["threads"]
+    threads: preselect_threads
     resources:
         mem_mb=on_attempt(config["preselect"]["mem_mb"]),
         runtime=on_attempt(60),
@@ -96,6 +98,7 @@ use rule preselect_part as preselect_part_nominal_only with:
 
 rule preselect_merge:
     """A split sample's skims and cutflows from its parts, concatenated in part order."""
+    priority: ANALYSIS_CHAIN
     input:
         merge_inputs,
     output:
@@ -128,6 +131,7 @@ use rule preselect_merge as preselect_merge_nominal_only with:
 rule friends_sample:
     """Event weights with all weight variations, and the k-fold index, of every skim of one
     sample (one job per sample: a job per skim was mostly interpreter start-up)."""
+    priority: ANALYSIS_CHAIN
     input:
         skims=of_sample(paths.skim),
         cutflow=paths.cutflow.format(sample="{sample}", variation=NOMINAL),

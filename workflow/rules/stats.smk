@@ -8,6 +8,7 @@
 
 rule histogram_binning:
     """Bin edges per channel from the nominal simulation in the signal region."""
+    priority: ANALYSIS_CHAIN
     input:
         **binning_inputs(),
     output:
@@ -27,6 +28,7 @@ rule histogram_binning:
 
 rule histograms_sample:
     """All histograms of one sample: every variation in one pass over its columns."""
+    priority: ANALYSIS_CHAIN
     input:
         skims=of_sample(paths.skim),
         friends=of_sample(paths.friend),
@@ -56,6 +58,7 @@ rule histograms_sample:
 
 rule histograms_merge:
     """Sum per process, QCD from same-sign data, blinding, yields tables."""
+    priority: ANALYSIS_CHAIN
     input:
         expand(paths.sample_histograms, sample=SAMPLES),
     output:
@@ -80,6 +83,7 @@ rule histograms_merge:
 
 rule workspace_build:
     """The pyhf workspace, validated against the pyhf schema; pruned variations listed."""
+    priority: ANALYSIS_CHAIN
     input:
         histograms=rules.histograms_merge.output.histograms,
     output:
@@ -169,6 +173,7 @@ rule xml:
 
 checkpoint inference_fit:
     """Nominal maximum-likelihood fit: best fit, uncertainties, correlations, goodness of fit."""
+    priority: ANALYSIS_CHAIN
     input:
         **inference_inputs(),
     output:
@@ -189,6 +194,7 @@ checkpoint inference_fit:
 
 rule inference_pulls:
     """Pulls and constraints of the nuisance parameters, free parameters listed apart."""
+    priority: ANALYSIS_CHAIN
     input:
         **inference_inputs(),
         fit=paths.fit,
@@ -207,6 +213,7 @@ rule inference_pulls:
 
 rule ranking_chunk:
     """Impacts of one chunk of parameters (four refits each, warm-started from the best fit)."""
+    priority: ANALYSIS_CHAIN
     input:
         **inference_inputs(),
         fit=paths.fit,
@@ -234,6 +241,7 @@ rule ranking_chunk:
 
 rule ranking_gather:
     """All chunks merged, sorted by decreasing total post-fit impact."""
+    priority: ANALYSIS_CHAIN
     input:
         ranking_chunks,
     output:
@@ -248,6 +256,7 @@ rule ranking_gather:
 
 rule scan_chunk:
     """Profile likelihood at one chunk of the points of a scan."""
+    priority: ANALYSIS_CHAIN
     input:
         **inference_inputs(),
         fit=paths.fit,
@@ -273,6 +282,7 @@ rule scan_chunk:
 
 rule scan_gather:
     """A POI's 1D scan with its 68% and 95% intervals."""
+    priority: ANALYSIS_CHAIN
     input:
         **inference_inputs(),
         fit=paths.fit,
@@ -293,6 +303,7 @@ rule scan_gather:
 
 rule scan2d_gather:
     """The 2D scan of two POIs."""
+    priority: ANALYSIS_CHAIN
     input:
         **inference_inputs(),
         fit=paths.fit,
@@ -314,6 +325,7 @@ rule scan2d_gather:
 
 rule inference_significance:
     """Observed and expected discovery significance of each POI."""
+    priority: ANALYSIS_CHAIN
     input:
         **inference_inputs(),
     output:
@@ -333,6 +345,7 @@ rule inference_significance:
 
 rule inference_limits:
     """Observed and expected (+-1, 2 sigma) CLs upper limits on each POI."""
+    priority: ANALYSIS_CHAIN
     input:
         **inference_inputs(),
     output:
