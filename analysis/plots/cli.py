@@ -21,6 +21,8 @@ from analysis.plots.style import PlotStyle, style_from_settings
 REQUIRED: Mapping[str, Any] = {"required": True}
 #: Options of a list (one or more values) every call must give.
 REQUIRED_LIST: Mapping[str, Any] = {"nargs": "+", "required": True}
+#: Options of ``--workers``: processes drawing a family's figures (the rule's threads).
+WORKERS: Mapping[str, Any] = {"type": int, "default": 1, "help": "processes drawing figures"}
 
 
 class Subcommand(NamedTuple):

@@ -13,6 +13,7 @@ histograms' threshold, as in the fitted histograms.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,11 +26,12 @@ from analysis.core.errors import AnalysisError
 from analysis.core.io import read_json, read_with_friends
 from analysis.core.tables import latex_row, markdown_table, tex, write_text
 from analysis.core.variations import NOMINAL, names
-from analysis.plots.cli import REQUIRED, REQUIRED_LIST, Subcommand, command_line
+from analysis.plots.cli import REQUIRED, REQUIRED_LIST, WORKERS, Subcommand, command_line
 from analysis.plots.stackplot import DATA, plot_stack
 from analysis.plots.style import (
     PlotStyle,
     add_label,
+    draw_figures,
     new_figure,
     process_colors,
     safe_name,
@@ -246,8 +248,10 @@ def plot_features(
     style: PlotStyle,
     blinding: Mapping[str, Any] | None = None,
     qcd: Mapping[str, Any] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
-    """One stacked figure per region and feature, ``{region}_{feature}`` in ``output_dir``.
+    """One stacked figure per region and feature, ``{region}_{feature}`` in ``output_dir``,
+    drawn by ``workers`` processes (see :func:`~analysis.plots.style.draw_figures`).
 
     Binning is chosen from the simulation in each region, so data never shapes its own binning.
     With ``blinding`` (``signals``: signal processes, ``threshold``: the S/B above which a bin is
@@ -260,7 +264,7 @@ def plot_features(
     simulation = [process for process in events if process not in drop]
     if not simulation:
         raise AnalysisError("no simulated sample among the inputs; check the samples file")
-    written: list[Path] = []
+    figures = []
     for region, selection in regions.items():
         missing = [name for name in selection if name not in events[simulation[0]]]
         if missing:
@@ -277,13 +281,13 @@ def plot_features(
             data = stack.pop(DATA)[0] if DATA in stack else None
             if from_data:
                 stack[qcd["process"]] = qcd_estimate(shown, region, selection, feature, edges, qcd)
-            written += plot_stack(
-                edges, stack, data, style.labels.feature(feature),
+            figures.append(functools.partial(
+                plot_stack, edges, stack, data, style.labels.feature(feature),
                 Path(output_dir) / f"{region}_{safe_name(feature)}", style,
                 band_label="Stat. + QCD unc." if from_data else "Stat. unc.", title=region,
                 blinded=_blinded(stack, blinding),
-            )  # fmt: skip
-    return written
+            ))  # fmt: skip
+    return draw_figures(figures, workers)
 
 
 def _blinded(
@@ -316,7 +320,7 @@ def _features(args: argparse.Namespace, settings: Mapping[str, Any], style: Plot
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     plot_features(
         events, args.features, regions, int(settings["feature_bins"]), args.output_dir, style,
-        json.loads(args.blinding), json.loads(args.qcd),
+        json.loads(args.blinding), json.loads(args.qcd), args.workers,
     )  # fmt: skip
 
 
@@ -333,7 +337,8 @@ SUBCOMMANDS = {
          "--blinding": {"default": "null",
                         "help": 'JSON {"signals": [...], "threshold": x}, or null'},
          "--qcd": {"default": "null",
-                   "help": "the histograms.qcd section as JSON: QCD from same-sign data"}},
+                   "help": "the histograms.qcd section as JSON: QCD from same-sign data"},
+         "--workers": WORKERS},
     ),
 }  # fmt: skip
 

@@ -10,9 +10,8 @@ likelihood. The templates read ``histograms/histograms.root`` (``TH1D``
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
+import functools
 import json
-import multiprocessing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,11 @@ from analysis.core.io import read_json
 from analysis.core.tables import latex_row, markdown_section, tex, value_error, write_text
 from analysis.core.variations import NOMINAL, Variation, sources
 from analysis.core.variations import names as variation_names
-from analysis.plots.cli import REQUIRED, Subcommand, command_line
+from analysis.plots.cli import REQUIRED, WORKERS, Subcommand, command_line
 from analysis.plots.stackplot import plot_stack
 from analysis.plots.style import (
     PlotStyle,
+    draw_figures,
     labelled_figure,
     ratio_with_errors,
     safe_name,
@@ -210,7 +210,7 @@ def plot_templates(
     figures in an analysis, so they are drawn by ``workers`` processes (output does not depend
     on it).
     """
-    tasks = []
+    figures = []
     for channel, processes in read_templates(histograms_path).items():
         for process, variations in processes.items():
             if NOMINAL not in variations:
@@ -226,13 +226,12 @@ def plot_templates(
                 prefix = Path(output_dir) / f"{safe_name(channel)}__{safe_name(process)}__{syst}"
                 title = f"{channel}, {style.labels.process(process)}: {syst}"
                 xlabel = axis_title(channel, axes, style)
-                tasks.append((title, xlabel, syst, selected, prefix, style))
-    if workers <= 1:
-        return [path for task in tasks for path in _template_figure(*task)]
-    context = multiprocessing.get_context("spawn")  # no forked matplotlib state
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        results = pool.map(_template_figure, *zip(*tasks, strict=True))
-        return [path for paths in results for path in paths]
+                figures.append(
+                    functools.partial(
+                        _template_figure, title, xlabel, syst, selected, prefix, style
+                    )
+                )
+    return draw_figures(figures, workers)
 
 
 def _template_figure(
@@ -302,7 +301,7 @@ SUBCOMMANDS = {
     "templates": Subcommand(
         _templates,
         {"--histograms": REQUIRED, "--output-dir": REQUIRED,
-         "--workers": {"type": int, "default": 1, "help": "processes drawing figures"},
+         "--workers": WORKERS,
          "--axes": AXES},
     ),
     "stacks": Subcommand(

@@ -22,7 +22,13 @@ from analysis.plots import fit as plot_fit
 from analysis.plots import scans as plot_scans
 from analysis.plots import stacks as plot_stacks
 from analysis.plots import training as plot_training
-from analysis.plots.style import style_from_settings
+from analysis.plots.style import (
+    add_label,
+    labelled_figure,
+    new_figure,
+    save_figure,
+    style_from_settings,
+)
 from analysis.selection.skim import CUTS
 from analysis.stats.results import FitResults, PullsResults, RankingResults
 from tests.conftest import REPO
@@ -210,3 +216,27 @@ def test_no_texts_overlap(family, fit_inputs, tmp_path, monkeypatch):
     names = [str(path.relative_to(tmp_path)) for path in written]
     collisions = {name: pairs for name, pairs in zip(names, found, strict=True) if pairs}
     assert not collisions, collisions
+
+
+def test_labelled_figure_saves_the_files_of_a_figure_labelled_in_place(tmp_path):
+    """The blank labelled figure copied from its cache gives the files of a new figure with its
+    y titles set and the label drawn on it, byte for byte (the second copy included)."""
+    style = style_from_settings({**SETTINGS, "formats": ["png", "pdf"]})
+    titles = ("Events / bin", "Ratio")
+
+    def content(ax, rax):
+        ax.stairs([3.0, 50.0, 700.0], [0.0, 1.0, 2.0, 3.0], label="toy")
+        rax.stairs([0.9, 1.0, 1.2], [0.0, 1.0, 2.0, 3.0])
+        ax.legend(title="region")
+
+    fig, (ax, rax) = new_figure(style, ratio=True)
+    ax.set_ylabel(titles[0])
+    rax.set_ylabel(titles[1])
+    add_label(ax, style, data=False)
+    content(ax, rax)
+    expected = save_figure(fig, tmp_path / "in_place", style)
+    for copy in ("first", "second"):
+        fig, (ax, rax) = labelled_figure(style, ratio=True, data=False, ylabels=titles)
+        content(ax, rax)
+        for path, reference in zip(save_figure(fig, tmp_path / copy, style), expected, strict=True):
+            assert path.read_bytes() == reference.read_bytes(), path.name
