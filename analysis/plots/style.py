@@ -271,9 +271,8 @@ def draw_figures(figures: Sequence[Callable[[], list[Path]]], workers: int = 1) 
     """Call each figure's drawing function (picklable: a module-level function or a
     ``functools.partial`` of one) and return the paths written, in order; with ``workers`` > 1
     in that many processes. A figure costs about half a second of CPU, so a job of hundreds uses
-    every core it has. Drawn by several processes, a few figures in a few hundred come out with
-    a label a few points apart from run to run (see docs/results.md); one process gives the
-    same files every time."""
+    every core it has; the files do not depend on ``workers`` (but see docs/results.md on a
+    label a few figures in a few hundred place differently from run to run)."""
     if workers <= 1 or len(figures) <= 1:
         return [path for figure in figures for path in figure()]
     context = multiprocessing.get_context("spawn")  # no forked matplotlib state

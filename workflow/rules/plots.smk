@@ -47,6 +47,7 @@ rule plot_features:
         features=config["train"]["features"],
         blinding=feature_blinding(),
         qcd=as_json(config["histograms"]["qcd"]),
+    threads: 2
     log:
         paths.logs.plot_features,
     conda:
@@ -55,7 +56,7 @@ rule plot_features:
         "python -m analysis.plots.distributions --settings {params.settings:q} features "
         "--skims {input.skims:q} --friends {input.friends:q} --processes {params.processes:q} "
         "--features {params.features:q} --blinding {params.blinding:q} --qcd {params.qcd:q} "
-        "--output-dir {output:q} 2> {log:q}"
+        "--output-dir {output:q} --workers {threads} 2> {log:q}"
 
 
 rule plot_history:
