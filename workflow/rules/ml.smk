@@ -37,6 +37,7 @@ rule train_fold:
 
 rule train_diagnostics:
     """Confusion matrices, ROC curves, train/test score distributions, Taylor ranking."""
+    priority: ANALYSIS_CHAIN  # two cores: run beside the analysis, not alone after it
     input:
         **training_inputs(),
         models=fold_files(paths.model),
