@@ -182,6 +182,20 @@ def has_shape_variations(sample: Mapping[str, Any]) -> bool:
     return is_simulation(sample) and "alternative" not in sample
 
 
+def toy_events(sample: Mapping[str, Any], scale: float) -> int | None:
+    """Events the toy generator writes for a simulated sample (``toy.events`` times
+    ``toydata.scale``, at least one); None for pseudo-data or a sample of real files."""
+    events = sample.get("toy", {}).get("events")
+    return None if events is None else max(1, round(events * scale))
+
+
+def preselect_in_process(events: int, chunksize: int, dask_mode: str) -> bool:
+    """Whether the preselection runs an input in its job's own process: one chunk with
+    ``dask.mode: local``, where a local cluster would add its start-up and run nothing in
+    parallel."""
+    return dask_mode == "local" and events <= chunksize
+
+
 def sample_variations(sample: Mapping[str, Any], variations: Mapping[str, Any]) -> list[str]:
     """The skims one sample gets: all shape variations for nominal MC, else nominal only."""
     return shape_variations(variations) if has_shape_variations(sample) else [NOMINAL]

@@ -16,6 +16,7 @@ from typing import Any
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
 
+from analysis.core.config import preselect_in_process
 from analysis.core.errors import AnalysisError
 from analysis.core.progress import INTERVAL, Progress
 
@@ -145,9 +146,7 @@ def run_processor(
     ``proc`` calls :func:`chunk_done` at the end of every chunk, for the progress lines.
     """
     progress = Progress(events, "preselection", "events", interval=PROGRESS_INTERVAL)
-    if dask["mode"] == "local" and events <= chunksize:
-        # one chunk: a local cluster would add its start-up (seconds of worker processes
-        # importing coffea) and run nothing in parallel
+    if preselect_in_process(events, chunksize, dask["mode"]):
         log.info("%d events are one chunk: processed in this process", events)
         dask = {**dask, "mode": "none"}
     with warnings.catch_warnings():

@@ -33,7 +33,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from analysis.core.config import has_shape_variations
+from analysis.core.config import has_shape_variations, toy_events
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_path
 from analysis.selection.toydetector import (
@@ -191,7 +191,7 @@ def _simulation_chunks(
 ) -> Iterator[dict[str, Any]]:
     """Simulated events with generator weights, chunk by chunk, each chunk with its own stream."""
     toy = settings["toydata"]
-    total = max(1, round(sample["toy"]["events"] * toy["scale"]))
+    total = toy_events(sample, toy["scale"])
     offset = zlib.crc32(name.encode()) % 1000 * 10_000_000
     for start in range(0, total, CHUNK):
         n = min(CHUNK, total - start)

@@ -22,8 +22,10 @@ from analysis.core.config import (
     class_names,
     has_shape_variations,
     load_yaml,
+    preselect_in_process,
     sample_variations,
     shape_variations,
+    toy_events,
     training_samples,
     uncertainty_aware_inputs,
     validate as validate_document,
@@ -188,12 +190,12 @@ def sample_files(wildcards):
 
 def preselect_threads(wildcards):
     """Cores of a preselection job: ``preselect.threads`` dask workers, or one for a toy sample
-    of one chunk, which runs in the job's own process (``dask.mode: local``), so that the other
-    cores take the next samples instead of idling."""
-    toy = SAMPLES[wildcards.sample].get("toy", {})
+    that the job runs in its own process (one chunk), so that the other cores take the next
+    samples instead of idling."""
+    events = toy_events(SAMPLES[wildcards.sample], config["toydata"]["scale"])
     settings = config["preselect"]
-    if settings["dask"]["mode"] == "local" and "events" in toy:
-        if toy["events"] * config["toydata"]["scale"] <= settings["chunksize"]:
+    if events is not None:
+        if preselect_in_process(events, settings["chunksize"], settings["dask"]["mode"]):
             return 1
     return settings["threads"]
 
