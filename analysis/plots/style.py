@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib._pylab_helpers import Gcf  # noqa: E402
-from matplotlib.transforms import Bbox  # noqa: E402
+from matplotlib.transforms import Bbox, TransformNode  # noqa: E402
 
 from analysis.core.errors import AnalysisError  # noqa: E402
 from analysis.core.io import atomic_path  # noqa: E402
@@ -152,7 +153,57 @@ def labelled_figure(
         Gcf.destroy_fig(fig)  # what plt.close does; the blank itself is never saved
     apply_style(style)  # the rcParams that saving reads (PDF font type), as new_figure sets
     fig = pickle.loads(_LABELLED[key])
+    rekey_transform_parents(fig)
     return (fig, tuple(fig.axes)) if ratio else (fig, fig.axes[0])
+
+
+def rekey_transform_parents(fig: Any) -> int:
+    """Key every transform's parents by their ids again in an unpickled figure; returns how
+    many transforms were reached.
+
+    A matplotlib transform tells its parents that it changed through a dict keyed by
+    ``id(parent)``, and unpickling keeps the ids the parents had in the pickling process. A
+    transform made later whose id happens to equal one of those keys replaces that parent, which
+    then misses the change: a tick label's offset kept the resolution of the bounding-box
+    measurement (150 dpi) when the PDF was drawn (72), moving the tick labels 3.8 pt in about
+    one figure of a few hundred, depending on memory addresses.
+    """
+    transforms = _transforms_of(fig)
+    for node in transforms:
+        parents = [ref() for ref in node._parents.values()]
+        rekeyed: dict[int, weakref.ref] = {}
+        for parent in parents:
+            if parent is not None:  # the callback forgets a parent once it is gone
+                key = id(parent)
+                rekeyed[key] = weakref.ref(
+                    parent, lambda _, pop=rekeyed.pop, key=key: pop(key, None)
+                )
+        node._parents = rekeyed
+    return len(transforms)
+
+
+def _transforms_of(root: Any) -> list[TransformNode]:
+    """Every transform reachable from ``root`` through the attributes of matplotlib and
+    mplhep objects and the containers they hold."""
+    seen: set[int] = set()
+    found: list[TransformNode] = []
+    pending = [root]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, TransformNode):
+            found.append(item)
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            pending.extend(item)
+        elif type(item).__module__.startswith(("matplotlib", "mplhep")) and hasattr(
+            item, "__dict__"
+        ):
+            pending.extend(vars(item).values())
+    return found
 
 
 def add_label(
@@ -271,8 +322,7 @@ def draw_figures(figures: Sequence[Callable[[], list[Path]]], workers: int = 1) 
     """Call each figure's drawing function (picklable: a module-level function or a
     ``functools.partial`` of one) and return the paths written, in order; with ``workers`` > 1
     in that many processes. A figure costs about half a second of CPU, so a job of hundreds uses
-    every core it has; the files do not depend on ``workers`` (but see docs/results.md on a
-    label a few figures in a few hundred place differently from run to run)."""
+    every core it has; the files do not depend on ``workers``."""
     if workers <= 1 or len(figures) <= 1:
         return [path for figure in figures for path in figure()]
     context = multiprocessing.get_context("spawn")  # no forked matplotlib state

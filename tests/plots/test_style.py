@@ -5,6 +5,7 @@ inputs with the shipped plots section)."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from collections.abc import Callable
 from itertools import combinations
@@ -13,6 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 from matplotlib.text import Text
+from matplotlib.transforms import TransformNode
 
 from analysis.core.config import load_yaml
 from analysis.core.errors import AnalysisError
@@ -240,3 +242,27 @@ def test_labelled_figure_saves_the_files_of_a_figure_labelled_in_place(tmp_path)
         content(ax, rax)
         for path, reference in zip(save_figure(fig, tmp_path / copy, style), expected, strict=True):
             assert path.read_bytes() == reference.read_bytes(), path.name
+
+
+def _live_transforms() -> dict[int, TransformNode]:
+    gc.collect()
+    return {id(node): node for node in gc.get_objects() if isinstance(node, TransformNode)}
+
+
+def test_labelled_figure_transforms_reach_their_parents():
+    """Every transform made by copying the cached blank figure files its parents under their own
+    ids (unpickled, matplotlib keeps the ids of the pickling process; a later transform with
+    such an id would take a parent's place and leave it stale when the resolution changes)."""
+    style = style_from_settings(SETTINGS)
+    for _ in range(2):  # the first call also draws and caches the blank
+        before = _live_transforms()
+        fig, _axes = labelled_figure(style, ratio=True, ylabels=("Events", "Ratio"))
+        made = [node for key, node in _live_transforms().items() if key not in before]
+        misfiled = [
+            (node, key)
+            for node in made
+            for key, ref in node._parents.items()
+            if ref() is not None and id(ref()) != key
+        ]
+        assert len(made) > 100 and not misfiled, misfiled[:3]
+        plt.close(fig)
