@@ -1,13 +1,15 @@
 """Figures of the goodness-of-fit tests of the input variables (``gof/gof.json``).
 
 The p-value matrix (the 1D test of each variable on the diagonal, the 2D test of each pair off
-it, in percent) and the histogram of the p-values with the uniform distribution they follow when
-the model describes every input.
+it, in percent), the histogram of the p-values with the uniform distribution they follow when
+the model describes every input, and each variable's histogram of its test before and after the
+fit (drawn from the yields the test wrote; nothing is refitted here).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,17 @@ from typing import Any
 import numpy as np
 
 from analysis.core.errors import AnalysisError
-from analysis.plots.cli import REQUIRED, Subcommand, command_line
+from analysis.plots.cli import REQUIRED, WORKERS, Subcommand, command_line
 from analysis.plots.labels import labels_from_settings
-from analysis.plots.style import PlotStyle, add_label, new_figure, save_figure
+from analysis.plots.stackplot import plot_stack
+from analysis.plots.style import (
+    PlotStyle,
+    add_label,
+    draw_figures,
+    new_figure,
+    safe_name,
+    save_figure,
+)
 from analysis.stats.results import GofResults, GofTest
 
 #: Bins of the p-value histogram.
@@ -82,6 +92,38 @@ def plot_histogram(results: GofResults, prefix: str | Path, style: PlotStyle) ->
     return save_figure(fig, prefix, style)
 
 
+def plot_distributions(
+    results: GofResults, output_dir: str | Path, style: PlotStyle, workers: int = 1
+) -> list[Path]:
+    """Each single-variable test's stacked histogram before and after its fit,
+    ``{variable}_prefit`` and ``{variable}_postfit`` in ``output_dir``, with the fitted data where
+    they are the observed data, the band of the constraints (pre-fit) or of the fit's covariance
+    (post-fit); drawn by ``workers`` processes."""
+    figures = []
+    for test in results.tests:
+        shown = test.distribution
+        if shown is None:
+            continue
+        variable = test.variables[0]
+        edges = np.asarray(shown.edges, dtype=float)
+        data = None if shown.data is None else np.asarray(shown.data, dtype=float)
+        stages = (("prefit", shown.prefit, shown.prefit_band),
+                  ("postfit", shown.postfit, shown.postfit_band))  # fmt: skip
+        for stage, yields, band in stages:
+            stack = {
+                sample: (np.asarray(row, dtype=float), np.zeros(len(row)))
+                for sample, row in zip(shown.samples, yields, strict=True)
+            }
+            figures.append(functools.partial(
+                plot_stack, edges, stack, data, style.labels.feature(variable),
+                Path(output_dir) / f"{safe_name(variable)}_{stage}", style,
+                band=np.asarray(band, dtype=float),
+                band_label="Pre-fit unc." if stage == "prefit" else "Post-fit unc.",
+                title=f"{_data_text(results).capitalize()}, {stage.replace('fit', '-fit')}",
+            ))  # fmt: skip
+    return draw_figures(figures, workers)
+
+
 def _data_text(results: GofResults) -> str:
     return {"observed": "data", "asimov": "Asimov data", "pseudo": "pseudo-data"}.get(
         results.data, results.data
@@ -97,10 +139,19 @@ def _draw(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyl
     plot_histogram(results, args.histogram, style)
 
 
+def _distributions(args: argparse.Namespace, settings: Mapping[str, Any], style: PlotStyle) -> None:
+    results = GofResults.read(args.input)
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    plot_distributions(results, args.output_dir, style, args.workers)
+
+
 SUBCOMMANDS = {
     "p-values": Subcommand(
         _draw, {"--input": REQUIRED, "--matrix": REQUIRED, "--histogram": REQUIRED}
-    )
+    ),
+    "distributions": Subcommand(
+        _distributions, {"--input": REQUIRED, "--output-dir": REQUIRED, "--workers": WORKERS}
+    ),
 }
 
 main = command_line("Figures of the goodness-of-fit tests of the input variables.", SUBCOMMANDS)

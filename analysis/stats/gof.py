@@ -27,7 +27,7 @@ import scipy.stats
 from analysis.stats import model as model_utils
 from analysis.stats.goodness import goodness_of_fit
 from analysis.stats.minimizer import FitSettings, minimize
-from analysis.stats.results import GofResults, GofTest
+from analysis.stats.results import GofDistribution, GofResults, GofTest
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,15 @@ BATCH_BYTES = 4 * 2**20
 
 
 class Sampled(NamedTuple):
-    """The statistic of the data, the statistics of its toys and how many toys MINUIT refitted."""
+    """The statistic of the data, the statistics of its toys, how many toys MINUIT refitted, and
+    the best fit to the data."""
 
     chi2: float
     ndof: int
     p_value_asymptotic: float | None
     toy_chi2: np.ndarray
     fallbacks: int
+    bestfit: np.ndarray
 
     @property
     def p_value(self) -> float:
@@ -128,7 +130,9 @@ def saturated_test(
     toy_chi2, fallbacks = toy_statistics(
         model, best.values[0], settings, n_toys, seed, batch, profile
     )
-    return Sampled(observed.chi2, observed.ndof, observed.p_value, toy_chi2, fallbacks)
+    return Sampled(
+        observed.chi2, observed.ndof, observed.p_value, toy_chi2, fallbacks, best.values[0]
+    )
 
 
 def toy_statistics(
@@ -294,13 +298,79 @@ def pseudo_data(model: Any, seed: int) -> np.ndarray:
 
 
 def entry_of(
-    variables: Sequence[str], bins: int, sampled: Sampled, n_toys: int, seed: int
+    variables: Sequence[str],
+    bins: int,
+    sampled: Sampled,
+    n_toys: int,
+    seed: int,
+    distribution: GofDistribution | None = None,
 ) -> GofTest:
     """The entry of ``gof.json`` for one test."""
     return GofTest(
         tuple(variables), bins, float(sampled.chi2), int(sampled.ndof), sampled.p_value,
-        sampled.p_value_asymptotic, n_toys, sampled.fallbacks, seed,
+        sampled.p_value_asymptotic, n_toys, sampled.fallbacks, seed, distribution,
     )  # fmt: skip
+
+
+def distribution_of(
+    model: Any,
+    data: np.ndarray,
+    bestfit: np.ndarray,
+    edges: np.ndarray,
+    kept: np.ndarray,
+    observed: bool,
+    settings: FitSettings,
+) -> GofDistribution:
+    """A single-variable test's pre- and post-fit histogram (:class:`GofDistribution`): the
+    model's bins are the ``kept`` ones of the variable's ``edges``. The post-fit band takes the
+    covariance from the exact Hessian of -2 log L at ``bestfit`` (the data's fit was made by
+    Newton steps, which have it; MINUIT's HESSE where the batched likelihood lacks a modifier)."""
+    from analysis.stats.prediction import predict, prefit_parameters
+
+    prefit = predict(model, *prefit_parameters(model))
+    postfit = predict(model, bestfit, _covariance(model, data, bestfit, settings))
+    kept = np.asarray(kept, dtype=bool)
+
+    def spread(values: np.ndarray) -> tuple[float, ...]:
+        full = np.zeros(len(kept))
+        full[kept] = values
+        return tuple(full.tolist())
+
+    def per_sample(yields: np.ndarray) -> tuple[tuple[float, ...], ...]:
+        return tuple(spread(row) for row in yields)
+
+    n_samples, n_bins = prefit.yields.shape
+    per_bin = np.zeros((n_bins, n_samples, n_bins))  # the weights of each bin's total
+    per_bin[np.arange(n_bins), :, np.arange(n_bins)] = 1.0
+    bands = [spread(prediction.uncertainty(per_bin)) for prediction in (prefit, postfit)]
+    counts = spread(np.asarray(data[: model.config.nmaindata], dtype=float)) if observed else None
+    return GofDistribution(
+        tuple(float(edge) for edge in edges), tuple(prefit.samples), per_sample(prefit.yields),
+        bands[0], per_sample(postfit.yields), bands[1], counts,
+    )  # fmt: skip
+
+
+def _covariance(
+    model: Any, data: np.ndarray, values: np.ndarray, settings: FitSettings
+) -> np.ndarray:
+    """The parameters' covariance at a minimum of -2 log L: twice the inverse of its Hessian in
+    the floating parameters (pseudo-inverse, so a flat direction adds no band), zero elsewhere."""
+    from analysis.stats import likelihood as likelihood_module
+
+    free = model_utils.free_mask(model)
+    likelihood = (
+        likelihood_module.build(model, np.asarray(data, dtype=float)[None, :])
+        if likelihood_module.supports(model)
+        else None
+    )
+    if likelihood is None:
+        minimum = minimize(model, data, settings, start=values, hesse=True)
+        return np.asarray(minimum.covariance, dtype=float)
+    hessian = likelihood.derivatives(np.asarray(values, dtype=float)[None, :])[2][0]
+    inner = np.asarray(hessian.cpu().numpy(), dtype=float)[np.ix_(free, free)]
+    covariance = np.zeros((len(values), len(values)))
+    covariance[np.ix_(free, free)] = 2.0 * np.linalg.pinv(inner, hermitian=True)
+    return covariance
 
 
 def summary(data: str, tests: Sequence[GofTest]) -> GofResults:

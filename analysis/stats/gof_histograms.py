@@ -201,11 +201,11 @@ def workspace_of(
     settings: Mapping[str, Any],
     workspace_settings: Mapping[str, Any],
     observed: bool,
-) -> dict[str, Any]:
-    """The test's pyhf workspace: samples summed, QCD from same-sign data, the analysis's
-    modifiers; the observations are the data when ``observed``, else the Asimov prediction.
-
-    Bins without any predicted event are left out (see :func:`predicted_bins`)."""
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The test's pyhf workspace (samples summed, QCD from same-sign data, the analysis's
+    modifiers; the observations are the data when ``observed``, else the Asimov prediction) and
+    which of the test's bins it holds: bins without any predicted event are left out (see
+    :func:`predicted_bins`)."""
     histogram_settings = settings_of(variables, settings, n_bins)
     merged = merge(per_sample, histogram_settings, [], blind=False)
     kept = predicted_bins(merged.histograms)
@@ -217,7 +217,7 @@ def workspace_of(
         )
     histograms = {name: _Bins(h, kept) for name, h in merged.histograms.items()}
     spec, _ = build_workspace(histograms, workspace_settings, histogram_settings, unblind=observed)
-    return spec
+    return spec, kept
 
 
 def predicted_bins(histograms: Mapping[str, hist.Hist]) -> np.ndarray:

@@ -21,7 +21,9 @@ import itertools
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.stats.chunks import chunk_items
@@ -87,14 +89,22 @@ def read_inputs(
     return samples, inputs.variable_edges(samples, variables, histograms, gof["bins"], observed)
 
 
+class TestModel(NamedTuple):
+    """One test's model and data (:class:`analysis.stats.model.Setup`), the edges of its
+    variable (a single-variable test; None for a pair) and which of its bins the model holds."""
+
+    setup: Any
+    edges: np.ndarray | None
+    kept: np.ndarray
+
+
 def build_test(
     samples: Sequence[Any],
     edges: Mapping[str, Any],
     test: Sequence[str],
     settings: Mapping[str, Any],
-) -> Any:
-    """The model and data (:class:`analysis.stats.model.Setup`) of one test: its histograms and
-    the analysis's workspace of them."""
+) -> TestModel:
+    """The model and data of one test: its histograms and the analysis's workspace of them."""
     # imported here: the workflow imports this module to count the chunks
     import pyhf
 
@@ -103,28 +113,30 @@ def build_test(
 
     histograms, observed = settings["histograms"], settings["gof"]["data"] == "observed"
     per_sample, n_bins = inputs.fill_test(samples, test, edges, histograms, settings["weights"])
-    spec = inputs.workspace_of(
+    spec, kept = inputs.workspace_of(
         per_sample, test, n_bins, histograms, settings["workspace"], observed
     )
-    return model_utils.build(
+    setup = model_utils.build(
         pyhf.Workspace(spec), model_utils.model_settings(settings["inference"])
     )
+    return TestModel(setup, np.asarray(edges[test[0]]) if len(test) == 1 else None, kept)
 
 
 def evaluate_test(
-    setup: Any,
+    built: TestModel,
     test: Sequence[str],
     settings: Mapping[str, Any],
     batch: int | None = None,
     profile: bool = True,
 ) -> GofTest:
     """The saturated test of one test's model with its toys (``batch``: toys fitted together,
-    ``profile``: staterror parameters profiled, see :func:`analysis.stats.gof.fit_toys`)."""
+    ``profile``: staterror parameters profiled, see :func:`analysis.stats.gof.fit_toys`), and
+    for a single variable its pre- and post-fit histogram."""
     from analysis.stats import gof_histograms as inputs
-    from analysis.stats.gof import entry_of, pseudo_data, saturated_test, seed_of
+    from analysis.stats.gof import distribution_of, entry_of, pseudo_data, saturated_test, seed_of
     from analysis.stats.minimizer import fit_settings
 
-    gof = settings["gof"]
+    setup, gof = built.setup, settings["gof"]
     seed = seed_of(gof["seed"], test)
     data = pseudo_data(setup.model, seed) if gof["data"] == "pseudo" else setup.data
     minimizer = fit_settings(settings["inference"])
@@ -135,7 +147,13 @@ def evaluate_test(
         inputs.channel_name(test), n_bins, sampled.chi2, sampled.ndof, sampled.p_value,
         sampled.p_value_asymptotic, sampled.fallbacks,
     )  # fmt: skip
-    return entry_of(test, n_bins, sampled, gof["toys"], seed)
+    distribution = None
+    if built.edges is not None:
+        distribution = distribution_of(
+            setup.model, data, sampled.bestfit, built.edges, built.kept,
+            gof["data"] == "observed", minimizer,
+        )  # fmt: skip
+    return entry_of(test, n_bins, sampled, gof["toys"], seed, distribution)
 
 
 def gather(chunks: Sequence[GofChunk], sources: Sequence[str]) -> GofResults:

@@ -143,10 +143,28 @@ class Limit(NamedTuple):
         return self[1:]
 
 
+class GofDistribution(NamedTuple):
+    """A single-variable test's histogram before and after its fit (``gof.json``), what its
+    pre-/post-fit figures draw: the variable's bin edges, each sample's yield per bin (pre-fit:
+    every parameter at its initial value; post-fit: at the test's best fit), the uncertainty of
+    each bin's total (pre-fit: the constraints' widths; post-fit: the fit's covariance), and the
+    fitted counts (None unless ``gof.data`` is ``observed``). Bins without any prediction, left
+    out of the fit, have zero yields here."""
+
+    edges: tuple[float, ...]
+    samples: tuple[str, ...]
+    prefit: tuple[tuple[float, ...], ...]
+    prefit_band: tuple[float, ...]
+    postfit: tuple[tuple[float, ...], ...]
+    postfit_band: tuple[float, ...]
+    data: tuple[float, ...] | None
+
+
 class GofTest(NamedTuple):
     """One saturated goodness-of-fit test of input variables (``gof.json``): one variable (1D)
-    or a pair on the product binning (2D), its statistic, and its p-values from toys and from the
-    asymptotic chi2 distribution (None without degrees of freedom)."""
+    or a pair on the product binning (2D), its statistic, its p-values from toys and from the
+    asymptotic chi2 distribution (None without degrees of freedom), and for a single variable
+    its pre- and post-fit histogram."""
 
     variables: tuple[str, ...]
     bins: int
@@ -157,6 +175,7 @@ class GofTest(NamedTuple):
     toys: int
     fallbacks: int
     seed: int
+    distribution: GofDistribution | None = None
 
 
 # --- files ---------------------------------------------------------------------------------------

@@ -7,13 +7,21 @@ import json
 import numpy as np
 
 from analysis.plots import gof as plot_gof
-from analysis.stats.results import GofResults, GofTest
+from analysis.stats.results import GofDistribution, GofResults, GofTest
 from tests.plots.inputs import SETTINGS, png_ok
+
+#: Variable a's test histogram: two samples in three bins, the fitted data observed.
+DISTRIBUTION = GofDistribution(
+    (0.0, 1.0, 2.5, 4.0), ("ZTT", "TT"),
+    ((50.0, 30.0, 10.0), (5.0, 8.0, 2.0)), (6.0, 4.0, 1.5),
+    ((52.0, 31.0, 11.0), (5.5, 8.2, 2.1)), (3.0, 2.0, 1.0),
+    (60.0, 37.0, 15.0),
+)  # fmt: skip
 
 
 def results() -> GofResults:
     tests = [
-        GofTest(("a",), 10, 8.0, 9, 0.42, 0.5, 100, 0, 1),
+        GofTest(("a",), 10, 8.0, 9, 0.42, 0.5, 100, 0, 1, DISTRIBUTION),
         GofTest(("b",), 10, 9.0, 9, 0.03, 0.4, 100, 0, 2),
         GofTest(("a", "b"), 100, 99.0, 99, 0.77, 0.6, 100, 0, 3),
     ]
@@ -43,3 +51,20 @@ def test_gof_figures_are_written(tmp_path):
     for name in ("matrix", "histogram"):
         png_ok(tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.pdf").is_file()
+
+
+def test_gof_distributions_are_drawn_for_single_variables(tmp_path):
+    """Pre- and post-fit figures of each single-variable test that has its histogram, none for
+    a pair, through the command line, and gof.json keeps the histogram when written and read:
+    catches a lost field, figures of pairs, or a stage missing."""
+    path = tmp_path / "gof.json"
+    results().write(path)
+    assert GofResults.read(path).tests[0].distribution == DISTRIBUTION
+    code = plot_gof.main(
+        ["--settings", json.dumps(SETTINGS), "distributions", "--input", str(path),
+         "--output-dir", str(tmp_path / "distributions")]
+    )  # fmt: skip
+    assert code in (0, None)
+    names = sorted(p.name for p in (tmp_path / "distributions").iterdir())
+    assert names == ["a_postfit.pdf", "a_postfit.png", "a_prefit.pdf", "a_prefit.png"]
+    png_ok(tmp_path / "distributions" / "a_postfit.png")

@@ -85,6 +85,7 @@ paths.plots = _layout(
     limits="fit/limits",
     gof_matrix="gof/p_values",
     gof_histogram="gof/p_value_histogram",
+    gof_distributions="gof/distributions",
 )
 
 #: One log per rule, named after the rule (a `use rule ... with` variant shares its parent's).
@@ -129,4 +130,5 @@ paths.logs = _layout(
     plot_contour="plots/contour.log",
     plot_limits="plots/limits.log",
     plot_gof="plots/gof.log",
+    plot_gof_distributions="plots/gof_distributions.log",
 )

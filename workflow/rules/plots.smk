@@ -326,6 +326,30 @@ rule plot_gof:
         "python -m analysis.plots.gof --settings {params.settings:q} p-values --input {input:q} "
         "--matrix {params.matrix:q} --histogram {params.histogram:q} 2> {log:q}"
 
+rule plot_gof_distributions:
+    """Each input variable's goodness-of-fit histogram, pre- and post-fit."""
+    input:
+        paths.gof,
+    output:
+        report(
+            directory(paths.plots.gof_distributions),
+            patterns=["{name}.png"],
+            caption="../report/gof_distributions.rst",
+            category="5. Goodness of fit",
+            subcategory="Distributions",
+        ),
+    params:
+        settings=plot_settings(),
+    threads: 2
+    log:
+        paths.logs.plot_gof_distributions,
+    conda:
+        "../../envs/plots.yaml"
+    shell:
+        "python -m analysis.plots.gof --settings {params.settings:q} distributions "
+        "--input {input:q} --output-dir {output:q} --workers {threads} 2> {log:q}"
+
+
 rule plots_fit:
     """Figures of the statistical model and fits (no templates for an external workspace)."""
     input:
@@ -352,3 +376,4 @@ rule gof:
     input:
         rules.gof_gather.output,
         rules.plot_gof.output,
+        rules.plot_gof_distributions.output,
