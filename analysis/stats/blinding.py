@@ -64,17 +64,30 @@ def fit_asimov(config: Mapping[str, Any]) -> bool:
 def gof_data(config: Mapping[str, Any]) -> str:
     """What the input-variable goodness-of-fit tests fit, from a validated config: ``observed``,
     ``asimov`` or ``pseudo`` (pseudo-data drawn from the pre-fit model). ``gof.data`` null
-    follows ``unblind``: Asimov data while blinded.
+    follows ``unblind``: Asimov data while blinded. While blinded, the observed data may be
+    tested in a control region (``gof.region``); the tests then stop on any bin whose expected
+    signal-to-background ratio exceeds ``histograms.blind_threshold``
+    (:func:`analysis.stats.gof_histograms.workspace_of`).
 
     Raises:
-        AnalysisError: ``gof.data: observed`` while ``unblind: false``.
+        AnalysisError: ``gof.region`` not a control region, or ``gof.data: observed`` in the
+            signal region while ``unblind: false``.
     """
+    region = config["gof"].get("region")
+    control = config["histograms"].get("control_regions") or {}
+    if region is not None and region not in control:
+        known = ", ".join(sorted(control)) or "none configured"
+        raise AnalysisError(
+            f"config: gof.region: {region!r} is not in histograms.control_regions ({known}); "
+            "name one of them, or null for the signal region"
+        )
     data = config["gof"]["data"]
     if data is None:
         return "observed" if config["unblind"] else "asimov"
-    if data == "observed" and not config["unblind"]:
+    if data == "observed" and not config["unblind"] and region is None:
         raise AnalysisError(
-            "config: gof.data: observed tests the data but the analysis is blinded "
-            "(unblind: false); set unblind: true, or use gof.data: pseudo (or null: Asimov)"
+            "config: gof.data: observed tests the data of the signal region but the analysis is "
+            "blinded (unblind: false); set gof.region to a control region, set unblind: true, "
+            "or use gof.data: pseudo (or null: Asimov)"
         )
     return str(data)

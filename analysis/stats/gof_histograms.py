@@ -1,13 +1,15 @@
 """Histograms and workspaces of the input-variable goodness-of-fit tests (config ``gof``).
 
-A test histograms one input variable (1D) or a pair of them (2D, the product of the two binnings)
-in the analysis's signal region (``histograms.signal_region``), each variable in ``gof.bins``
-bins equally populated in the data (in the nominal simulation while the test runs on Asimov
-data, so that a blinded analysis never looks at its data). The histograms are filled, merged
-and turned into a workspace exactly as the analysis's: every sample and variation, QCD from
-same-sign data (:func:`analysis.stats.histograms.merge`), the same modifiers and normalisations
-(:func:`analysis.stats.workspace.build_workspace`). The observable of a test's channel is the
-bin index of its events (a derived column), so one filling path serves 1D and 2D tests.
+A test histograms one input variable (1D) or a pair of them (2D, the product of the two
+binnings) in the analysis's signal region (``histograms.signal_region``; ``gof.region`` may name
+a control region instead, see :func:`analysis.stats.input_gof.region_histograms`), each variable
+in ``gof.bins`` bins equally populated in the data (in the nominal simulation while the test
+runs on Asimov data, so that a blinded analysis never looks at its data). The histograms are
+filled, merged and turned into a workspace exactly as the analysis's: every sample and
+variation, QCD from same-sign data (:func:`analysis.stats.histograms.merge`), the same modifiers
+and normalisations (:func:`analysis.stats.workspace.build_workspace`). The observable of a
+test's channel is the bin index of its events (a derived column), so one filling path serves 1D
+and 2D tests.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import hist
 import numpy as np
 
 from analysis.core.config import NOMINAL, is_simulation
+from analysis.core.errors import AnalysisError
 from analysis.core.io import read_with_friends
 from analysis.stats.channels import Channel, passes, same_sign, selection_columns
 from analysis.stats.histograms import (
     DATA,
+    blinded_bins,
     fill_columns,
     merge,
     named_histograms,
@@ -201,13 +205,29 @@ def workspace_of(
     settings: Mapping[str, Any],
     workspace_settings: Mapping[str, Any],
     observed: bool,
+    blind_threshold: float | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The test's pyhf workspace (samples summed, QCD from same-sign data, the analysis's
     modifiers; the observations are the data when ``observed``, else the Asimov prediction) and
     which of the test's bins it holds: bins without any predicted event are left out (see
-    :func:`predicted_bins`)."""
+    :func:`predicted_bins`).
+
+    Raises:
+        AnalysisError: a bin's expected signal-to-background ratio exceeds ``blind_threshold``
+            (given while the analysis is blinded and the data are tested).
+    """
     histogram_settings = settings_of(variables, settings, n_bins)
     merged = merge(per_sample, histogram_settings, [], blind=False)
+    if blind_threshold is not None:
+        name = channel_name(variables)
+        sensitive = blinded_bins(merged.histograms, name, settings["signals"], blind_threshold)
+        if np.any(sensitive):
+            raise AnalysisError(
+                f"gof test {name}: {np.count_nonzero(sensitive)} of its {len(sensitive)} bins "
+                f"expect signal/background above histograms.blind_threshold ({blind_threshold}) "
+                "and the analysis is blinded (unblind: false); choose a gof.region without "
+                "signal, or gof.data: pseudo"
+            )
     kept = predicted_bins(merged.histograms)
     data = merged.histograms.get(f"{channel_name(variables)}/{DATA}/{NOMINAL}")
     lost = 0.0 if data is None or not observed else float(data.values()[~kept].sum())

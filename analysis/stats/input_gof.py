@@ -81,12 +81,22 @@ def read_inputs(
     """
     from analysis.stats import gof_histograms as inputs
 
-    gof, histograms = settings["gof"], settings["histograms"]
+    gof, histograms = settings["gof"], region_histograms(settings)
     if gof["data"] not in DATA_MODES:
         raise AnalysisError(f"gof.data: {gof['data']!r} is not one of {', '.join(DATA_MODES)}")
     samples = inputs.read_samples(manifest, variables, histograms, settings["weights"])
     observed = gof["data"] == "observed"
     return samples, inputs.variable_edges(samples, variables, histograms, gof["bins"], observed)
+
+
+def region_histograms(settings: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``histograms`` section with the tests' region as its signal region: ``gof.region``
+    null tests the signal region, the name of a control region its selection (the tests bin the
+    variables themselves; the region's observable and edges are the analysis's)."""
+    histograms, region = settings["histograms"], settings["gof"].get("region")
+    if region is None:
+        return histograms
+    return {**histograms, "signal_region": histograms["control_regions"][region]["selection"]}
 
 
 class TestModel(NamedTuple):
@@ -111,14 +121,17 @@ def build_test(
     from analysis.stats import gof_histograms as inputs
     from analysis.stats import model as model_utils
 
-    histograms, observed = settings["histograms"], settings["gof"]["data"] == "observed"
+    gof, histograms = settings["gof"], region_histograms(settings)
+    observed = gof["data"] == "observed"
     per_sample, n_bins = inputs.fill_test(samples, test, edges, histograms, settings["weights"])
+    # blinded, the data of a control region are tested only where no signal hides (blinding.py)
+    guard = histograms["blind_threshold"] if observed and gof.get("blinded", False) else None
     spec, kept = inputs.workspace_of(
-        per_sample, test, n_bins, histograms, settings["workspace"], observed
+        per_sample, test, n_bins, histograms, settings["workspace"], observed, guard
     )
-    setup = model_utils.build(
-        pyhf.Workspace(spec), model_utils.model_settings(settings["inference"])
-    )
+    # a control region may hold no signal: its test fits no signal strength
+    parsed = model_utils.model_settings(settings["inference"])._replace(require_pois=False)
+    setup = model_utils.build(pyhf.Workspace(spec), parsed)
     return TestModel(setup, np.asarray(edges[test[0]]) if len(test) == 1 else None, kept)
 
 

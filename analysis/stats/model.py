@@ -35,6 +35,9 @@ class ModelSettings(NamedTuple):
     patch: str | None = None
     patch_name: str | None = None
     interpolation: Mapping[str, str] = {"normsys": "code4", "histosys": "code4p"}
+    #: False: POIs the workspace lacks are left out (a goodness-of-fit test of a region without
+    #: signal fits no signal strength); True: a missing POI is an error
+    require_pois: bool = True
 
 
 class Setup(NamedTuple):
@@ -175,6 +178,8 @@ def build(workspace: pyhf.Workspace, settings: ModelSettings, source: str = "wor
     model = workspace.model(
         measurement_name=measurement, modifier_settings=modifier_settings, poi_name=None
     )
+    if not settings.require_pois:
+        pois = tuple(poi for poi in pois if poi in model.config.parameters)
     for poi in pois:
         if poi not in model.config.parameters:
             raise AnalysisError(
@@ -185,7 +190,8 @@ def build(workspace: pyhf.Workspace, settings: ModelSettings, source: str = "wor
             raise AnalysisError(
                 f"{source}: {poi!r} has several bins and cannot be a POI (inference.pois)"
             )
-    model.config.set_poi(pois[0])
+    if pois:
+        model.config.set_poi(pois[0])
     if settings.asimov:
         data = asimov_data(model)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analysis.core.errors import AnalysisError
-from analysis.stats.blinding import check_renamed_keys, fit_asimov
+from analysis.stats.blinding import check_renamed_keys, fit_asimov, gof_data
 
 
 def config(unblind: bool, asimov: bool | None, external: str | None = None) -> dict:
@@ -44,3 +44,27 @@ def test_the_replaced_key_is_named():
     check_renamed_keys({"histograms": {"blind_threshold": 0.1}, "unblind": False})
     with pytest.raises(AnalysisError, match="histograms.blind was replaced by .* unblind"):
         check_renamed_keys({"histograms": {"blind": False}})
+
+
+def gof_config(unblind: bool, data: str | None, region: str | None) -> dict:
+    return {
+        "unblind": unblind,
+        "gof": {"data": data, "region": region},
+        "histograms": {"control_regions": {"wjets_highmt": {}}},
+    }
+
+
+def test_gof_tests_data_while_blinded_only_in_a_control_region():
+    """Blinded, the observed data may be tested in a control region (gof.region), not in the
+    signal region; null data stay Asimov; an unknown region is one line naming the known ones:
+    catches a control region refused, the signal region let through, or a typo silently testing
+    the signal region."""
+    assert gof_data(gof_config(False, "observed", "wjets_highmt")) == "observed"
+    assert gof_data(gof_config(False, None, "wjets_highmt")) == "asimov"
+    assert gof_data(gof_config(True, None, None)) == "observed"
+    with pytest.raises(AnalysisError, match="gof.data: observed .* set gof.region"):
+        gof_data(gof_config(False, "observed", None))
+    with pytest.raises(AnalysisError) as error:
+        gof_data(gof_config(True, None, "wjets_high"))
+    message = str(error.value)
+    assert "\n" not in message and "'wjets_high'" in message and "wjets_highmt" in message

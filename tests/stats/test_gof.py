@@ -493,3 +493,50 @@ def test_distribution_of_a_test_holds_its_pre_and_post_fit_yields():
     assert np.allclose(np.asarray(shown.postfit_band)[kept], band, rtol=0.02)
     assert shown.postfit_band[1] == 0.0
     assert gof.distribution_of(model, data, best, edges, kept, False, SETTINGS).data is None
+
+
+def region_samples(signal_in_control: bool) -> list[gof_histograms.SampleColumns]:
+    """:func:`synthetic_samples` with every other background and data event moved to high mT
+    (the control region wjets_highmt), and the signal there too when ``signal_in_control``."""
+    moved = []
+    for sample in synthetic_samples(0.0):
+        columns = {}
+        for variation, values in sample.columns.items():
+            n = len(values["weight"])
+            high = np.arange(n) % 2 == 1
+            if sample.name == "ggH":
+                high = np.full(n, signal_in_control)
+            columns[variation] = {**values, "mt_1": np.where(high, 100.0, 10.0)}
+        moved.append(sample._replace(columns=columns))
+    return moved
+
+
+def test_a_control_region_is_tested_and_blinded_signal_stops_it(default_config):
+    """``gof.region`` tests the events of a control region (the data counts are those with high
+    mT); while blinded, observed data are tested only when no bin expects signal above
+    ``histograms.blind_threshold``, one line naming the test otherwise, and unblinded the same
+    test runs: catches the signal region tested instead, or signal-rich blinded data fitted."""
+    histograms = {**default_config["histograms"], "signals": ["ggH"],
+                  "qcd": {**default_config["histograms"]["qcd"], "from_data": False}}  # fmt: skip
+    gof_settings = {"region": "wjets_highmt", "data": "observed", "blinded": True, "bins": 5}
+    settings = {"gof": gof_settings, "histograms": histograms,
+                "workspace": default_config["workspace"],
+                "weights": {"variations": {}, "tau_id_sf": None},
+                "inference": default_config["inference"]}  # fmt: skip
+    region = input_gof.region_histograms(settings)
+    assert region["signal_region"] == histograms["control_regions"]["wjets_highmt"]["selection"]
+
+    def built(samples, blinded=True):
+        edges = gof_histograms.variable_edges(samples, ["x"], region, 5, observed=True)
+        chosen = {**settings, "gof": {**gof_settings, "blinded": blinded}}
+        return input_gof.build_test(samples, edges, ("x",), chosen)
+
+    samples = region_samples(signal_in_control=False)
+    test = built(samples)
+    data_events = len(samples[-1].columns["nominal"]["weight"])
+    observed = np.asarray(test.setup.data[: test.setup.model.config.nmaindata])
+    assert observed.sum() == data_events // 2
+    assert "ggH" not in test.setup.model.config.samples  # no signal in the control region
+    with pytest.raises(AnalysisError, match="gof test x: .* histograms.blind_threshold"):
+        built(region_samples(signal_in_control=True))
+    assert built(region_samples(signal_in_control=True), blinded=False).setup.model is not None

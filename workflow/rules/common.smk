@@ -604,11 +604,13 @@ def scan_plots(wildcards):
 
 # --- stats.smk: goodness of fit of the input variables (not part of `all`) ----------------------
 
-#: the gof section, its variables (null: the training features) and data resolved
+#: the gof section, its variables (null: the training features) and data resolved; blinded,
+#: observed data of a control region are tested only where no signal hides
 GOF = {
     **config["gof"],
     "variables": config["gof"]["variables"] or config["train"]["features"],
     "data": gof_data(config),
+    "blinded": not config["unblind"],
 }
 
 
