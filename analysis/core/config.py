@@ -54,8 +54,20 @@ def validate(document: Any, schema_path: str | os.PathLike[str], source: str) ->
 
 def shape_variations(variations: Mapping[str, Any]) -> list[str]:
     """Names of the skims the preselection writes for a nominal MC sample, nominal first: the
-    built-in shifts, then ``jer`` and one ``jes_<source>`` per official-format JES source."""
+    built-in shifts (``tau_es`` also from a TAU POG file, ``variations.tau_es_correction``), then
+    ``jer`` and one ``jes_<source>`` per official-format JES source.
+
+    Raises:
+        AnalysisError: ``tau_es`` given both ways.
+    """
+    if variations["tau_es"] and variations.get("tau_es_correction"):
+        raise AnalysisError(
+            "config: variations.tau_es and variations.tau_es_correction are both set; the TAU "
+            "POG file gives the tau_h energy scale and its uncertainty: set tau_es: null"
+        )
     enabled = [source for source, key in SHAPE_SOURCES.items() if variations[key]]
+    if variations.get("tau_es_correction"):
+        enabled.insert(0, "tau_es")
     if variations.get("jer"):
         enabled.append("jer")
     jes = variations.get("jes_sources")
@@ -99,7 +111,8 @@ def correction_files(config: Mapping[str, Any]) -> dict[str, str | None]:
     """Every official-format correction file the config names, by config key (``None``: unset).
 
     The keys: ``weights.corrections.<name>`` (and ``.efficiency`` of ``btag``),
-    ``variations.jer``, ``variations.jes_sources`` and ``selection.jet.id_correction``.
+    ``variations.tau_es_correction``, ``variations.jer``, ``variations.jes_sources`` and
+    ``selection.jet.id_correction``.
     """
     specs = {
         f"weights.corrections.{name}": spec
@@ -108,6 +121,7 @@ def correction_files(config: Mapping[str, Any]) -> dict[str, str | None]:
     btag = specs.get("weights.corrections.btag")
     if btag:
         specs["weights.corrections.btag.efficiency"] = btag["efficiency"]
+    specs["variations.tau_es_correction"] = config["variations"].get("tau_es_correction")
     specs["variations.jer"] = config["variations"].get("jer")
     specs["variations.jes_sources"] = config["variations"].get("jes_sources")
     specs["selection.jet.id_correction"] = config["selection"]["jet"].get("id_correction")

@@ -13,7 +13,9 @@ so that tests can compute every value by hand:
   ``year``, ``abseta``, ``pt``, ``ValType`` (``sf``, ``systup``, ``systdown``);
 - tau: ``DeepTau2018v2p5VSjet`` with inputs ``pt`` (real), ``dm``, ``genmatch`` (int), ``wp``,
   ``wp_VSe``, ``syst`` (``nom``, ``up``, ``down``), ``flag`` (``dm`` or ``pt``); 1 for tau_h that
-  are not genuine (``genmatch`` != 5);
+  are not genuine (``genmatch`` != 5); and ``tau_energy_scale`` with inputs ``pt``, ``eta``
+  (real), ``dm``, ``genmatch`` (int), ``id``, ``syst`` (``nom``, ``up``, ``down``), the Run-2 UL
+  layout;
 - b tagging: ``deepJet_mujets`` / ``deepJet_incl`` with inputs ``systematic`` (``central``,
   ``up``, ``down``), ``working_point`` (``L``, ``M``, ``T``), ``flavor`` (int: 0, 4, 5),
   ``abseta``, ``pt``; and this analysis's own b-tagging efficiency map in simulation
@@ -62,6 +64,12 @@ TAU_PT_SF = [0.91, 0.92, 0.93, 0.94, 0.95]
 TAU_SYST = 0.03
 TAU_WORKING_POINTS = ["Loose", "Medium", "Tight", "VTight"]
 TAU_WORKING_POINTS_VSE = ["VVLoose", "Tight"]
+#: Tau energy scale: per decay mode for genuine tau_h (nominal, uncertainty), and for electrons
+#: faking a tau_h per decay mode in the barrel (|eta| < 1.5) and the endcaps.
+TAU_ES = {0: (0.987, 0.008), 1: (0.995, 0.007), 10: (0.988, 0.009), 11: (0.997, 0.010)}
+TAU_ES_EFAKE = {0: ((1.007, 0.008), (0.969, 0.020)), 1: ((1.029, 0.010), (1.015, 0.030))}
+TAU_ES_EFAKE_ETA_EDGES = [-2.5, -1.5, 1.5, 2.5]
+TAU_ES_ID = "DeepTau2017v2p1"
 
 #: b-tagging scale factors per flavour (|eta| < 2.5, in pT bins) and their uncertainty.
 BTAG_PT_EDGES = [20.0, 50.0, 100.0, 1000.0]
@@ -211,6 +219,36 @@ def tau_correction(name: str = "DeepTau2018v2p5VSjet") -> cs.Correction:
          ("wp_VSe", "string"), ("syst", "string"), ("flag", "string")],
         "sf",
         _category("genmatch", {5: genuine}, default=1.0),
+    )  # fmt: skip
+
+
+def tau_energy_scale_correction(name: str = "tau_energy_scale") -> cs.Correction:
+    """The TAU POG Run-2 UL energy-scale layout: genmatch (5: genuine tau_h; 1, 3: electrons,
+    barrel and endcaps in eta) -> id -> dm -> syst; 1 for tau_h from jets and muons (here) and
+    for decay modes without a measurement."""
+
+    def by_syst(value: float, uncertainty: float) -> cs.Category:
+        return _category(
+            "syst", {"nom": value, "up": value + uncertainty, "down": value - uncertainty}
+        )
+
+    genuine = _category("dm", {dm: by_syst(*es) for dm, es in TAU_ES.items()}, default=1.0)
+    electrons = _category(
+        "dm",
+        {dm: _binning("eta", TAU_ES_EFAKE_ETA_EDGES,
+                      [by_syst(*endcap), by_syst(*barrel), by_syst(*endcap)])
+         for dm, (barrel, endcap) in TAU_ES_EFAKE.items()},
+        default=1.0,
+    )  # fmt: skip
+    return _correction(
+        name,
+        "Tau energy scale by generator match (toy values)",
+        [("pt", "real"), ("eta", "real"), ("dm", "int"), ("genmatch", "int"), ("id", "string"),
+         ("syst", "string")],
+        "tes",
+        _category("genmatch", {5: _category("id", {TAU_ES_ID: genuine}),
+                               1: _category("id", {TAU_ES_ID: electrons}),
+                               3: _category("id", {TAU_ES_ID: electrons})}, default=1.0),
     )  # fmt: skip
 
 
@@ -405,7 +443,7 @@ def write_all(directory: str | os.PathLike[str], true_interactions: np.ndarray) 
     write_set(files["muon"], [muon_correction(UL18["muon_id"], 0.99),
                               muon_correction(UL18["muon_iso"], 1.00),
                               muon_correction(UL18["muon_trigger"], 0.97)])  # fmt: skip
-    write_set(files["tau"], [tau_correction()])
+    write_set(files["tau"], [tau_correction(), tau_energy_scale_correction()])
     write_set(files["btag"], [btag_correction("deepJet_mujets", [4, 5]),
                               btag_correction("deepJet_incl", [0])])  # fmt: skip
     write_set(files["btag_efficiency"], [btag_efficiency_correction()])

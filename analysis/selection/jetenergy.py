@@ -28,7 +28,13 @@ from analysis.core.errors import AnalysisError
 from analysis.core.variations import Variation
 from analysis.selection.corrections import SchemaCorrection
 from analysis.selection.nanoaod import column
-from analysis.selection.shifts import MET_PROPAGATION_JET_PT, propagate_to_met, scaled
+from analysis.selection.shifts import (
+    MET_PROPAGATION_JET_PT,
+    as_numpy,
+    propagate_to_met,
+    relative_factor,
+    scaled,
+)
 
 #: Inputs the JME corrections are given, per jet.
 JET_QUANTITIES = ("JetEta", "JetPt", "Rho")
@@ -87,9 +93,9 @@ class JetEnergy:
         counts = ak.num(jets)
         flat = ak.flatten(jets)
         quantities = {
-            "JetEta": _np(flat.eta),
-            "JetPt": _np(flat.pt),
-            "Rho": np.repeat(_np(column(events, self.rho)), _np(counts)),
+            "JetEta": as_numpy(flat.eta),
+            "JetPt": as_numpy(flat.pt),
+            "Rho": np.repeat(as_numpy(column(events, self.rho)), as_numpy(counts)),
         }
         sigma = self.resolution.evaluate(quantities)
         gen_pt = _matched_gen_pt(events, jets, sigma, counts)
@@ -105,7 +111,7 @@ class JetEnergy:
             nominal, jets[propagated], ak.unflatten(factors["nominal"], counts)[propagated]
         )
         out["jer_factor"] = {
-            direction: ak.unflatten(_ratio(factors[direction], factors["nominal"]), counts)
+            direction: ak.unflatten(relative_factor(factors[direction], factors["nominal"]), counts)
             for direction in ("up", "down")
         }
         return out
@@ -121,7 +127,7 @@ class JetEnergy:
             if correction is None:
                 raise ValueError(f"unknown variation {variation.name}")
             flat = ak.flatten(jets)
-            delta = correction.evaluate({"JetEta": _np(flat.eta), "JetPt": _np(flat.pt)})
+            delta = correction.evaluate({"JetEta": as_numpy(flat.eta), "JetPt": as_numpy(flat.pt)})
             sign = 1.0 if variation.direction == "up" else -1.0
             factor = ak.unflatten(1.0 + sign * delta, ak.num(jets))
         propagated = jets.pt > MET_PROPAGATION_JET_PT
@@ -148,9 +154,9 @@ def _matched_gen_pt(
     valid = (index >= 0) & (index < ak.num(genjets))
     gen = genjets[ak.mask(index, valid)]
     close = ak.fill_none(jets.delta_r(gen) < MATCH_DR, False)
-    pt = _np(ak.flatten(jets.pt)).astype(np.float64)
-    gen_pt = _np(ak.flatten(ak.fill_none(gen.pt, -1.0))).astype(np.float64)
-    matched = _np(ak.flatten(close)) & (np.abs(pt - gen_pt) < MATCH_SIGMAS * sigma * pt)
+    pt = as_numpy(ak.flatten(jets.pt)).astype(np.float64)
+    gen_pt = as_numpy(ak.flatten(ak.fill_none(gen.pt, -1.0))).astype(np.float64)
+    matched = as_numpy(ak.flatten(close)) & (np.abs(pt - gen_pt) < MATCH_SIGMAS * sigma * pt)
     return np.where(matched & (gen_pt >= 0), gen_pt, -1.0)
 
 
@@ -164,8 +170,8 @@ def _splitmix64(values: np.ndarray) -> np.ndarray:
 
 def jet_normals(keys: Mapping[str, ak.Array], counts: ak.Array) -> np.ndarray:
     """One standard normal number per jet from (run, lumi, event, jet index) alone."""
-    counts = _np(counts)
-    repeat = {name: np.repeat(_np(keys[name]).astype(np.uint64), counts) for name in keys}
+    counts = as_numpy(counts)
+    repeat = {name: np.repeat(as_numpy(keys[name]).astype(np.uint64), counts) for name in keys}
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     index = (np.arange(counts.sum()) - starts).astype(np.uint64)
     with np.errstate(over="ignore"):
@@ -193,7 +199,7 @@ def with_jet_id(jets: ak.Array, correction: SchemaCorrection) -> ak.Array:
     """The jets with a boolean ``passJetId`` field from the correctionlib jet ID."""
     flat = ak.flatten(jets)
     try:
-        quantities = {name: _np(flat[name]) for name in JET_ID_FIELDS}
+        quantities = {name: as_numpy(flat[name]) for name in JET_ID_FIELDS}
     except Exception as err:  # awkward raises FieldNotFoundError (not exported) for a field
         raise AnalysisError(
             f"jet ID correction: the jets lack a field ({err}); selection.jet.id_correction needs "
@@ -202,12 +208,3 @@ def with_jet_id(jets: ak.Array, correction: SchemaCorrection) -> ak.Array:
     quantities["multiplicity"] = quantities["chMultiplicity"] + quantities["neMultiplicity"]
     passed = correction.evaluate(quantities) > 0.5
     return ak.with_field(jets, ak.unflatten(passed, ak.num(jets)), "passJetId")
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 1 where the denominator is 0 (a jet smeared to pT 0 stays 0)."""
-    return np.divide(numerator, denominator, out=np.ones_like(numerator), where=denominator > 0)
-
-
-def _np(values: Any) -> np.ndarray:
-    return np.asarray(ak.to_numpy(values))

@@ -28,6 +28,7 @@ from analysis.selection.jetenergy import JetEnergy, jet_id_correction, with_jet_
 from analysis.selection.objects import WeightInputs, chunk_objects
 from analysis.selection.rows import skim_rows
 from analysis.selection.shifts import shifted
+from analysis.selection.tauenergy import TauEnergy
 from analysis.selection.workingpoints import tau_id_cuts
 
 #: Per-event entries of the objects that the skim rows read besides the selected candidates
@@ -64,6 +65,7 @@ class SkimProcessor(processor.ProcessorABC):
         self.jet_energy = JetEnergy(
             settings["variations"], settings["branches"], is_simulation(sample)
         )
+        self.tau_energy = TauEnergy(settings["variations"], is_simulation(sample))
         self.jet_id = jet_id_correction(self.cuts["jet"])
         self.steps = cut_steps(self.cuts)
         self.tau_ids = tau_id_cuts(self.branches, self.cuts["tau"])
@@ -88,6 +90,7 @@ class SkimProcessor(processor.ProcessorABC):
         if self.jet_id is not None:
             nominal["jets"] = with_jet_id(nominal["jets"], self.jet_id)
         nominal = self.jet_energy.smeared(events, nominal)
+        nominal = self.tau_energy.corrected(nominal)
         nominal["filters"] = event_filters(
             events, self.steps, self.lumi_mask, self.cuts["met_filters"]
         )
@@ -98,7 +101,7 @@ class SkimProcessor(processor.ProcessorABC):
         }
         for variation in self.variations:
             rows, output["cutflow"][variation] = self._select(
-                shifted(nominal, variation, self.uncertainties, self.jet_energy)
+                shifted(nominal, variation, self.uncertainties, self.jet_energy, self.tau_energy)
             )
             np.savez(os.path.join(self.scratch, variation, chunk), **rows)
         chunk_done(len(events))

@@ -28,15 +28,19 @@ def shifted(
     name: str,
     uncertainties: Mapping[str, Any],
     jet_energy: Any = None,
+    tau_energy: Any = None,
 ) -> Mapping[str, Any]:
     """The objects of variation ``name`` (``nominal`` itself for the nominal).
 
     ``jet_energy`` (an :class:`analysis.selection.jetenergy.JetEnergy`) shifts the ``jer`` and
-    ``jes_<source>`` variations of the official-format JME corrections.
+    ``jes_<source>`` variations of the official-format JME corrections, ``tau_energy`` (an
+    :class:`analysis.selection.tauenergy.TauEnergy`) the ``tau_es`` variation of a TAU POG file.
     """
     variation = Variation.parse(name)
     if variation.is_nominal and variation.source == NOMINAL:
         return nominal
+    if "tau_es_factor" in nominal and variation.source == "tau_es" and variation.direction:
+        return {**nominal, **tau_energy.shift(nominal, variation)}
     if (
         jet_energy is not None
         and variation.direction
@@ -108,3 +112,14 @@ def propagate_to_met(
     dx = ak.sum(delta_pt * np.cos(objects.phi), axis=1)
     dy = ak.sum(delta_pt * np.sin(objects.phi), axis=1)
     return nominal["met_x"] - dx, nominal["met_y"] - dy
+
+
+def relative_factor(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 1 where the denominator is 0 (an object scaled to pT 0 stays
+    0): a variation's factor relative to the nominal one."""
+    return np.divide(numerator, denominator, out=np.ones_like(numerator), where=denominator > 0)
+
+
+def as_numpy(values: Any) -> np.ndarray:
+    """A flat awkward array as numpy (what correctionlib evaluates)."""
+    return np.asarray(ak.to_numpy(values))

@@ -80,7 +80,7 @@ def test_era_files_validate_and_name_their_missing_correction_files(default_conf
     )
     validate(config, REPO / "workflow" / "schemas" / "config.schema.yaml", era)
     check_weights(config["weights"])
-    assert "jer_up" in shape_variations(config["variations"])
+    assert {"jer_up", "tau_es_up"} <= set(shape_variations(config["variations"]))
     with pytest.raises(AnalysisError, match=r"key 'weights\.corrections\.[a-z_.]+\.file'") as err:
         check_correction_files(config)
     assert "\n" not in str(err.value)
