@@ -93,16 +93,35 @@ def _channel(name: str, settings: Mapping[str, Any]) -> Channel:
 
 def quantile_edges(values: np.ndarray, weights: np.ndarray, bins: int) -> np.ndarray:
     """Edges of at most ``bins`` bins holding equal (weighted) yields; repeated quantiles (a
-    discrete variable) merge their bins. The outer edges are the extreme values."""
+    discrete variable) merge their bins. A single value holding at least one bin's share (a
+    discrete value, or the default of a variable undefined for some events, such as the second
+    jet's pT in events with fewer jets) gets a bin of its own and the other values share the
+    remaining bins, so that a test is not left with one bin. The outer edges are the extreme
+    values."""
     values, weights = np.asarray(values, dtype=float), np.abs(np.asarray(weights, dtype=float))
     if len(values) == 0 or weights.sum() <= 0:
         return np.array([0.0, 1.0])
+    distinct, where = np.unique(values, return_inverse=True)
+    share = np.bincount(where, weights=weights) / weights.sum()
+    spikes = distinct[share >= 1.0 / bins]
+    rest = ~np.isin(values, spikes)
+    edges = [values.min(), values.max()]
+    for spike in spikes:  # the bin [spike, next value)
+        above = distinct[distinct > spike]
+        edges += [spike, above[0] if len(above) else spike + 1.0]
+    if np.any(rest) and weights[rest].sum() > 0 and bins > len(spikes):
+        edges += _quantiles(values[rest], weights[rest], bins - len(spikes)).tolist()
+    edges = np.unique(edges)
+    return edges if len(edges) > 1 else np.array([edges[0], edges[0] + 1.0])
+
+
+def _quantiles(values: np.ndarray, weights: np.ndarray, bins: int) -> np.ndarray:
+    """The edges of ``bins`` equally populated bins, the extreme values included."""
     order = np.argsort(values, kind="stable")
     # each event counted at its middle, so that equal weights split exactly between events
     cumulative = (np.cumsum(weights[order]) - 0.5 * weights[order]) / weights.sum()
     inner = np.interp(np.arange(1, bins) / bins, cumulative, values[order])
-    edges = np.unique(np.r_[values.min(), inner, values.max()])
-    return edges if len(edges) > 1 else np.array([edges[0], edges[0] + 1.0])
+    return np.r_[values.min(), inner, values.max()]
 
 
 def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -213,8 +213,9 @@ def test_tests_chunks_and_summary(tmp_path):
 
 
 def test_equally_populated_bins_and_bin_index():
-    """Quantile edges give equal yields, merge for a discrete variable, and values beyond the
-    ends fall into the outer bins: catches unweighted quantiles and events lost at the edges."""
+    """Quantile edges give equal yields, merge for a discrete variable, give a value holding
+    most events a bin of its own, and values beyond the ends fall into the outer bins: catches
+    unweighted quantiles, events lost at the edges, or a test left with one bin."""
     values = np.arange(100, dtype=float)
     edges = gof_histograms.quantile_edges(values, np.ones(100), 4)
     counts = np.bincount(gof_histograms.bin_index(values, edges), minlength=4)
@@ -223,6 +224,11 @@ def test_equally_populated_bins_and_bin_index():
     assert weighted[1] == pytest.approx(33.0, abs=1.0)
     assert len(gof_histograms.quantile_edges(np.repeat([0.0, 1.0, 2.0], 10), np.ones(30), 10)) <= 4
     assert gof_histograms.bin_index(np.array([-5.0, 1e9]), edges).tolist() == [0, 3]
+    # a default value of most events (no second jet) gets its own bin, the rest share the others
+    defaulted = np.r_[np.full(950, -10.0), np.linspace(30.0, 300.0, 90)]
+    edges = gof_histograms.quantile_edges(defaulted, np.ones(len(defaulted)), 10)
+    counts = np.bincount(gof_histograms.bin_index(defaulted, edges))
+    assert counts.tolist() == [950] + [10] * 9
 
 
 def synthetic_samples(shift: float, seed: int = 5) -> list[gof_histograms.SampleColumns]:
