@@ -107,6 +107,11 @@ def check_weights(weights: Mapping[str, Any]) -> None:
             )
 
 
+#: A correction file the workflow measures itself (``weights.corrections.btag.efficiency.file``:
+#: the b-tagging efficiency map, :mod:`analysis.selection.btag_efficiency`).
+MEASURED = "measured"
+
+
 def correction_files(config: Mapping[str, Any]) -> dict[str, str | None]:
     """Every official-format correction file the config names, by config key (``None``: unset).
 
@@ -133,6 +138,8 @@ def check_correction_files(config: Mapping[str, Any]) -> list[str]:
     missing (remote ``scheme://`` paths are left to the reader)."""
     paths = []
     for key, path in correction_files(config).items():
+        if key == "weights.corrections.btag.efficiency" and path == MEASURED:
+            continue  # made by the workflow's btag_efficiency rule
         if not path:
             raise AnalysisError(
                 f"config: key '{key}.file' is not set; point it at the correction file (or set "

@@ -83,14 +83,14 @@ def _columns(reco: dict[str, Any], weights: dict[str, np.ndarray] | None) -> dic
     one = np.ones(n, dtype=np.int64)
     muon = {k: v for k, v in reco["muon"].items() if weights is not None or k != "genPartFlav"}
     tau = {k: v for k, v in reco["tau"].items() if weights is not None or k != "genPartFlav"}
-    jets = ak.unflatten(
-        ak.zip({k: np.asarray(v) for k, v in reco["jet"].items()}), reco["jet_counts"]
-    )
+    jet = {k: v for k, v in reco["jet"].items() if weights is not None or k != "hadronFlavour"}
+    jets = ak.unflatten(ak.zip({k: np.asarray(v) for k, v in jet.items()}), reco["jet_counts"])
     jets = jets[ak.argsort(jets.pt, axis=1, ascending=False)]
     dtypes = {
         "charge": np.int32,
         "decayMode": np.int32,
         "jetId": np.int32,
+        "hadronFlavour": np.int32,
         "tightId": bool,
         "genPartFlav": np.uint8,
         "idDeepTau2017v2p1VSjet": np.uint8,

@@ -127,6 +127,7 @@ def _reco_jets(
         "phi": jet_p4.phi,
         "mass": jet_p4.mass * pt / np.maximum(jet_p4.pt, 1e-9),
         "btagDeepFlavB": btag,
+        "hadronFlavour": np.where(is_b, 5, 0).astype(np.int32),  # the toy has no charm jets
         "jetId": jet_id,
     }
     return columns, jet_p4, counts

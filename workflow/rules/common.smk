@@ -8,10 +8,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 
 from analysis.core.config import (
+    MEASURED,
     TRAIN_EXECUTION_KEYS,
     analysis_settings,
     check_correction_files,
@@ -244,18 +246,59 @@ def certified_lumi_file(wildcards):
     return [certified] if certified and is_data and "://" not in certified else []
 
 
+#: The era name of the b-tagging efficiency map of an analysis of one era.
+SINGLE_ERA = "analysis"
+
+
+def btag_efficiency_map(name):
+    """The b-tagging efficiency map the workflow measures for a simulated sample's era, or None
+    (``weights.corrections.btag.efficiency.file`` is not ``measured``)."""
+    settings = sample_config(name)
+    btag = (settings["weights"].get("corrections") or {}).get("btag")
+    if SAMPLES[name]["type"] != "mc" or not btag or btag["efficiency"]["file"] != MEASURED:
+        return None
+    return paths.btag_efficiency.format(era=SAMPLES[name].get("era") or SINGLE_ERA)
+
+
 def preselect_corrections(wildcards):
     """The official-format correction files, inputs of simulated samples' preselection (so a new
-    file reruns it); their presence is checked when the workflow starts."""
+    file reruns it; their presence is checked when the workflow starts), and the b-tagging
+    efficiency map when the workflow measures it."""
     if SAMPLES[wildcards.sample]["type"] != "mc":
         return []
-    return check_correction_files(sample_config(wildcards.sample))
+    measured = btag_efficiency_map(wildcards.sample)
+    return check_correction_files(sample_config(wildcards.sample)) + ([measured] if measured else [])
 
 
 def preselect_settings(wildcards):
-    """The sections the preselection reads, of the sample's era."""
+    """The sections the preselection reads, of the sample's era (a measured b-tagging efficiency
+    map named by its path)."""
     settings = sample_config(wildcards.sample)
-    return as_json({key: settings[key] for key in ("branches", "selection", "variations", "weights")})
+    sections = {key: settings[key] for key in ("branches", "selection", "variations", "weights")}
+    measured = btag_efficiency_map(wildcards.sample)
+    if measured:
+        btag = sections["weights"]["corrections"]["btag"]
+        efficiency = {**btag["efficiency"], "file": measured}
+        corrections = {**sections["weights"]["corrections"], "btag": {**btag, "efficiency": efficiency}}
+        sections["weights"] = {**sections["weights"], "corrections": corrections}
+    return as_json(sections)
+
+
+def btag_efficiency_inputs(wildcards):
+    """The input files of the nominal simulated samples of an era (``analysis``: all samples)."""
+    era = None if wildcards.era == SINGLE_ERA else wildcards.era
+    files = []
+    for name, sample in SAMPLES.items():
+        if has_shape_variations(sample) and sample.get("era") == era:
+            files += sample_files(SimpleNamespace(sample=name))
+    return files
+
+
+def btag_efficiency_settings(wildcards):
+    """What the b-tagging efficiency measurement reads of the era's config."""
+    era = None if wildcards.era == SINGLE_ERA else wildcards.era
+    settings = era_sample_config(config, ERA_CONFIGS, {"era": era} if era else {})
+    return as_json({key: settings[key] for key in ("branches", "selection", "weights")})
 
 
 def preselect_outputs(variations):

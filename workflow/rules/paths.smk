@@ -17,6 +17,8 @@ paths = _layout(
     versions="versions.json",
     # selection
     toydata="toydata/{sample}.root",
+    # the b-tagging efficiency map of an era's simulation (weights.corrections.btag.efficiency)
+    btag_efficiency="corrections/btag_efficiency_{era}.json",
     skim="preselect/{sample}/{variation}.root",
     cutflow="preselect/{sample}/{variation}.cutflow.json",
     # one job of a sample split by preselect.files_per_job (merged into skim and cutflow)
@@ -93,6 +95,7 @@ paths.logs = _layout(
     f"{_RESULTS}/logs",
     versions="versions.log",
     toydata_sample="toydata/{sample}.log",
+    btag_efficiency="corrections/btag_efficiency_{era}.log",
     preselect_sample="preselect/{sample}.log",
     preselect_part="preselect/{sample}.part{part}.log",
     preselect_merge="preselect/{sample}.merge.log",

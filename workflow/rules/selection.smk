@@ -23,6 +23,28 @@ rule toydata_sample:
         "--settings {params.settings:q} --output {output:q} 2> {log:q}"
 
 
+rule btag_efficiency:
+    """The b-tagging efficiency map of an era's simulation, when the config asks for it
+    (weights.corrections.btag.efficiency.file: measured)."""
+    priority: ANALYSIS_CHAIN
+    input:
+        btag_efficiency_inputs,
+    output:
+        paths.btag_efficiency,
+    params:
+        settings=btag_efficiency_settings,
+    log:
+        paths.logs.btag_efficiency,
+    resources:
+        mem_mb=on_attempt(4000),
+        runtime=on_attempt(60),
+    conda:
+        "../../envs/preselect.yaml"
+    shell:
+        "python -m analysis.selection.btag_efficiency --files {input:q} "
+        "--settings {params.settings:q} --output {output:q} 2> {log:q}"
+
+
 # One job per sample evaluates all shape variations in one read (coffea + dask). How the work runs
 # (dask mode, chunk size) is passed as resources, not params: it does not change the skims, so
 # switching it must not rerun finished samples.

@@ -1,0 +1,184 @@
+"""The b-tagging efficiency map of this analysis's simulation, measured by the workflow.
+
+The fixed working-point b-tagging event weight (:mod:`analysis.selection.eventweights`) needs the
+probability that a jet of each flavour passes the working point in the analysis's own
+simulation; no POG publishes it. With ``weights.corrections.btag.efficiency.file: measured`` the
+workflow measures it (rule ``btag_efficiency``, one map per era) before the preselection: over
+the nominal simulated samples, every jet in the b-jet acceptance (``selection.bjet`` pT and
+|eta|, the jet ID of ``selection.jet``) is counted by its flavour (``Jet_hadronFlavour``: 5, 4,
+0) in bins of |eta| and pT, weighted by the generator weight, and the tagged fraction (score above
+``selection.bjet.wp``) is written as a correctionlib file in the layout the weight reads:
+``btag_efficiency`` with inputs ``working_point``, ``flavor``, ``abseta``, ``pt``.
+
+The jets are counted before the event selection (not cleaned against the selected muon and
+tau_h): the map describes the simulation's jets in the acceptance, with enough jets per bin from
+all samples together. A bin without jets of a flavour gets that flavour's efficiency over all
+bins.
+
+    python -m analysis.selection.btag_efficiency --files A.root B.root --settings JSON --output F
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import correctionlib.schemav2 as cs
+import numpy as np
+
+from analysis.core.config import MEASURED
+from analysis.core.errors import AnalysisError, cli_main
+from analysis.core.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+#: The map's bins (jet pT in GeV, |eta|) and the flavours it holds (hadron flavour).
+PT_EDGES = (20.0, 30.0, 50.0, 70.0, 100.0, 140.0, 200.0, 300.0, 1000.0)
+ABSETA_EDGES = (0.0, 0.8, 1.6, 2.5)
+FLAVOURS = (0, 4, 5)
+
+
+def is_measured(weights: Mapping[str, Any]) -> bool:
+    """Whether the config asks the workflow to measure the b-tagging efficiency map."""
+    btag = (weights.get("corrections") or {}).get("btag")
+    return bool(btag) and btag["efficiency"].get("file") == MEASURED
+
+
+def count_jets(path: str, settings: Mapping[str, Any]) -> np.ndarray:
+    """The jets of one NanoAOD file in the b-jet acceptance, by flavour, |eta| and pT bin, summed
+    generator weights ``(2: all, tagged; flavours; |eta| bins; pT bins)``.
+
+    Args:
+        path: the file.
+        settings: the config sections ``branches``, ``selection``, ``weights``.
+    """
+    # imported here: the workflow imports this module to read MEASURED
+    import awkward as ak
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    from analysis.selection.jetenergy import jet_id_correction, with_jet_id
+    from analysis.selection.nanoaod import field
+
+    branches, cuts = settings["branches"], settings["selection"]
+    try:
+        events = NanoEventsFactory.from_root(
+            {path: "Events"}, schemaclass=NanoAODSchema, mode="eager"
+        ).events()
+        jets = events.Jet
+        generator = events[settings["weights"]["generator"]]
+        flavour = jets.hadronFlavour
+        score = jets[field(branches["btag"])]
+    except Exception as err:  # uproot/awkward: missing file, tree or branch
+        raise AnalysisError(
+            f"{path}: cannot read the jets for the b-tagging efficiency ({err}); check the file "
+            "and branches.btag (Jet_hadronFlavour is needed)"
+        ) from None
+    correction = jet_id_correction(cuts["jet"])
+    if correction is not None:
+        jets = with_jet_id(jets, correction)
+        passing = jets.passJetId
+    elif branches["jet_id"] is not None:
+        passing = jets[field(branches["jet_id"])] >= cuts["jet"]["id_min"]
+    else:
+        passing = ak.ones_like(jets.pt, dtype=bool)
+    bjet = cuts["bjet"]
+    accepted = passing & (jets.pt > bjet["pt"]) & (abs(jets.eta) < bjet["eta"])
+    weight = ak.broadcast_arrays(generator, jets.pt)[0][accepted]
+    columns = {
+        "pt": jets.pt[accepted], "abseta": abs(jets.eta[accepted]),
+        "flavour": flavour[accepted], "tagged": (score > bjet["wp"])[accepted],
+    }  # fmt: skip
+    flat = {name: np.asarray(ak.to_numpy(ak.flatten(values))) for name, values in columns.items()}
+    return _histogram(flat, np.asarray(ak.to_numpy(ak.flatten(weight)), dtype=float))
+
+
+def _histogram(jets: Mapping[str, np.ndarray], weight: np.ndarray) -> np.ndarray:
+    """Summed weights of all and of tagged jets per flavour, |eta| and pT bin (clamped)."""
+    counts = np.zeros((2, len(FLAVOURS), len(ABSETA_EDGES) - 1, len(PT_EDGES) - 1))
+    eta_bin = np.clip(np.searchsorted(ABSETA_EDGES, jets["abseta"], side="right") - 1, 0,
+                      len(ABSETA_EDGES) - 2)  # fmt: skip
+    pt_bin = np.clip(np.searchsorted(PT_EDGES, jets["pt"], side="right") - 1, 0, len(PT_EDGES) - 2)
+    for index, flavour in enumerate(FLAVOURS):
+        of_flavour = jets["flavour"] == flavour
+        for row, selected in enumerate((of_flavour, of_flavour & jets["tagged"].astype(bool))):
+            np.add.at(counts[row, index], (eta_bin[selected], pt_bin[selected]), weight[selected])
+    return counts
+
+
+def efficiencies(counts: np.ndarray) -> np.ndarray:
+    """Tagged over all jets per flavour and bin, in [0, 1]; a bin without jets (or with a
+    non-positive sum of weights) takes its flavour's overall efficiency (0 without any jet)."""
+    total, tagged = counts
+    overall = np.divide(
+        tagged.sum(axis=(1, 2)), total.sum(axis=(1, 2)),
+        out=np.zeros(len(FLAVOURS)), where=total.sum(axis=(1, 2)) > 0,
+    )  # fmt: skip
+    fallback = np.broadcast_to(overall[:, None, None], total.shape)
+    ratio = np.divide(tagged, total, out=fallback.copy(), where=total > 0)
+    return np.clip(ratio, 0.0, 1.0)
+
+
+def efficiency_correction(
+    values: np.ndarray, working_point: str, name: str = "btag_efficiency"
+) -> cs.Correction:
+    """The map as the correction the b-tagging weight reads: working_point -> flavor ->
+    (abseta, pt), clamped at the edges."""
+    by_flavour = [
+        cs.CategoryItem(key=flavour, value=cs.MultiBinning(
+            nodetype="multibinning", inputs=["abseta", "pt"],
+            edges=[list(ABSETA_EDGES), list(PT_EDGES)],
+            content=[float(v) for v in values[index].ravel()], flow="clamp",
+        ))
+        for index, flavour in enumerate(FLAVOURS)
+    ]  # fmt: skip
+    flavours = cs.Category(nodetype="category", input="flavor", content=by_flavour)
+    return cs.Correction(
+        name=name,
+        description="b-tagging efficiency in this analysis's simulation (measured)",
+        version=1,
+        inputs=[cs.Variable(name="working_point", type="string"),
+                cs.Variable(name="flavor", type="int"),
+                cs.Variable(name="abseta", type="real"),
+                cs.Variable(name="pt", type="real")],
+        output=cs.Variable(name="efficiency", type="real"),
+        data=cs.Category(nodetype="category", input="working_point",
+                         content=[cs.CategoryItem(key=working_point, value=flavours)]),
+    )  # fmt: skip
+
+
+def measure(files: Sequence[str], settings: Mapping[str, Any], output: str) -> np.ndarray:
+    """Count the jets of ``files``, write the map to ``output`` and return the efficiencies
+    ``(flavours, |eta| bins, pT bins)``."""
+    if not files:
+        raise AnalysisError("no simulated sample to measure the b-tagging efficiency in")
+    counts = sum(count_jets(path, settings) for path in files)
+    values = efficiencies(counts)
+    btag = settings["weights"]["corrections"]["btag"]
+    name = btag["efficiency"]["correction"]
+    correction = efficiency_correction(values, btag["working_point"], name)
+    cset = cs.CorrectionSet(schema_version=2, corrections=[correction])
+    with atomic_path(output) as tmp:
+        tmp.write_text(cset.model_dump_json(exclude_unset=True, indent=1) + "\n")
+    return values
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Measure the b-tagging efficiency map.")
+    parser.add_argument("--files", nargs="+", required=True, help="simulated NanoAOD files")
+    parser.add_argument("--settings", required=True, help="branches, selection, weights (JSON)")
+    parser.add_argument("--output", required=True, help="the correctionlib file to write")
+    args = parser.parse_args(argv)
+    values = measure(args.files, json.loads(args.settings), os.fspath(args.output))
+    for index, flavour in enumerate(FLAVOURS):
+        log.info("flavour %d: efficiency %.3f to %.3f over the bins", flavour,
+                 values[index].min(), values[index].max())  # fmt: skip
+
+
+main = cli_main(_main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The b-tagging efficiency map measured in the simulation (analysis/selection/btag_efficiency.py):
+counts by hand, the fallback of empty bins, and the written map against an independent count."""
+
+from __future__ import annotations
+
+import correctionlib
+import numpy as np
+import pytest
+import uproot
+
+from analysis.core.errors import AnalysisError
+from analysis.selection import btag_efficiency as be
+from analysis.selection.corrections import SchemaCorrection
+from tests.conftest import preselect_settings, with_correction_branches
+
+
+def test_counts_and_efficiencies_by_hand():
+    # catches weights not summed, tagged jets of another flavour counted, or an empty bin left
+    # at 0 (every untagged jet there would get the weight 1 - SF instead of its flavour's)
+    jets = {
+        "pt": np.array([25.0, 25.0, 25.0, 500.0, 35.0]),
+        "abseta": np.array([0.1, 0.1, 0.1, 2.0, 0.1]),
+        "flavour": np.array([5, 5, 0, 5, 0]),
+        "tagged": np.array([True, False, True, True, False]),
+    }
+    counts = be._histogram(jets, np.array([2.0, 1.0, 1.0, 1.0, 3.0]))
+    b, light = be.FLAVOURS.index(5), be.FLAVOURS.index(0)
+    assert counts[0, b, 0, 0] == 3.0 and counts[1, b, 0, 0] == 2.0
+    assert counts[0, b, 2, -1] == 1.0 and counts[1, b, 2, -1] == 1.0  # clamped beyond 1000 GeV
+    assert counts[0, light, 0, 0] == 1.0 and counts[1, light, 0, 0] == 1.0
+    values = be.efficiencies(counts)
+    assert values[b, 0, 0] == pytest.approx(2 / 3) and values[b, 2, -1] == 1.0
+    assert values[light, 0, 1] == 0.0  # the 35 GeV light jet, untagged
+    assert values[b, 1, 3] == pytest.approx(3 / 4)  # empty bin: all b jets, 3 of 4 tagged
+    assert be.efficiencies(np.zeros_like(counts))[0, 0, 0] == 0.0
+
+
+def test_measured_map_equals_an_independent_count(tmp_path, toy_files, default_config):
+    # catches the acceptance or working point not applied, flavours mixed up, or a file the
+    # b-tagging weight cannot read by its input names
+    nano = with_correction_branches(toy_files["TT"], tmp_path / "TT.root")
+    settings = preselect_settings(default_config)
+    settings["weights"]["corrections"] = {"btag": {
+        "file": "unused", "correction": "deepJet_mujets", "light_correction": "deepJet_incl",
+        "working_point": "M", "systematics": ["central", "up", "down"],
+        "efficiency": {"file": be.MEASURED, "correction": "btag_efficiency"},
+    }}  # fmt: skip
+    assert be.is_measured(settings["weights"])
+    output = tmp_path / "btag_efficiency.json"
+    values = be.measure([str(nano)], settings, str(output))
+
+    with uproot.open(nano) as fin:
+        arrays = fin["Events"].arrays(
+            ["Jet_pt", "Jet_eta", "Jet_hadronFlavour", "Jet_btagDeepFlavB", "Jet_jetId",
+             "genWeight"], library="np",
+        )  # fmt: skip
+    bjet, jet = settings["selection"]["bjet"], settings["selection"]["jet"]
+    total = tagged = 0.0
+    for pt, eta, flavour, score, jet_id, weight in zip(*arrays.values(), strict=True):
+        accepted = (pt > bjet["pt"]) & (np.abs(eta) < bjet["eta"]) & (jet_id >= jet["id_min"])
+        selected = accepted & (flavour == 5) & (np.abs(eta) < 0.8) & (pt >= 30.0) & (pt < 50.0)
+        total += weight * selected.sum()
+        tagged += weight * (selected & (score > bjet["wp"])).sum()
+    assert total > 100
+    correction = correctionlib.CorrectionSet.from_file(str(output))["btag_efficiency"]
+    assert correction.evaluate("M", 5, 0.3, 40.0) == pytest.approx(tagged / total, rel=1e-9)
+    assert values[be.FLAVOURS.index(5), 0, 1] == pytest.approx(tagged / total, rel=1e-9)
+    read = SchemaCorrection(
+        {"file": str(output), "correction": "btag_efficiency", "constants": {"working_point": "M"}},
+        "weights.corrections.btag.efficiency", ("flavor", "abseta", "pt"), systematic=False,
+    )  # fmt: skip
+    assert read.evaluate({"flavor": [5], "abseta": [0.3], "pt": [40.0]})[0] == pytest.approx(
+        tagged / total, rel=1e-9
+    )
+    missing = tmp_path / "missing.root"
+    with pytest.raises(AnalysisError, match=f"{missing}: cannot read the jets"):
+        be.measure([str(missing)], settings, str(tmp_path / "none.json"))
+    assert not (tmp_path / "none.json").exists()
