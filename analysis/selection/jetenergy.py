@@ -32,7 +32,7 @@ from analysis.selection.shifts import (
     MET_PROPAGATION_JET_PT,
     as_numpy,
     propagate_to_met,
-    relative_factor,
+    rescaled,
     scaled,
 )
 
@@ -104,17 +104,9 @@ class JetEnergy:
         for direction, syst in zip(("nominal", "up", "down"), self.jer["systematics"], strict=True):
             sf = self.scale_factor.evaluate(quantities, syst)
             factors[direction] = smearing_factor(quantities["JetPt"], gen_pt, sigma, sf, normal)
-        smeared = scaled(jets, ak.unflatten(factors["nominal"], counts))
-        out = {**nominal, "jets": smeared}
         propagated = jets.pt > MET_PROPAGATION_JET_PT
-        out["met_x"], out["met_y"] = propagate_to_met(
-            nominal, jets[propagated], ak.unflatten(factors["nominal"], counts)[propagated]
-        )
-        out["jer_factor"] = {
-            direction: ak.unflatten(relative_factor(factors[direction], factors["nominal"]), counts)
-            for direction in ("up", "down")
-        }
-        return out
+        changed, relative = rescaled(nominal, "jets", factors, propagated)
+        return {**nominal, **changed, "jer_factor": relative}
 
     def shift(self, nominal: Mapping[str, Any], variation: Variation) -> dict[str, Any]:
         """The changed entries of a ``jer`` or ``jes_<source>`` variation."""

@@ -114,6 +114,27 @@ def propagate_to_met(
     return nominal["met_x"] - dx, nominal["met_y"] - dy
 
 
+def rescaled(
+    nominal: Mapping[str, Any],
+    key: str,
+    factors: Mapping[str, np.ndarray],
+    propagated: ak.Array | None = None,
+) -> tuple[dict[str, Any], dict[str, ak.Array]]:
+    """The objects ``nominal[key]`` scaled by the flat per-object ``factors["nominal"]`` with the
+    MET following (of the ``propagated`` objects only, when given), and the ``up``/``down``
+    factors relative to the nominal one (what their variations apply to the scaled objects)."""
+    objects = nominal[key]
+    counts = ak.num(objects)
+    factor = ak.unflatten(factors["nominal"], counts)
+    moved = slice(None) if propagated is None else propagated
+    met_x, met_y = propagate_to_met(nominal, objects[moved], factor[moved])
+    relative = {
+        direction: ak.unflatten(relative_factor(factors[direction], factors["nominal"]), counts)
+        for direction in ("up", "down")
+    }
+    return {key: scaled(objects, factor), "met_x": met_x, "met_y": met_y}, relative
+
+
 def relative_factor(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, 1 where the denominator is 0 (an object scaled to pT 0 stays
     0): a variation's factor relative to the nominal one."""

@@ -20,7 +20,7 @@ import awkward as ak
 
 from analysis.core.variations import Variation
 from analysis.selection.corrections import SchemaCorrection
-from analysis.selection.shifts import as_numpy, propagate_to_met, relative_factor, scaled
+from analysis.selection.shifts import as_numpy, propagate_to_met, rescaled, scaled
 
 #: The per-tau_h quantities the analysis gives the correction, by the TAU POG's input names.
 TAU_QUANTITIES = ("pt", "eta", "dm", "genmatch")
@@ -47,9 +47,7 @@ class TauEnergy:
         and the factors of ``tau_es_up/down`` relative to it (``tau_es_factor``)."""
         if self.correction is None:
             return nominal
-        taus = nominal["taus"]
-        counts = ak.num(taus)
-        flat = ak.flatten(taus)
+        flat = ak.flatten(nominal["taus"])
         quantities = {
             "pt": as_numpy(flat.pt),
             "eta": as_numpy(flat.eta),
@@ -60,16 +58,8 @@ class TauEnergy:
             direction: self.correction.evaluate(quantities, systematic)
             for direction, systematic in self.systematics.items()
         }
-        factor = ak.unflatten(factors["nominal"], counts)
-        met_x, met_y = propagate_to_met(nominal, taus, factor)
-        relative = {
-            direction: ak.unflatten(relative_factor(factors[direction], factors["nominal"]), counts)
-            for direction in ("up", "down")
-        }
-        return {
-            **nominal, "taus": scaled(taus, factor), "met_x": met_x, "met_y": met_y,
-            "tau_es_factor": relative,
-        }  # fmt: skip
+        changed, relative = rescaled(nominal, "taus", factors)
+        return {**nominal, **changed, "tau_es_factor": relative}
 
     def shift(self, nominal: Mapping[str, Any], variation: Variation) -> dict[str, Any]:
         """The changed entries of ``tau_es_up``/``tau_es_down``, from corrected nominal objects."""
