@@ -28,12 +28,14 @@ def test_misspelled_feature_stops_before_any_job(tmp_path):
 
 
 def test_gof_settings_errors_stop_before_any_job(tmp_path):
-    """A misspelled `gof.variables` entry and testing observed data while blinded each stop the
-    dry run with one line naming the key: catches a check that names `train.features` or runs
-    the goodness-of-fit tests on blinded data."""
+    """A misspelled `gof.variables` entry, testing observed data of the signal region while
+    blinded, and an unknown `gof.region` each stop the dry run with one line naming the key:
+    catches a check that names `train.features`, runs the goodness-of-fit tests on blinded data,
+    or tests the signal region for a misspelled control region."""
     for setting, expected in (
         ("gof={variables: [mvis]}", "error: config: key 'gof.variables': 'mvis' is not a column"),
-        ("gof={data: observed}", "error: config: gof.data: observed tests the data but"),
+        ("gof={data: observed}", "error: config: gof.data: observed tests the data of the signal"),
+        ("gof={region: wjets}", "error: config: gof.region: 'wjets' is not in histograms.control"),
     ):
         result = snakemake("-n", "gof", "--config", setting, f"results={tmp_path}", check=False)
         assert result.returncode != 0
