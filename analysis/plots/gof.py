@@ -97,8 +97,8 @@ def plot_distributions(
 ) -> list[Path]:
     """Each single-variable test's stacked histogram before and after its fit,
     ``{variable}_prefit`` and ``{variable}_postfit`` in ``output_dir``, with the fitted data where
-    they are the observed data, the band of the constraints (pre-fit) or of the fit's covariance
-    (post-fit); drawn by ``workers`` processes."""
+    they are the observed data (bins left out of the test shaded), the band of the constraints
+    (pre-fit) or of the fit's covariance (post-fit); drawn by ``workers`` processes."""
     figures = []
     for test in results.tests:
         shown = test.distribution
@@ -120,6 +120,7 @@ def plot_distributions(
                 band=np.asarray(band, dtype=float),
                 band_label="Pre-fit unc." if stage == "prefit" else "Post-fit unc.",
                 title=f"{_data_text(results).capitalize()}, {stage.replace('fit', '-fit')}",
+                blinded=None if data is None else ~np.asarray(shown.fitted, dtype=bool),
             ))  # fmt: skip
     return draw_figures(figures, workers)
 

@@ -65,8 +65,8 @@ def gof_data(config: Mapping[str, Any]) -> str:
     """What the input-variable goodness-of-fit tests fit, from a validated config: ``observed``,
     ``asimov`` or ``pseudo`` (pseudo-data drawn from the pre-fit model). ``gof.data`` null
     follows ``unblind``: Asimov data while blinded. While blinded, the observed data may be
-    tested in a control region (``gof.region``); the tests then stop on any bin whose expected
-    signal-to-background ratio exceeds ``histograms.blind_threshold``
+    tested in a control region (``gof.region``); the bins whose expected signal-to-background
+    ratio exceeds ``histograms.blind_threshold`` are then left out of the tests
     (:func:`analysis.stats.gof_histograms.workspace_of`).
 
     Raises:

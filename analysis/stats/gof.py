@@ -345,7 +345,8 @@ def distribution_of(
     bands = [spread(prediction.uncertainty(per_bin)) for prediction in (prefit, postfit)]
     counts = spread(np.asarray(data[: model.config.nmaindata], dtype=float)) if observed else None
     return GofDistribution(
-        tuple(float(edge) for edge in edges), tuple(prefit.samples), per_sample(prefit.yields),
+        tuple(float(edge) for edge in edges), tuple(bool(k) for k in kept),
+        tuple(prefit.samples), per_sample(prefit.yields),
         bands[0], per_sample(postfit.yields), bands[1], counts,
     )  # fmt: skip
 

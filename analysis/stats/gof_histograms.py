@@ -229,32 +229,38 @@ def workspace_of(
     """The test's pyhf workspace (samples summed, QCD from same-sign data, the analysis's
     modifiers; the observations are the data when ``observed``, else the Asimov prediction) and
     which of the test's bins it holds: bins without any predicted event are left out (see
-    :func:`predicted_bins`).
+    :func:`predicted_bins`), and with ``blind_threshold`` (given while the analysis is blinded
+    and the data are tested) the bins expecting a larger signal-to-background ratio, as the
+    analysis blinds them.
 
     Raises:
-        AnalysisError: a bin's expected signal-to-background ratio exceeds ``blind_threshold``
-            (given while the analysis is blinded and the data are tested).
+        AnalysisError: every bin of the test is blinded.
     """
     histogram_settings = settings_of(variables, settings, n_bins)
     merged = merge(per_sample, histogram_settings, [], blind=False)
+    predicted = predicted_bins(merged.histograms)
+    kept = predicted
+    name = channel_name(variables)
     if blind_threshold is not None:
-        name = channel_name(variables)
         sensitive = blinded_bins(merged.histograms, name, settings["signals"], blind_threshold)
-        if np.any(sensitive):
+        if np.all(sensitive | ~kept):
             raise AnalysisError(
-                f"gof test {name}: {np.count_nonzero(sensitive)} of its {len(sensitive)} bins "
-                f"expect signal/background above histograms.blind_threshold ({blind_threshold}) "
-                "and the analysis is blinded (unblind: false); choose a gof.region without "
-                "signal, or gof.data: pseudo"
+                f"gof test {name}: every bin expects signal/background above "
+                f"histograms.blind_threshold ({blind_threshold}) and the analysis is blinded "
+                "(unblind: false); choose a gof.region without signal, or gof.data: pseudo"
             )
-    kept = predicted_bins(merged.histograms)
-    data = merged.histograms.get(f"{channel_name(variables)}/{DATA}/{NOMINAL}")
-    lost = 0.0 if data is None or not observed else float(data.values()[~kept].sum())
+        if np.any(sensitive & kept):
+            log.warning(
+                "%s: %d of %d bins expect signal/background above histograms.blind_threshold; "
+                "blinded, they are left out of the test", name,
+                np.count_nonzero(sensitive & kept), len(kept),
+            )  # fmt: skip
+        kept = kept & ~sensitive
+    data = merged.histograms.get(f"{name}/{DATA}/{NOMINAL}")
+    lost = 0.0 if data is None or not observed else float(data.values()[~predicted].sum())
     if lost > 0:
-        log.warning(
-            "%s: %g data events in bins without prediction, left out", channel_name(variables), lost
-        )
-    histograms = {name: _Bins(h, kept) for name, h in merged.histograms.items()}
+        log.warning("%s: %g data events in bins without prediction, left out", name, lost)
+    histograms = {key: _Bins(h, kept) for key, h in merged.histograms.items()}
     spec, _ = build_workspace(histograms, workspace_settings, histogram_settings, unblind=observed)
     return spec, kept
 

@@ -148,10 +148,12 @@ class GofDistribution(NamedTuple):
     pre-/post-fit figures draw: the variable's bin edges, each sample's yield per bin (pre-fit:
     every parameter at its initial value; post-fit: at the test's best fit), the uncertainty of
     each bin's total (pre-fit: the constraints' widths; post-fit: the fit's covariance), and the
-    fitted counts (None unless ``gof.data`` is ``observed``). Bins without any prediction, left
-    out of the fit, have zero yields here."""
+    fitted counts (None unless ``gof.data`` is ``observed``), and which bins the test fitted:
+    a bin without any prediction, or blinded (a control region tested while the analysis is
+    blinded), is left out and has zero yields and counts here."""
 
     edges: tuple[float, ...]
+    fitted: tuple[bool, ...]
     samples: tuple[str, ...]
     prefit: tuple[tuple[float, ...], ...]
     prefit_band: tuple[float, ...]

@@ -12,10 +12,10 @@ from tests.plots.inputs import SETTINGS, png_ok
 
 #: Variable a's test histogram: two samples in three bins, the fitted data observed.
 DISTRIBUTION = GofDistribution(
-    (0.0, 1.0, 2.5, 4.0), ("ZTT", "TT"),
+    (0.0, 1.0, 2.5, 4.0), (True, True, False), ("ZTT", "TT"),
     ((50.0, 30.0, 10.0), (5.0, 8.0, 2.0)), (6.0, 4.0, 1.5),
     ((52.0, 31.0, 11.0), (5.5, 8.2, 2.1)), (3.0, 2.0, 1.0),
-    (60.0, 37.0, 15.0),
+    (60.0, 37.0, 0.0),
 )  # fmt: skip
 
 

@@ -481,6 +481,7 @@ def test_distribution_of_a_test_holds_its_pre_and_post_fit_yields():
     by_sample = [np.asarray(model.main_model.expected_data(p, return_by_sample=True))
                  for p in (init, best)]  # fmt: skip
     assert shown.samples == tuple(model.config.samples) and shown.edges == tuple(edges)
+    assert shown.fitted == tuple(kept.tolist())
     for stage, expected in zip((shown.prefit, shown.postfit), by_sample, strict=True):
         assert np.allclose(np.asarray(stage)[:, kept], expected, rtol=1e-9)
         assert np.all(np.asarray(stage)[:, ~kept] == 0.0)
@@ -519,9 +520,10 @@ def region_samples(signal_in_control: bool) -> list[gof_histograms.SampleColumns
 
 def test_a_control_region_is_tested_and_blinded_signal_stops_it(default_config):
     """``gof.region`` tests the events of a control region (the data counts are those with high
-    mT); while blinded, observed data are tested only when no bin expects signal above
-    ``histograms.blind_threshold``, one line naming the test otherwise, and unblinded the same
-    test runs: catches the signal region tested instead, or signal-rich blinded data fitted."""
+    mT); while blinded, the bins expecting signal above ``histograms.blind_threshold`` are left
+    out of a test of observed data (exactly those), one line naming the test when that leaves
+    none, and unblinded every bin is tested: catches the signal region tested instead, or
+    signal-rich blinded data fitted."""
     histograms = {**default_config["histograms"], "signals": ["ggH"],
                   "qcd": {**default_config["histograms"]["qcd"], "from_data": False}}  # fmt: skip
     gof_settings = {"region": "wjets_highmt", "data": "observed", "blinded": True, "bins": 5}
@@ -543,6 +545,19 @@ def test_a_control_region_is_tested_and_blinded_signal_stops_it(default_config):
     observed = np.asarray(test.setup.data[: test.setup.model.config.nmaindata])
     assert observed.sum() == data_events // 2
     assert "ggH" not in test.setup.model.config.samples  # no signal in the control region
-    with pytest.raises(AnalysisError, match="gof test x: .* histograms.blind_threshold"):
-        built(region_samples(signal_in_control=True))
-    assert built(region_samples(signal_in_control=True), blinded=False).setup.model is not None
+    blinded = built(region_samples(signal_in_control=True))
+    unblinded = built(region_samples(signal_in_control=True), blinded=False)
+    assert unblinded.kept.all() and 0 < np.count_nonzero(blinded.kept) < len(blinded.kept)
+    signal = np.asarray(unblinded.setup.model.main_model.expected_data(
+        unblinded.setup.model.config.suggested_init(), return_by_sample=True
+    ))[unblinded.setup.model.config.samples.index("ggH")]  # fmt: skip
+    total = np.asarray(unblinded.setup.model.expected_actualdata(
+        unblinded.setup.model.config.suggested_init()))  # fmt: skip
+    ratio = signal / (total - signal)
+    assert np.all(ratio[~blinded.kept] > histograms["blind_threshold"])
+    assert np.all(ratio[blinded.kept] <= histograms["blind_threshold"])
+    with pytest.raises(AnalysisError, match="gof test x: every bin expects signal/background"):
+        input_gof.build_test(
+            samples, gof_histograms.variable_edges(samples, ["x"], region, 5, observed=True),
+            ("x",), {**settings, "histograms": {**histograms, "blind_threshold": -1.0}},
+        )  # fmt: skip
