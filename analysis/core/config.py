@@ -112,6 +112,12 @@ def check_weights(weights: Mapping[str, Any]) -> None:
 MEASURED = "measured"
 
 
+def btag_efficiency_measured(weights: Mapping[str, Any]) -> bool:
+    """Whether the config asks the workflow to measure the b-tagging efficiency map."""
+    btag = (weights.get("corrections") or {}).get("btag")
+    return bool(btag) and btag["efficiency"].get("file") == MEASURED
+
+
 def correction_files(config: Mapping[str, Any]) -> dict[str, str | None]:
     """Every official-format correction file the config names, by config key (``None``: unset).
 

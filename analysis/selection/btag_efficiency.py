@@ -27,12 +27,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import awkward as ak
 import correctionlib.schemav2 as cs
 import numpy as np
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
-from analysis.core.config import MEASURED
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_path
+from analysis.selection.jetenergy import jet_id_correction, with_jet_id
+from analysis.selection.nanoaod import field
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,6 @@ log = logging.getLogger(__name__)
 PT_EDGES = (20.0, 30.0, 50.0, 70.0, 100.0, 140.0, 200.0, 300.0, 1000.0)
 ABSETA_EDGES = (0.0, 0.8, 1.6, 2.5)
 FLAVOURS = (0, 4, 5)
-
-
-def is_measured(weights: Mapping[str, Any]) -> bool:
-    """Whether the config asks the workflow to measure the b-tagging efficiency map."""
-    btag = (weights.get("corrections") or {}).get("btag")
-    return bool(btag) and btag["efficiency"].get("file") == MEASURED
 
 
 def count_jets(path: str, settings: Mapping[str, Any]) -> np.ndarray:
@@ -56,13 +53,6 @@ def count_jets(path: str, settings: Mapping[str, Any]) -> np.ndarray:
         path: the file.
         settings: the config sections ``branches``, ``selection``, ``weights``.
     """
-    # imported here: the workflow imports this module to read MEASURED
-    import awkward as ak
-    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
-    from analysis.selection.jetenergy import jet_id_correction, with_jet_id
-    from analysis.selection.nanoaod import field
-
     branches, cuts = settings["branches"], settings["selection"]
     try:
         events = NanoEventsFactory.from_root(

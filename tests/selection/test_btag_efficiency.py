@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import uproot
 
+from analysis.core.config import MEASURED, btag_efficiency_measured
 from analysis.core.errors import AnalysisError
 from analysis.selection import btag_efficiency as be
 from analysis.selection.corrections import SchemaCorrection
@@ -43,9 +44,9 @@ def test_measured_map_equals_an_independent_count(tmp_path, toy_files, default_c
     settings["weights"]["corrections"] = {"btag": {
         "file": "unused", "correction": "deepJet_mujets", "light_correction": "deepJet_incl",
         "working_point": "M", "systematics": ["central", "up", "down"],
-        "efficiency": {"file": be.MEASURED, "correction": "btag_efficiency"},
+        "efficiency": {"file": MEASURED, "correction": "btag_efficiency"},
     }}  # fmt: skip
-    assert be.is_measured(settings["weights"])
+    assert btag_efficiency_measured(settings["weights"])
     output = tmp_path / "btag_efficiency.json"
     values = be.measure([str(nano)], settings, str(output))
 

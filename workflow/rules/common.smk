@@ -13,9 +13,9 @@ from types import SimpleNamespace
 from snakemake.exceptions import WorkflowError
 
 from analysis.core.config import (
-    MEASURED,
     TRAIN_EXECUTION_KEYS,
     analysis_settings,
+    btag_efficiency_measured,
     check_correction_files,
     check_features,
     check_samples,
@@ -253,9 +253,7 @@ SINGLE_ERA = "analysis"
 def btag_efficiency_map(name):
     """The b-tagging efficiency map the workflow measures for a simulated sample's era, or None
     (``weights.corrections.btag.efficiency.file`` is not ``measured``)."""
-    settings = sample_config(name)
-    btag = (settings["weights"].get("corrections") or {}).get("btag")
-    if SAMPLES[name]["type"] != "mc" or not btag or btag["efficiency"]["file"] != MEASURED:
+    if SAMPLES[name]["type"] != "mc" or not btag_efficiency_measured(sample_config(name)["weights"]):
         return None
     return paths.btag_efficiency.format(era=SAMPLES[name].get("era") or SINGLE_ERA)
 
