@@ -161,10 +161,19 @@ def _newton_step(
 def _saddle_free_solve(matrices: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``|H|^-1 g`` per row, with ``|H|`` the symmetric matrix with the absolute eigenvalues of
     ``H`` (at least :data:`FLAT` times the largest): positive definite, so ``-|H|^-1 g`` descends.
-    Row by row, like :func:`_solve`."""
+    Row by row, like :func:`_solve`. A row whose matrix has no eigendecomposition (not finite, or
+    too ill-conditioned for the solver: seen on a goodness-of-fit toy of nearly empty bins) gets
+    no step, so its refit ends without a valid minimum and MINUIT takes it over."""
     solutions = []
     for matrix, row in zip(matrices, rows, strict=True):
-        eigenvalues, vectors = torch.linalg.eigh(matrix)
+        if not (torch.isfinite(matrix).all() and torch.isfinite(row).all()):
+            solutions.append(torch.zeros_like(row))
+            continue
+        try:
+            eigenvalues, vectors = torch.linalg.eigh(matrix)
+        except torch.linalg.LinAlgError:
+            solutions.append(torch.zeros_like(row))
+            continue
         magnitudes = eigenvalues.abs()
         magnitudes = magnitudes.clamp_min(FLAT * float(magnitudes.max()))
         solutions.append(vectors @ ((vectors.T @ row) / magnitudes))

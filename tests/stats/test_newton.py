@@ -44,3 +44,16 @@ def test_a_start_next_to_the_maximum_reaches_the_minimum_on_its_side(side):
     assert found.iterations[0] <= 15
     assert found.values[0, shape] == pytest.approx(expected.x, abs=1e-6)
     assert found.twice_nll[0] == pytest.approx(expected.fun, abs=1e-9)
+
+
+def test_a_matrix_without_eigendecomposition_gets_no_step():
+    """A row whose Hessian is not finite gets a zero saddle-free step, the others theirs
+    (``|H|^-1 g``): catches the LinAlgError that stopped a goodness-of-fit job on one toy."""
+    import torch
+
+    good = torch.tensor([[2.0, 0.0], [0.0, -4.0]], dtype=torch.float64)
+    bad = torch.tensor([[float("nan"), 0.0], [0.0, 1.0]], dtype=torch.float64)
+    rows = torch.tensor([[1.0, 2.0], [1.0, 2.0]], dtype=torch.float64)
+    steps = newton._saddle_free_solve(torch.stack([good, bad]), rows)
+    assert torch.allclose(steps[0], torch.tensor([0.5, 0.5], dtype=torch.float64))
+    assert torch.equal(steps[1], torch.zeros(2, dtype=torch.float64))
