@@ -138,16 +138,16 @@ def measure(args: argparse.Namespace) -> None:
           f"a time, ratio; fallbacks | {toys} toys without profiling, ms per toy without / "
           "with, ratio; fallbacks")  # fmt: skip
     for test in chosen:
-        setup, build = cpu(input_gof.build_test, inputs, edges, test, settings)
-        entry, run = cpu(input_gof.evaluate_test, setup, test, settings)
+        built, build = cpu(input_gof.build_test, inputs, edges, test, settings)
+        entry, run = cpu(input_gof.evaluate_test, built, test, settings)
         costs[len(test)].append(build + run)
-        _, together = cpu(input_gof.evaluate_test, setup, test, compare)
-        single, alone = cpu(input_gof.evaluate_test, setup, test, compare, batch=1)
-        every, full = cpu(input_gof.evaluate_test, setup, test, compare, profile=False)
+        _, together = cpu(input_gof.evaluate_test, built, test, compare)
+        single, alone = cpu(input_gof.evaluate_test, built, test, compare, batch=1)
+        every, full = cpu(input_gof.evaluate_test, built, test, compare, profile=False)
         batched, one_at_a_time = batched + together, one_at_a_time + alone
         profiled, unprofiled = profiled + together, unprofiled + full
         print(
-            f"  {' x '.join(test):22s} {entry.bins:4d} bins {setup.model.config.npars:4d} pars "
+            f"  {' x '.join(test):22s} {entry.bins:4d} bins {built.setup.model.config.npars:4d} pars "
             f"{build:6.2f} {run:7.2f} | {together:6.2f} {alone:7.2f} {alone / together:5.1f}; "
             f"{entry.fallbacks} / {single.fallbacks} | {1e3 * full / toys:7.1f} "
             f"{1e3 * together / toys:6.1f} {full / together:5.1f}; {every.fallbacks}"
