@@ -146,8 +146,9 @@ def measure(args: argparse.Namespace) -> None:
         every, full = cpu(input_gof.evaluate_test, built, test, compare, profile=False)
         batched, one_at_a_time = batched + together, one_at_a_time + alone
         profiled, unprofiled = profiled + together, unprofiled + full
+        npars = built.setup.model.config.npars
         print(
-            f"  {' x '.join(test):22s} {entry.bins:4d} bins {built.setup.model.config.npars:4d} pars "
+            f"  {' x '.join(test):22s} {entry.bins:4d} bins {npars:4d} pars "
             f"{build:6.2f} {run:7.2f} | {together:6.2f} {alone:7.2f} {alone / together:5.1f}; "
             f"{entry.fallbacks} / {single.fallbacks} | {1e3 * full / toys:7.1f} "
             f"{1e3 * together / toys:6.1f} {full / together:5.1f}; {every.fallbacks}"
