@@ -1,8 +1,9 @@
 """Template figures (the most numerous plots): time per figure with 1 and with 2 worker
 processes on the same synthetic histograms file, and the saving of each figure in PDF and PNG
 with its tight bounding box measured once (style.save_figure) against matplotlib's
-``bbox_inches="tight"``, which measures it anew for each format; both printed as ratios measured
-in the same run.
+``bbox_inches="tight"``, which measures it anew for each format, and with the PDF font subsets
+reused across figures (plots/fonts.py) against matplotlib making them for every file; all printed
+as ratios measured in the same run.
 
     python -m bench.plots [--systematics 10]
 """
@@ -18,7 +19,9 @@ import hist
 import matplotlib.pyplot as plt
 import numpy as np
 import uproot
+from matplotlib.backends import _backend_pdf_ps
 
+from analysis.plots import fonts
 from analysis.plots import stacks as plot_stacks
 from analysis.plots.style import output_paths, style_from_settings
 
@@ -67,6 +70,29 @@ def main() -> None:
             print(f"{mode}: {min(times):.3f} s CPU per figure (best of {len(times)})")
         ratio = min(saving["measured once"]) / min(saving["tight per format"])
         print(f"bounding box measured once / per format time ratio: {ratio:.2f}")
+        plot_stacks.save_figure = SAVE_FIGURE
+        print_font_subsets(source, Path(tmp) / "fonts", style)
+
+
+def print_font_subsets(source: Path, output: Path, style) -> None:
+    """CPU per template figure with the font subsets made for every PDF and reused (the
+    process's kept subsets emptied first, so the reused run pays for its own)."""
+    output.mkdir()
+    reusing = _backend_pdf_ps.get_glyphs_subset
+    cpu: dict[str, list[float]] = {}
+    for mode in ("made per file", "reused", "made per file", "reused"):
+        _backend_pdf_ps.get_glyphs_subset = reusing if mode == "reused" else reusing.__wrapped__
+        fonts._SUBSETS.clear()
+        start = time.process_time()
+        paths = plot_stacks.plot_templates(str(source), output, style, 1)
+        cpu.setdefault(mode, []).append(
+            (time.process_time() - start) * len(style.formats) / len(paths)
+        )
+    _backend_pdf_ps.get_glyphs_subset = reusing
+    for mode, times in cpu.items():
+        print(f"font subsets {mode}: {min(times):.3f} s CPU per figure (best of {len(times)})")
+    ratio = min(cpu["reused"]) / min(cpu["made per file"])
+    print(f"font subsets reused / made per file time ratio: {ratio:.2f}")
 
 
 def _saver(mode: str):

@@ -8,12 +8,13 @@ formats, resolution) is a config edit that reruns only the plot rules.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import os
 import pickle
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,7 +30,10 @@ from matplotlib.transforms import Bbox, TransformNode  # noqa: E402
 
 from analysis.core.errors import AnalysisError  # noqa: E402
 from analysis.core.io import atomic_path  # noqa: E402
+from analysis.plots.fonts import reuse_font_subsets  # noqa: E402
 from analysis.plots.labels import Labels, labels_from_settings  # noqa: E402
+
+reuse_font_subsets()  # the PDF of every figure embeds its fonts; most glyph sets repeat
 
 #: mplhep styles a user can pick (``plots.style``), each with mplhep's experiment-label function.
 EXPERIMENT_LABELS = {
@@ -152,58 +156,40 @@ def labelled_figure(
         _LABELLED[key] = pickle.dumps(fig)  # restored to pyplot when loaded, like a new figure
         Gcf.destroy_fig(fig)  # what plt.close does; the blank itself is never saved
     apply_style(style)  # the rcParams that saving reads (PDF font type), as new_figure sets
-    fig = pickle.loads(_LABELLED[key])
-    rekey_transform_parents(fig)
+    with _transform_parents_keyed_by_id():
+        fig = pickle.loads(_LABELLED[key])
     return (fig, tuple(fig.axes)) if ratio else (fig, fig.axes[0])
 
 
-def rekey_transform_parents(fig: Any) -> int:
-    """Key every transform's parents by their ids again in an unpickled figure; returns how
-    many transforms were reached.
+@contextlib.contextmanager
+def _transform_parents_keyed_by_id() -> Iterator[None]:
+    """While inside, an unpickled matplotlib transform files its parents under their ids.
 
-    A matplotlib transform tells its parents that it changed through a dict keyed by
-    ``id(parent)``, and unpickling keeps the ids the parents had in the pickling process. A
-    transform made later whose id happens to equal one of those keys replaces that parent, which
-    then misses the change: a tick label's offset kept the resolution of the bounding-box
+    A transform tells its parents that it changed through a dict keyed by ``id(parent)``, and
+    matplotlib's unpickling keeps the ids the parents had in the pickling process. A transform
+    made later whose id happens to equal one of those keys replaces that parent, which then
+    misses the change: a tick label's offset kept the resolution of the bounding-box
     measurement (150 dpi) when the PDF was drawn (72), moving the tick labels 3.8 pt in about
     one figure of a few hundred, depending on memory addresses.
     """
-    transforms = _transforms_of(fig)
-    for node in transforms:
+    restore = TransformNode.__setstate__
+
+    def setstate(node: TransformNode, state: dict[str, Any]) -> None:
+        restore(node, state)
         parents = [ref() for ref in node._parents.values()]
-        rekeyed: dict[int, weakref.ref] = {}
+        node._parents = {}
         for parent in parents:
             if parent is not None:  # the callback forgets a parent once it is gone
                 key = id(parent)
-                rekeyed[key] = weakref.ref(
-                    parent, lambda _, pop=rekeyed.pop, key=key: pop(key, None)
+                node._parents[key] = weakref.ref(
+                    parent, lambda _, pop=node._parents.pop, key=key: pop(key, None)
                 )
-        node._parents = rekeyed
-    return len(transforms)
 
-
-def _transforms_of(root: Any) -> list[TransformNode]:
-    """Every transform reachable from ``root`` through the attributes of matplotlib and
-    mplhep objects and the containers they hold."""
-    seen: set[int] = set()
-    found: list[TransformNode] = []
-    pending = [root]
-    while pending:
-        item = pending.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, TransformNode):
-            found.append(item)
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            pending.extend(item)
-        elif type(item).__module__.startswith(("matplotlib", "mplhep")) and hasattr(
-            item, "__dict__"
-        ):
-            pending.extend(vars(item).values())
-    return found
+    TransformNode.__setstate__ = setstate  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TransformNode.__setstate__ = restore  # type: ignore[method-assign]
 
 
 def add_label(
