@@ -11,7 +11,10 @@ command separate from the tests (state the reason in the commit)::
     python -m tests.digests RESULTS_DIR > tests/data/output_digests.json
 
 where RESULTS_DIR holds a run of ``tests.workflow.test_workflow.TINY_TARGETS`` with the tiny toy
-config (``tests.conftest.TINY_TOY_CONFIG``).
+config (``tests.conftest.TINY_TOY_CONFIG``). The reference keeps the package versions of that run
+(its ``versions.json``) beside the digests: a new release of a numerical dependency (awkward,
+vector, numpy, iminuit) may change the last bits of the skims and of what is trained and fitted on
+them, and the test then names the packages whose versions moved.
 """
 
 from __future__ import annotations
@@ -100,7 +103,24 @@ def digests(results: Path) -> dict[str, str]:
     return {path.relative_to(results).as_posix(): file_digest(path) for path in paths}
 
 
+def reference(results: Path) -> dict[str, Any]:
+    """The committed reference of a run: its digests and the package versions that made them."""
+    versions = json.loads((results / "versions.json").read_text())
+    return {"packages": versions["packages"], "digests": digests(results)}
+
+
+def moved_packages(reference_packages: dict[str, str], results: Path) -> list[str]:
+    """``name old -> new`` for each package whose version differs between the reference and
+    the run in ``results`` (its ``versions.json``)."""
+    packages = json.loads((results / "versions.json").read_text())["packages"]
+    return [
+        f"{name} {reference_packages.get(name)} -> {packages.get(name)}"
+        for name in sorted(set(reference_packages) | set(packages))
+        if reference_packages.get(name) != packages.get(name) and name != "htautau-workflow"
+    ]
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m tests.digests RESULTS_DIR > tests/data/output_digests.json")
-    print(json.dumps(digests(Path(sys.argv[1])), indent=1, sort_keys=True))
+    print(json.dumps(reference(Path(sys.argv[1])), indent=1, sort_keys=True))
