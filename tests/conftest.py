@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from analysis.core.config import load_yaml
+from tests import xrootd_server
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -173,6 +175,30 @@ def slurm_cluster() -> Iterator[str]:
         subprocess.run(
             ["bash", str(REPO / "tests" / "slurm" / "teardown.sh")], timeout=120, check=False
         )
+
+
+@pytest.fixture(scope="session")
+def xrootd_url() -> Iterator[str]:
+    """``root://localhost:PORT//``: a local xrootd server serving copies of the real NanoAOD
+    files of tests/data (tests/xrootd_server.py), stopped at the end. Opt-in, like Slurm: a plain
+    pytest starts no server; where one cannot start, the tests skip with the reason, or fail
+    with REQUIRE_XROOTD=1."""
+    if not xrootd_server.opted_in():
+        pytest.skip(xrootd_server.OPT_IN)
+    reason = xrootd_server.missing()
+    stack = contextlib.ExitStack()
+    if reason is None:
+        files = [DATA / "nano_dy.root", DATA / "nanoAOD_2015_CMS_Open_Data_ttbar.root"]
+        try:
+            url = stack.enter_context(xrootd_server.serving(files))
+        except RuntimeError as err:
+            reason = str(err)
+    if reason is not None:
+        if os.environ.get("REQUIRE_XROOTD") == "1":
+            pytest.fail(f"no local xrootd server: {reason}")
+        pytest.skip(f"no local xrootd server: {reason}")
+    with stack:
+        yield url
 
 
 def with_correction_branches(source: Path, output: Path) -> Path:

@@ -5,7 +5,8 @@
 (blank lines and lines starting with ``#`` are skipped). Relative paths, in the samples file and in
 list files alike, are relative to the working directory. Local files must exist: a missing one
 stops the workflow with one line naming the file, the sample and where it was listed; remote
-files (``root://...``) are left to the reader.
+files (``root://...``, read through ``fsspec-xrootd``: ``pip install -e '.[remote]'``) are left to
+the reader, and a job's rule names only its local files as inputs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def sample_files(sample: str, files: str | Sequence[str]) -> list[str]:
 
 def _expand(sample: str, entry: str) -> list[str]:
     """The files of one entry of ``files``."""
-    if _is_remote(entry):
+    if is_remote(entry):
         return [entry]
     if glob.has_magic(entry):
         matches = sorted(glob.glob(entry))
@@ -61,7 +62,7 @@ def _listed(sample: str, list_file: str) -> list[str]:
 
 def _existing(sample: str, path: str, source: str) -> str:
     """``path`` if it is remote or exists; otherwise a one-line error naming it."""
-    if _is_remote(path) or os.path.isfile(path):
+    if is_remote(path) or os.path.isfile(path):
         return path
     raise AnalysisError(
         f"sample '{sample}': input file {path} not found (listed in {source}); "
@@ -69,5 +70,12 @@ def _existing(sample: str, path: str, source: str) -> str:
     )
 
 
-def _is_remote(path: str) -> bool:
+def is_remote(path: str) -> bool:
+    """Whether ``path`` is a URL (``root://``, ``https://``): read by the job, not watched by
+    Snakemake (which would look for a local file of that name)."""
     return "://" in path
+
+
+def local_files(paths: Sequence[str]) -> list[str]:
+    """The local files of ``paths``: what a rule can name as its input."""
+    return [path for path in paths if not is_remote(path)]

@@ -1,4 +1,5 @@
-"""A sample's `files`: a list, a glob or a text file of paths; a missing file is one line."""
+"""A sample's `files`: a list, a glob or a text file of paths, local or remote (``root://``, read
+from a local xrootd server when opted in); a missing file is one line."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from analysis.core.config import load_yaml
 from analysis.core.errors import AnalysisError
+from analysis.selection.nanoaod import check_inputs
 from analysis.selection.samplefiles import sample_files
 from tests.conftest import DATA, REPO
+from tests.digests import root_digest
 
 TT_FILE = "nanoAOD_2015_CMS_Open_Data_ttbar.root"
 
@@ -72,25 +76,7 @@ def test_workflow_expands_a_list_file_and_stops_on_a_missing_file(tmp_path):
     # catches the workflow passing the list file itself to the preselection, or a traceback
     listing = tmp_path / "dy.txt"
     listing.write_text(f"{DATA / 'nano_dy.root'}\n")
-    samples = tmp_path / "samples.yaml"
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "samples": str(samples),
-                "results": str(tmp_path / "results"),
-                "train": {
-                    "classes": [
-                        {"name": "zl", "processes": ["ZL"]},
-                        {"name": "tt", "processes": ["TT"]},
-                    ]
-                },
-            }
-        )
-    )
-    tt = {"type": "mc", "process": "TT", "xsec": 1.0, "files": [str(DATA / TT_FILE)]}
-    dy = {"type": "mc", "process": "ZL", "xsec": 1.0, "files": str(listing)}
-    samples.write_text(yaml.safe_dump({"samples": {"DY": dy, "TT": tt}}))
+    config = _write_config(tmp_path, str(listing), [str(DATA / TT_FILE)])
     planned = _dry_run(config, tmp_path / "results" / "preselect" / "DY" / "nominal.root")
     assert planned.returncode == 0, planned.stderr[-2000:]
     assert f"--files {DATA / 'nano_dy.root'} --settings" in planned.stdout
@@ -102,6 +88,74 @@ def test_workflow_expands_a_list_file_and_stops_on_a_missing_file(tmp_path):
         f"error: sample 'DY': input file {tmp_path}/gone.root not found (listed in {listing}); "
         "fix the path or remove the file from the list"
     ]
+
+
+def test_workflow_gives_remote_files_to_the_job_not_to_snakemake(tmp_path):
+    # catches a root:// URL named as a rule input: Snakemake looks for a local file of that name
+    # and stops with MissingInputException before any job
+    url = "root://eosuser.cern.ch//eos/user/me/nano_dy_2.root"
+    config = _write_config(tmp_path, [str(DATA / "nano_dy.root"), url], [str(DATA / TT_FILE)])
+    planned = _dry_run(config, tmp_path / "results" / "preselect" / "DY" / "nominal.root")
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert f"--files {DATA / 'nano_dy.root'} {url} --settings" in planned.stdout
+
+
+def test_remote_file_reads_like_the_local_one(xrootd_url):
+    # catches a URL that the readers cannot open (no fsspec-xrootd) or that the checks treat as
+    # a local path; a missing remote file is one line naming it
+    url = f"{xrootd_url}nano_dy.root"
+    assert sample_files("DY", [url]) == [url]
+    needed = {"Muon_pt": "muon selection"}
+    assert check_inputs([url], "Events", needed, "DY") == 40
+    assert check_inputs([str(DATA / "nano_dy.root")], "Events", needed, "DY") == 40
+    with pytest.raises(AnalysisError) as err:
+        check_inputs([f"{xrootd_url}gone.root"], "Events", needed, "DY")
+    assert f"{xrootd_url}gone.root" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_workflow_preselects_files_read_from_an_xrootd_server(tmp_path, xrootd_url):
+    # catches remote files that reach the job but are read differently from local ones
+    skims = {}
+    for where, prefix in (("local", f"{DATA}/"), ("remote", xrootd_url)):
+        directory = tmp_path / where
+        directory.mkdir()
+        config = _write_config(directory, [f"{prefix}nano_dy.root"], [f"{prefix}{TT_FILE}"])
+        targets = [directory / "results" / "preselect" / s / "nominal.root" for s in ("DY", "TT")]
+        run = _run(config, *targets)
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+        skims[where] = [root_digest(target) for target in targets]
+    assert skims["remote"] == skims["local"]
+
+
+def _write_config(tmp_path: Path, dy_files: str | list[str], tt_files: list[str]) -> Path:
+    """A config of the two real NanoAOD samples (DY, TT) with these files, results in
+    ``tmp_path/results``."""
+    samples = tmp_path / "samples.yaml"
+    config = tmp_path / "config.yaml"
+    classes = [{"name": "zl", "processes": ["ZL"]}, {"name": "tt", "processes": ["TT"]}]
+    overrides = load_yaml(DATA / "real_nanoaod_config.yaml")
+    overrides.update(
+        {
+            "samples": str(samples),
+            "results": str(tmp_path / "results"),
+            "train": {"classes": classes},
+        }
+    )
+    config.write_text(yaml.safe_dump(overrides))
+    tt = {"type": "mc", "process": "TT", "xsec": 1.0, "files": tt_files}
+    dy = {"type": "mc", "process": "ZL", "xsec": 1.0, "files": dy_files}
+    samples.write_text(yaml.safe_dump({"samples": {"DY": dy, "TT": tt}}))
+    return config
+
+
+def _run(config: Path, *targets: Path) -> subprocess.CompletedProcess:
+    """``snakemake`` of ``targets`` with ``config``, from the repository root."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config)]
+    return subprocess.run(
+        [*command, "--", *map(str, targets)],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=env, check=False,
+    )  # fmt: skip
 
 
 def _dry_run(config: Path, target: Path) -> subprocess.CompletedProcess:

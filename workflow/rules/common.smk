@@ -44,6 +44,7 @@ from analysis.core.errors import AnalysisError
 from analysis.core.provenance import environment_sha256, git_state, sha256_of
 from analysis.core.variations import NOMINAL
 from analysis.selection.parts import part_name, split_files
+from analysis.selection.samplefiles import local_files
 from analysis.selection.samplefiles import sample_files as expand_sample_files
 from analysis.selection.skim import FEATURES, INT_COLUMNS
 from analysis.stats.channels import channels, era_channels
@@ -207,6 +208,18 @@ def part_files(wildcards):
     return SAMPLE_PARTS[wildcards.sample][wildcards.part]
 
 
+def job_files(wildcards):
+    """The files a preselection job reads: its part's for a split sample, else the sample's
+    (remote URLs included, in order)."""
+    return part_files(wildcards) if hasattr(wildcards, "part") else sample_files(wildcards)
+
+
+def local_job_files(wildcards):
+    """:func:`job_files` that Snakemake can watch, the rule's inputs: remote files are read by
+    the job alone (Snakemake would look for a local file of that name)."""
+    return local_files(job_files(wildcards))
+
+
 def part_outputs(variations):
     """Named outputs of a part job: one skim and one cutflow per variation."""
     return {
@@ -282,14 +295,20 @@ def preselect_settings(wildcards):
     return as_json(sections)
 
 
-def btag_efficiency_inputs(wildcards):
-    """The input files of the nominal simulated samples of an era (``analysis``: all samples)."""
+def btag_efficiency_files(wildcards):
+    """The input files of the nominal simulated samples of an era (``analysis``: all samples),
+    remote URLs included."""
     era = None if wildcards.era == SINGLE_ERA else wildcards.era
     files = []
     for name, sample in SAMPLES.items():
         if has_shape_variations(sample) and sample.get("era") == era:
             files += sample_files(SimpleNamespace(sample=name))
     return files
+
+
+def btag_efficiency_inputs(wildcards):
+    """:func:`btag_efficiency_files` that Snakemake can watch (the local ones)."""
+    return local_files(btag_efficiency_files(wildcards))
 
 
 def btag_efficiency_settings(wildcards):

@@ -32,6 +32,7 @@ rule btag_efficiency:
     output:
         paths.btag_efficiency,
     params:
+        files=btag_efficiency_files,
         settings=btag_efficiency_settings,
     log:
         paths.logs.btag_efficiency,
@@ -41,7 +42,7 @@ rule btag_efficiency:
     conda:
         "../../envs/preselect.yaml"
     shell:
-        "python -m analysis.selection.btag_efficiency --files {input:q} "
+        "python -m analysis.selection.btag_efficiency --files {params.files:q} "
         "--settings {params.settings:q} --output {output:q} 2> {log:q}"
 
 
@@ -54,12 +55,13 @@ rule preselect_sample:
     """Nominal simulation: the nominal skim plus every object-level shape variation."""
     priority: ANALYSIS_CHAIN
     input:
-        files=sample_files,
+        files=local_job_files,
         certified_lumi=certified_lumi_file,
         corrections=preselect_corrections,
     output:
         **preselect_outputs(MC_VARIATIONS),
     params:
+        files=job_files,
         sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
         settings=preselect_settings,
         output_dir=lambda wildcards, output: os.path.dirname(output.skims[0]),
@@ -79,7 +81,7 @@ rule preselect_sample:
         "../../envs/preselect.yaml"
     shell:
         "python -m analysis.selection.preselect --sample {wildcards.sample} "
-        "--sample-spec {params.sample:q} --files {input.files:q} --settings {params.settings:q} "
+        "--sample-spec {params.sample:q} --files {params.files:q} --settings {params.settings:q} "
         "--output-dir {params.output_dir:q} --chunksize {resources.chunksize} "
         "--workers {threads} --dask-mode {resources.dask_mode} "
         "--dask-address {resources.dask_address} --dask-jobs {resources.dask_jobs} 2> {log:q}"
@@ -97,10 +99,6 @@ use rule preselect_sample as preselect_sample_nominal_only with:
 
 
 use rule preselect_sample as preselect_part with:
-    input:
-        files=part_files,
-        certified_lumi=certified_lumi_file,
-        corrections=preselect_corrections,
     output:
         **part_outputs(MC_VARIATIONS),
     wildcard_constraints:
