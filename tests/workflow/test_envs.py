@@ -109,9 +109,11 @@ def env_requirements(path: Path) -> dict[str, Requirement]:
 
 
 def project_requirements() -> dict[str, Requirement]:
-    """pyproject.toml's dependencies, by canonical name."""
+    """pyproject.toml's dependencies and its `remote` extra (what a job may need at run time:
+    the XRootD client for root:// inputs), by canonical name."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    requirements = (Requirement(spec) for spec in project["dependencies"])
+    specs = [*project["dependencies"], *project["optional-dependencies"]["remote"]]
+    requirements = (Requirement(spec) for spec in specs)
     return {canonicalize_name(requirement.name): requirement for requirement in requirements}
 
 
