@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -150,19 +151,21 @@ def _write_config(tmp_path: Path, dy_files: str | list[str], tt_files: list[str]
 
 def _run(config: Path, *targets: Path) -> subprocess.CompletedProcess:
     """``snakemake`` of ``targets`` with ``config``, from the repository root."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config)]
-    return subprocess.run(
-        [*command, "--", *map(str, targets)],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=env, check=False,
-    )  # fmt: skip
+    return _snakemake(config, [], targets)
 
 
 def _dry_run(config: Path, target: Path) -> subprocess.CompletedProcess:
     """``snakemake -n -p`` of one target with ``config``, from the repository root."""
+    return _snakemake(config, ["-n", "-p"], [target])
+
+
+def _snakemake(
+    config: Path, options: Sequence[str], targets: Sequence[Path]
+) -> subprocess.CompletedProcess:
+    """Snakemake with ``config``, ``options`` and ``targets``, from the repository root."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "--configfile"]
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config)]
     return subprocess.run(
-        [*command, str(config), "--", str(target)],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env=env, check=False,
+        [*command, *options, "--", *map(str, targets)],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=env, check=False,
     )  # fmt: skip
