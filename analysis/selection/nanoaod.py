@@ -15,6 +15,7 @@ import uproot
 from analysis.core.config import weight_columns
 from analysis.core.errors import AnalysisError
 from analysis.core.io import EVENT_KEYS
+from analysis.selection.samplefiles import is_remote
 
 #: ``Tau_genPartFlav`` of a genuine hadronic tau decay.
 GENUINE_TAU = 5
@@ -123,6 +124,14 @@ def _branch_names(path: str, treename: str, sample: str) -> tuple[set[str], int]
             f"sample '{sample}': {path} has no tree '{treename}'; set `treename` in the "
             "samples file"
         ) from None
+    except ImportError as err:
+        if is_remote(path):  # uproot's reader of the remote protocol is not installed
+            raise AnalysisError(
+                f"sample '{sample}': cannot read the remote file {path} without the XRootD "
+                "client; install it with pip install -e '.[remote]' (fsspec-xrootd and xrootd)"
+            ) from None
+        reason = " ".join(str(err).split())  # e.g. a compression library to install
+        raise AnalysisError(f"sample '{sample}': cannot read {path} ({reason})") from None
     except Exception as err:  # uproot raises several types for corrupt files
         reason = " ".join(str(err).split())  # uproot's messages span several lines
         raise AnalysisError(

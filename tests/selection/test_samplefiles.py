@@ -14,6 +14,7 @@ import yaml
 
 from analysis.core.config import load_yaml
 from analysis.core.errors import AnalysisError
+from analysis.selection import nanoaod
 from analysis.selection.nanoaod import check_inputs
 from analysis.selection.samplefiles import sample_files
 from tests.conftest import DATA, REPO
@@ -99,6 +100,24 @@ def test_workflow_gives_remote_files_to_the_job_not_to_snakemake(tmp_path):
     planned = _dry_run(config, tmp_path / "results" / "preselect" / "DY" / "nominal.root")
     assert planned.returncode == 0, planned.stderr[-2000:]
     assert f"--files {DATA / 'nano_dy.root'} {url} --settings" in planned.stdout
+
+
+def test_remote_file_without_the_client_names_the_extra(monkeypatch):
+    # catches uproot's ImportError surfacing as "replace the file", which is not the cure
+    def no_client(path, **_):
+        raise ImportError("Install fsspec-xrootd to access xrootd storage system.")
+
+    monkeypatch.setattr(nanoaod.uproot, "open", no_client)
+    url = "root://eosuser.cern.ch//eos/user/me/nano_dy.root"
+    with pytest.raises(AnalysisError) as err:
+        check_inputs([url], "Events", {}, "DY")
+    assert str(err.value) == (
+        f"sample 'DY': cannot read the remote file {url} without the XRootD client; install it "
+        "with pip install -e '.[remote]' (fsspec-xrootd and xrootd)"
+    )
+    local = str(DATA / "nano_dy.root")  # e.g. a compression library missing: uproot's advice
+    with pytest.raises(AnalysisError, match=r"cannot read .*nano_dy\.root \(Install fsspec"):
+        check_inputs([local], "Events", {}, "DY")
 
 
 def test_remote_file_reads_like_the_local_one(xrootd_url):
