@@ -8,7 +8,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -138,9 +138,19 @@ SLURM_OPT_IN = (
 )
 
 
-def slurm_opted_in() -> bool:
-    """Whether this test run may install, configure, start or submit to Slurm."""
-    return "1" in (os.environ.get("HTT_TEST_SLURM"), os.environ.get("REQUIRE_SLURM"))
+def opted_in(feature: str) -> bool:
+    """Whether this test run may set up ``feature`` (``SLURM``: install, configure, start or
+    submit to Slurm; ``XROOTD``: start an xrootd server): ``HTT_TEST_<feature>=1``, or
+    ``REQUIRE_<feature>=1``, which also makes a set-up that fails a test failure."""
+    return "1" in (os.environ.get(f"HTT_TEST_{feature}"), os.environ.get(f"REQUIRE_{feature}"))
+
+
+def unavailable(feature: str, message: str) -> NoReturn:
+    """Stop a test whose opted-in ``feature`` could not be set up: a failure under
+    ``REQUIRE_<feature>=1``, else a skip, with ``message``."""
+    if os.environ.get(f"REQUIRE_{feature}") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -154,7 +164,7 @@ def slurm_cluster() -> Iterator[str]:
     root, no package index) the tests skip with the setup script's reason, unless REQUIRE_SLURM=1,
     where that is a failure. Returns the setup's last line (which partition and node are up).
     """
-    if not slurm_opted_in():
+    if not opted_in("SLURM"):
         pytest.skip(SLURM_OPT_IN)
     setup = REPO / "tests" / "slurm" / "setup.sh"
     try:
@@ -166,10 +176,7 @@ def slurm_cluster() -> Iterator[str]:
     except (OSError, subprocess.TimeoutExpired) as err:
         reason, failed = [str(err)], True
     if failed:
-        message = f"no local Slurm cluster: {' '.join(reason) or 'setup.sh failed'}"
-        if os.environ.get("REQUIRE_SLURM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("SLURM", f"no local Slurm cluster: {' '.join(reason) or 'setup.sh failed'}")
     yield result.stdout.strip().splitlines()[-1]
     if "started " in result.stdout:  # only what this session started; a running Slurm stays
         subprocess.run(
@@ -183,7 +190,7 @@ def xrootd_url() -> Iterator[str]:
     files of tests/data (tests/xrootd_server.py), stopped at the end. Opt-in, like Slurm: a plain
     pytest starts no server; where one cannot start, the tests skip with the reason, or fail
     with REQUIRE_XROOTD=1."""
-    if not xrootd_server.opted_in():
+    if not opted_in("XROOTD"):
         pytest.skip(xrootd_server.OPT_IN)
     reason = xrootd_server.missing()
     stack = contextlib.ExitStack()
@@ -194,9 +201,7 @@ def xrootd_url() -> Iterator[str]:
         except RuntimeError as err:
             reason = str(err)
     if reason is not None:
-        if os.environ.get("REQUIRE_XROOTD") == "1":
-            pytest.fail(f"no local xrootd server: {reason}")
-        pytest.skip(f"no local xrootd server: {reason}")
+        unavailable("XROOTD", f"no local xrootd server: {reason}")
     with stack:
         yield url
 

@@ -5,7 +5,7 @@ localhost, serving a directory of copied test files, and stopped at the end; the
 what an analyst installs (``pip install -e '.[remote]'``: the ``xrootd`` bindings and
 ``fsspec-xrootd``, through which uproot reads ``root://`` URLs). Starting a daemon is opt-in
 (``HTT_TEST_XROOTD=1``; ``REQUIRE_XROOTD=1``, which .ci/run sets, makes a server that cannot start
-a failure instead of a skip).
+a failure instead of a skip: ``tests.conftest.opted_in``).
 """
 
 from __future__ import annotations
@@ -26,11 +26,6 @@ OPT_IN = (
     "XRootD tests are opt-in: HTT_TEST_XROOTD=1 starts a local xrootd server (Debian package "
     "xrootd-server; client: pip install -e '.[remote]') serving copies of tests/data"
 )
-
-
-def opted_in() -> bool:
-    """Whether this test run may start an xrootd server."""
-    return "1" in (os.environ.get("HTT_TEST_XROOTD"), os.environ.get("REQUIRE_XROOTD"))
 
 
 def missing() -> str | None:

@@ -28,13 +28,13 @@ import pytest
 import uproot
 import yaml
 
-from tests.conftest import REPO, SLURM_OPT_IN, TINY_TOY_CONFIG, merge_config, slurm_opted_in
+from tests.conftest import REPO, SLURM_OPT_IN, TINY_TOY_CONFIG, merge_config, opted_in
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.slurm,
     # skip before any fixture runs (the local reference run alone takes minutes)
-    pytest.mark.skipif(not slurm_opted_in(), reason=SLURM_OPT_IN),
+    pytest.mark.skipif(not opted_in("SLURM"), reason=SLURM_OPT_IN),
 ]
 
 #: What a run needs from the repository (the workflow, the package its jobs import, the config
