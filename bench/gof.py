@@ -82,7 +82,7 @@ def settings_of(config: dict[str, Any]) -> dict[str, Any]:
     gof = {**config["gof"], "data": "pseudo"}
     gof["variables"] = gof["variables"] or config["train"]["features"]
     inference = {key: config["inference"][key] for key in ("interpolation", "fit", "refits")}
-    sections = ("histograms", "workspace", "weights")
+    sections = ("histograms", "workspace")
     return {"gof": gof, "inference": inference, **{key: config[key] for key in sections}}
 
 
@@ -91,6 +91,7 @@ def manifest_of(config: dict[str, Any], samples: dict[str, Any], results: Path) 
     return {
         name: {
             "spec": spec,
+            "weights": config["weights"],
             "files": {
                 variation: [
                     str(results / p.format(sample=name, variation=variation)) for p in PATTERNS

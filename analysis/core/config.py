@@ -335,38 +335,53 @@ def check_train_classes(
 
 
 def uncertainty_aware_inputs(
-    training: list[tuple[str, str]], config: Mapping[str, Any], skim: str, friend: str
+    training: list[tuple[str, str]],
+    train: Mapping[str, Any],
+    configs: Sequence[Mapping[str, Any]],
+    skim: str,
+    friend: str,
 ) -> list[dict[str, Any]]:
     """The event sets of the systematics in the uncertainty-aware loss, per training sample.
 
     A shape variation (``variations``) comes from the variation skims and their friends; a weight
     variation (``weights.variations``, ``tau_id``) from the nominal files with its weight column.
+    A sample whose era does not have the systematic enters at its nominal (the systematic does
+    not move that era's events), as in the histograms.
 
     Args:
         training: (sample, class) of every training sample.
-        config: the validated config.
+        train: the ``train`` config section.
+        configs: the validated config of each training sample (its era's, with several eras).
         skim, friend: path patterns of a skim and its friend tree, with ``{sample}`` and
             ``{variation}`` (the workflow's results layout).
     """
-    train = config["train"]
     if train["loss"] != "uncertainty_aware":
         return []
-    shapes = shape_variations(config["variations"])
-    weight_columns = weight_variation_columns(config["weights"])
+    names = [
+        (shape_variations(c["variations"]), weight_variation_columns(c["weights"])) for c in configs
+    ]
     entries = []
     for systematic in train["uncertainty_aware"]["systematics"]:
+        known = any(
+            v.name in shapes or f"weight_{v.name}" in columns
+            for shapes, columns in names
+            for v in both(systematic)
+        )
+        if not known:
+            shapes = sorted({source for s, _ in names for source in sources(s)})
+            raise AnalysisError(
+                f"config: key 'train.uncertainty_aware.systematics': '{systematic}' is neither "
+                f"a shape variation ({shapes}) nor a weight variation; use one of those names"
+            )
         for variation in both(systematic):
-            if variation.name in shapes:
-                file_variation, weight = variation.name, "weight"
-            elif f"weight_{variation.name}" in weight_columns:
-                file_variation, weight = NOMINAL, f"weight_{variation.name}"
-            else:
-                raise AnalysisError(
-                    f"config: key 'train.uncertainty_aware.systematics': '{systematic}' is neither "
-                    f"a shape variation ({sorted(sources(shapes))}) nor a weight variation; use "
-                    "one of those names"
-                )
-            for index, (sample, _) in enumerate(training):
+            for index, ((sample, _), (shapes, columns)) in enumerate(
+                zip(training, names, strict=True)
+            ):
+                file_variation, weight = NOMINAL, "weight"
+                if variation.name in shapes:
+                    file_variation = variation.name
+                elif f"weight_{variation.name}" in columns:
+                    weight = f"weight_{variation.name}"
                 files = {"sample": sample, "variation": file_variation}
                 entries.append(
                     {

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from analysis.core.config import load_yaml, shape_variations, validate, weight_variation_columns
+from analysis.core.config import load_yaml, validate
 from analysis.core.errors import AnalysisError
 
 #: Top-level config sections an era's files may set: what differs between data-taking eras.
@@ -107,32 +107,7 @@ def era_configs(
             )
         validate(result, schema, f"era '{era}' ({', '.join(paths)})")
         configs[era] = result
-    check_era_consistency(configs)
     return configs
-
-
-def check_era_consistency(configs: Mapping[str, Mapping[str, Any]]) -> None:
-    """The eras agree on the names of the shape and weight variations: every simulated sample's
-    skims, friend trees and histograms have the same variations (their sizes, files and
-    correction names may differ by era)."""
-    reference = None
-    for era, config in configs.items():
-        names = (
-            shape_variations(config["variations"]),
-            weight_variation_columns(config["weights"]),
-        )
-        if reference is None:
-            reference = (era, names)
-            continue
-        first, expected = reference
-        for kind, mine, theirs in zip(("shape", "weight"), names, expected, strict=True):
-            if sorted(mine) != sorted(theirs):
-                differing = sorted(set(mine) ^ set(theirs))
-                raise AnalysisError(
-                    f"era '{era}': its {kind} variations differ from those of era '{first}' "
-                    f"({', '.join(differing)}); every era needs the same variation names (set "
-                    "the same variations and JES sources in each era's files)"
-                )
 
 
 def check_sample_eras(

@@ -3,17 +3,17 @@
 The fixed working-point b-tagging event weight (:mod:`analysis.selection.eventweights`) needs the
 probability that a jet of each flavour passes the working point in the analysis's own
 simulation; no POG publishes it. With ``weights.corrections.btag.efficiency.file: measured`` the
-workflow measures it (rule ``btag_efficiency``, one map per era) before the preselection: over
-the nominal simulated samples, every jet in the b-jet acceptance (``selection.bjet`` pT and
-|eta|, the jet ID of ``selection.jet``) is counted by its flavour (``Jet_hadronFlavour``: 5, 4,
-0) in bins of |eta| and pT, weighted by the generator weight, and the tagged fraction (score above
-``selection.bjet.wp``) is written as a correctionlib file in the layout the weight reads:
-``btag_efficiency`` with inputs ``working_point``, ``flavor``, ``abseta``, ``pt``.
-
-The jets are counted before the event selection (not cleaned against the selected muon and
-tau_h): the map describes the simulation's jets in the acceptance, with enough jets per bin from
-all samples together. A bin without jets of a flavour gets that flavour's efficiency over all
-bins.
+workflow measures it (rule ``btag_efficiency``, one map per era) before the preselection, as the
+BTV POG's recipe asks: in the analysis's phase space without its b-tagging requirement. Over the
+nominal simulated samples, the events passing the preselection's event filters and selection
+except the b-jet cut (``selection.max_bjets``) are kept, and their b-tagging candidates, the very
+jets the event weight multiplies over (jet ID, cleaned against the selected muon and tau_h, in
+the ``selection.bjet`` pT and |eta| acceptance, JER-smeared when configured), are counted by
+flavour (``Jet_hadronFlavour``: 5, 4, 0) in bins of |eta| and pT, weighted by the generator
+weight. The tagged fraction (score above ``selection.bjet.wp``) is written as a correctionlib
+file in the layout the weight reads: ``btag_efficiency`` with inputs ``working_point``,
+``flavor``, ``abseta``, ``pt``. All samples are counted together (enough jets per bin); a bin
+without jets of a flavour gets that flavour's efficiency over all bins.
 
     python -m analysis.selection.btag_efficiency --files A.root B.root --settings JSON --output F
 """
@@ -34,8 +34,12 @@ from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
 from analysis.core.errors import AnalysisError, cli_main
 from analysis.core.io import atomic_path
-from analysis.selection.jetenergy import jet_id_correction, with_jet_id
-from analysis.selection.nanoaod import field
+from analysis.selection.cuts import event_selection
+from analysis.selection.eventfilters import cut_steps
+from analysis.selection.nanoaod import check_inputs, required_branches
+from analysis.selection.processor import NominalObjects
+from analysis.selection.skim import CUTS
+from analysis.selection.workingpoints import tau_id_cuts
 
 log = logging.getLogger(__name__)
 
@@ -43,44 +47,37 @@ log = logging.getLogger(__name__)
 PT_EDGES = (20.0, 30.0, 50.0, 70.0, 100.0, 140.0, 200.0, 300.0, 1000.0)
 ABSETA_EDGES = (0.0, 0.8, 1.6, 2.5)
 FLAVOURS = (0, 4, 5)
+#: The branch of the jets' flavour, and the selection step the measurement leaves out.
+FLAVOUR_BRANCH, BJET_STEP = "Jet_hadronFlavour", CUTS[-1]
 
 
 def count_jets(path: str, settings: Mapping[str, Any]) -> np.ndarray:
-    """The jets of one NanoAOD file in the b-jet acceptance, by flavour, |eta| and pT bin, summed
-    generator weights ``(2: all, tagged; flavours; |eta| bins; pT bins)``.
+    """The b-tagging candidates of the selected events of one NanoAOD file (the selection
+    without its b-jet requirement), by flavour, |eta| and pT bin: summed generator weights
+    ``(2: all, tagged; flavours; |eta| bins; pT bins)``.
 
     Args:
         path: the file.
-        settings: the config sections ``branches``, ``selection``, ``weights``.
+        settings: the config sections ``branches``, ``selection``, ``variations``, ``weights``.
     """
     branches, cuts = settings["branches"], settings["selection"]
-    try:
-        events = NanoEventsFactory.from_root(
-            {path: "Events"}, schemaclass=NanoAODSchema, mode="eager"
-        ).events()
-        jets = events.Jet
-        generator = events[settings["weights"]["generator"]]
-        flavour = jets.hadronFlavour
-        score = jets[field(branches["btag"])]
-    except Exception as err:  # uproot/awkward: missing file, tree or branch
-        raise AnalysisError(
-            f"{path}: cannot read the jets for the b-tagging efficiency ({err}); check the file "
-            "and branches.btag (Jet_hadronFlavour is needed)"
-        ) from None
-    correction = jet_id_correction(cuts["jet"])
-    if correction is not None:
-        jets = with_jet_id(jets, correction)
-        passing = jets.passJetId
-    elif branches["jet_id"] is not None:
-        passing = jets[field(branches["jet_id"])] >= cuts["jet"]["id_min"]
-    else:
-        passing = ak.ones_like(jets.pt, dtype=bool)
-    bjet = cuts["bjet"]
-    accepted = passing & (jets.pt > bjet["pt"]) & (abs(jets.eta) < bjet["eta"])
-    weight = ak.broadcast_arrays(generator, jets.pt)[0][accepted]
+    needed = {**required_branches(settings, simulation=True), FLAVOUR_BRANCH: "the b-tagging "
+              "efficiency (the jets' flavour)"}  # fmt: skip
+    check_inputs([path], "Events", needed, "b-tagging efficiency")
+    events = NanoEventsFactory.from_root(
+        {path: "Events"}, schemaclass=NanoAODSchema, mode="eager"
+    ).events()
+    objects = NominalObjects(settings, path, simulation=True)(events)
+    selection, candidates = event_selection(
+        objects, cuts, branches, tau_id_cuts(branches, cuts["tau"])
+    )
+    steps = [step for step in cut_steps(cuts)[1:] if step != BJET_STEP]
+    passed = np.asarray(selection.all(*steps))
+    jets = ak.drop_none(candidates["btag_jets"][passed], axis=0)
+    weight = ak.broadcast_arrays(objects["weight"][passed], jets.pt)[0]
     columns = {
-        "pt": jets.pt[accepted], "abseta": abs(jets.eta[accepted]),
-        "flavour": flavour[accepted], "tagged": (score > bjet["wp"])[accepted],
+        "pt": jets.pt, "abseta": abs(jets.eta), "flavour": jets.hadronFlavour,
+        "tagged": jets.btagged,
     }  # fmt: skip
     flat = {name: np.asarray(ak.to_numpy(ak.flatten(values))) for name, values in columns.items()}
     return _histogram(flat, np.asarray(ak.to_numpy(ak.flatten(weight)), dtype=float))
@@ -146,6 +143,13 @@ def measure(files: Sequence[str], settings: Mapping[str, Any], output: str) -> n
     if not files:
         raise AnalysisError("no simulated sample to measure the b-tagging efficiency in")
     counts = sum(count_jets(path, settings) for path in files)
+    for index, flavour in enumerate(FLAVOURS):
+        if counts[0, index].sum() <= 0:
+            log.warning(
+                "flavour %d: no jets in the selected events of %d files, efficiency 0 in every "
+                "bin (the weight is then the scale factor of tagged jets alone)", flavour,
+                len(files),
+            )  # fmt: skip
     values = efficiencies(counts)
     btag = settings["weights"]["corrections"]["btag"]
     name = btag["efficiency"]["correction"]
@@ -159,7 +163,9 @@ def measure(files: Sequence[str], settings: Mapping[str, Any], output: str) -> n
 def _main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Measure the b-tagging efficiency map.")
     parser.add_argument("--files", nargs="+", required=True, help="simulated NanoAOD files")
-    parser.add_argument("--settings", required=True, help="branches, selection, weights (JSON)")
+    parser.add_argument(
+        "--settings", required=True, help="branches, selection, variations, weights (JSON)"
+    )
     parser.add_argument("--output", required=True, help="the correctionlib file to write")
     args = parser.parse_args(argv)
     values = measure(args.files, json.loads(args.settings), os.fspath(args.output))

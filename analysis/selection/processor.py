@@ -36,6 +36,46 @@ from analysis.selection.workingpoints import tau_id_cuts
 ROW_INPUTS = ("keys", "met_x", "met_y", "weight_inputs", "pileup")
 
 
+class NominalObjects:
+    """The nominal objects of a chunk as the selection reads them: the collections, MET and
+    trigger (:func:`analysis.selection.objects.chunk_objects`), the jet ID, the smeared jets and
+    corrected taus of simulation, and the event filters.
+
+    Args:
+        settings: the config sections ``branches``, ``selection``, ``variations``, ``weights``.
+        sample_name: the sample's name (for messages).
+        simulation: whether the sample is simulated.
+    """
+
+    def __init__(self, settings: Mapping[str, Any], sample_name: str, simulation: bool) -> None:
+        self.branches = settings["branches"]
+        self.cuts = settings["selection"]
+        self.uncertainties = settings["variations"]
+        self.weights = WeightInputs(settings["weights"], simulation)
+        self.jet_energy = JetEnergy(settings["variations"], settings["branches"], simulation)
+        self.tau_energy = TauEnergy(settings["variations"], simulation)
+        self.jet_id = jet_id_correction(self.cuts["jet"])
+        self.steps = cut_steps(self.cuts)
+        self.lumi_mask = load_lumi_mask(self.cuts, sample_name, simulation)
+
+    def __call__(self, events: ak.Array) -> dict[str, Any]:
+        nominal = chunk_objects(
+            events,
+            self.branches,
+            self.cuts["trigger"]["paths"],
+            self.weights,
+            met_unclustered=bool(self.uncertainties.get("met_unclustered")),
+        )
+        if self.jet_id is not None:
+            nominal["jets"] = with_jet_id(nominal["jets"], self.jet_id)
+        nominal = self.jet_energy.smeared(events, nominal)
+        nominal = self.tau_energy.corrected(nominal)
+        nominal["filters"] = event_filters(
+            events, self.steps, self.lumi_mask, self.cuts["met_filters"]
+        )
+        return nominal
+
+
 class SkimProcessor(processor.ProcessorABC):
     """Selects mu+tau_h events, computes features for every shape variation, writes chunk rows.
 
@@ -57,19 +97,16 @@ class SkimProcessor(processor.ProcessorABC):
         scratch: str,
         file_index: Mapping[str, int],
     ) -> None:
+        self.nominal = NominalObjects(settings, sample_name, is_simulation(sample))
         self.branches = settings["branches"]
         self.cuts = settings["selection"]
         self.uncertainties = settings["variations"]
-        self.weights = WeightInputs(settings["weights"], is_simulation(sample))
+        self.weights = self.nominal.weights
         self.corrections = EventCorrections(settings["weights"], is_simulation(sample))
-        self.jet_energy = JetEnergy(
-            settings["variations"], settings["branches"], is_simulation(sample)
-        )
-        self.tau_energy = TauEnergy(settings["variations"], is_simulation(sample))
-        self.jet_id = jet_id_correction(self.cuts["jet"])
-        self.steps = cut_steps(self.cuts)
+        self.jet_energy = self.nominal.jet_energy
+        self.tau_energy = self.nominal.tau_energy
+        self.steps = self.nominal.steps
         self.tau_ids = tau_id_cuts(self.branches, self.cuts["tau"])
-        self.lumi_mask = load_lumi_mask(self.cuts, sample_name, is_simulation(sample))
         self.variations = list(variations)
         self.scratch = scratch
         self.file_index = dict(file_index)
@@ -78,22 +115,9 @@ class SkimProcessor(processor.ProcessorABC):
         """Run all variations on one chunk; return cutflows, weight sums and chunk file names."""
         meta = events.metadata
         chunk = f"{self.file_index[meta['filename']]:05d}_{meta['entrystart']:012d}.npz"
-        nominal = chunk_objects(
-            events,
-            self.branches,
-            self.cuts["trigger"]["paths"],
-            self.weights,
-            met_unclustered=bool(self.uncertainties.get("met_unclustered")),
-        )
+        nominal = self.nominal(events)
         if "pileup" in self.corrections.names:
             nominal["pileup"] = events.Pileup.nTrueInt
-        if self.jet_id is not None:
-            nominal["jets"] = with_jet_id(nominal["jets"], self.jet_id)
-        nominal = self.jet_energy.smeared(events, nominal)
-        nominal = self.tau_energy.corrected(nominal)
-        nominal["filters"] = event_filters(
-            events, self.steps, self.lumi_mask, self.cuts["met_filters"]
-        )
         output: dict[str, Any] = {
             "cutflow": {},
             "chunks": [chunk],

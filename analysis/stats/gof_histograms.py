@@ -47,6 +47,8 @@ class SampleColumns(NamedTuple):
     name: str
     spec: Mapping[str, Any]
     columns: Mapping[str, Mapping[str, np.ndarray]]
+    #: weight variation -> friend column of its nominal tree (the sample's era's)
+    weight_variations: Mapping[str, str] = {}
 
 
 def channel_name(variables: Sequence[str]) -> str:
@@ -58,31 +60,31 @@ def read_samples(
     manifest: Mapping[str, Any],
     variables: Sequence[str],
     settings: Mapping[str, Any],
-    weights: Mapping[str, Any],
 ) -> list[SampleColumns]:
     """The columns a chunk of tests needs, per sample and variation.
 
     Args:
-        manifest: sample -> ``{"spec": entry in the samples file, "files": {variation: [skim,
+        manifest: sample -> ``{"spec": entry in the samples file, "weights": the ``weights``
+            section of its era (names the weight variations), "files": {variation: [skim,
             weight friend, score friend]}}``.
         variables: the variables of the chunk's tests.
         settings: the ``histograms`` config section (the signal region).
-        weights: the ``weights`` config section (names the weight variations).
     """
     region = _channel("region", settings)
     needed = {*selection_columns([region]), *variables} - {INDEX}
     result = []
     for name, entry in sorted(manifest.items()):
         spec = entry["spec"]
+        weight_variations = sample_weight_variations(spec, entry["weights"])
         columns = {}
         for variation, (skim, friend, scores) in entry["files"].items():
             weight_columns = {"weight"}
             if variation == NOMINAL:
-                weight_columns |= set(sample_weight_variations(spec, weights).values())
+                weight_columns |= set(weight_variations.values())
             columns[variation] = read_with_friends(
                 skim, [friend, scores], sorted(needed | weight_columns)
             )
-        result.append(SampleColumns(name, spec, columns))
+        result.append(SampleColumns(name, spec, columns, weight_variations))
     return result
 
 
@@ -173,7 +175,6 @@ def fill_test(
     variables: Sequence[str],
     edges: Mapping[str, np.ndarray],
     settings: Mapping[str, Any],
-    weights: Mapping[str, Any],
 ) -> tuple[list[dict[str, hist.Hist]], int]:
     """Per sample, the test's histograms named ``{channel}/{process}/{variation}`` as the
     analysis's histograms stage names them, and the number of bins."""
@@ -183,7 +184,7 @@ def fill_test(
     chans = [channel, same_sign(channel)]
     per_sample = []
     for sample in samples:
-        per_sample.append(_fill_sample(sample, variables, edges, sizes, chans, weights))
+        per_sample.append(_fill_sample(sample, variables, edges, sizes, chans))
     return per_sample, n_bins
 
 
@@ -193,7 +194,6 @@ def _fill_sample(
     edges: Mapping[str, np.ndarray],
     sizes: Sequence[int],
     chans: Sequence[Channel],
-    weights: Mapping[str, Any],
 ) -> dict[str, hist.Hist]:
     """One sample's histograms of a test (the labels of
     :func:`analysis.stats.histograms.fill_sample`)."""
@@ -206,7 +206,7 @@ def _fill_sample(
     for variation, columns in sample.columns.items():
         weight_variations = {NOMINAL: "weight"}
         if variation == NOMINAL:
-            weight_variations.update(sample_weight_variations(spec, weights))
+            weight_variations.update(sample.weight_variations)
         index = np.zeros(len(columns["weight"]), dtype=np.int64)
         for name, size in zip(variables, sizes, strict=True):
             index = index * size + bin_index(columns[name], edges[name])

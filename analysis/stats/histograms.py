@@ -276,21 +276,17 @@ def _summed(
 
 def era_histograms(
     histograms: Mapping[str, hist.Hist], era: str, eras: Mapping[str, Any]
-) -> tuple[dict[str, hist.Hist], set[str]]:
+) -> dict[str, hist.Hist]:
     """One sample's histograms as they enter an analysis of several eras.
 
     A decorrelated systematic's variations (``eras.decorrelated``) are renamed
     ``<syst>_<era>_{up,down}``; simulated processes get the era's luminosity variations, one
     pair per component (``lumi_<era>_{up,down}`` for a number: the nominal scaled by 1 +- the
     size); per era, the channels (same-sign copies included) are renamed ``<channel>_<era>``.
-
-    Returns:
-        (the histograms, the variation names that belong to this era alone).
     """
     patterns = eras["decorrelated"]
     lumi = eras["lumi_uncertainty"][era]
     result: dict[str, hist.Hist] = {}
-    own: set[str] = set()
     for name, histogram in histograms.items():
         channel, process, variation = name.split("/")
         if eras["channels"] == PER_ERA:
@@ -298,14 +294,12 @@ def era_histograms(
         parsed = Variation.parse(variation)
         if not parsed.is_nominal and is_decorrelated(parsed.source, patterns):
             variation = Variation(era_name(parsed.source, era), parsed.direction).name
-            own.add(variation)
         result[f"{channel}/{process}/{variation}"] = histogram
         if parsed.is_nominal and process != DATA and not channel.startswith(SAME_SIGN):
             for component, sigma in lumi.items():
                 for side, scale in zip(names(component), (1 + sigma, 1 - sigma), strict=True):
                     result[f"{channel}/{process}/{side}"] = histogram * scale
-                    own.add(side)
-    return result, own
+    return result
 
 
 def _summed_eras(
@@ -314,28 +308,28 @@ def _summed_eras(
     eras: Mapping[str, Any],
     qcd: Mapping[str, Any],
 ) -> dict[str, hist.Hist]:
-    """The samples of several eras summed by name (:func:`era_histograms`). Merged, a variation
-    of one era alone takes the other eras' samples of the process at their nominal: the
-    parameter of one era moves that era's share of the channel only."""
+    """The samples of several eras summed by name (:func:`era_histograms`).
+
+    Merged, a variation that an era does not have for a process (a decorrelated parameter of
+    another era, a systematic only some eras' config names, such as their JES sources, or an
+    alternative sample of another era) takes that era's samples of the process at their
+    nominal: the parameter moves the share of the eras that have it, the others stay put. Per
+    era, each channel holds its era's variations alone.
+    """
     by_era: dict[str, list[Mapping[str, hist.Hist]]] = {}
-    own_variations: dict[str, set[str]] = {}
     for histograms, era in zip(sample_histograms, sample_eras, strict=True):
-        renamed, own = era_histograms(histograms, era, eras)
-        by_era.setdefault(era, []).append(renamed)
-        own_variations.setdefault(era, set()).update(own)
+        by_era.setdefault(era, []).append(era_histograms(histograms, era, eras))
     summed = _summed([h for samples in by_era.values() for h in samples], qcd)
     if eras["channels"] != MERGED:
         return summed
     summed_by_era = {era: _summed(samples, qcd) for era, samples in by_era.items()}
     for name in list(summed):
         channel, process, label = name.split("/")
-        # the eras this variation belongs to (several: a luminosity component they share)
-        owners = {era for era, own in own_variations.items() if label in own}
-        if not owners:
+        if label == NOMINAL:
             continue
-        for other, histograms in summed_by_era.items():
+        for histograms in summed_by_era.values():
             nominal = histograms.get(f"{channel}/{process}/{NOMINAL}")
-            if other not in owners and nominal is not None:
+            if name not in histograms and nominal is not None:
                 summed[name] = summed[name] + nominal
     return summed
 

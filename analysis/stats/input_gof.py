@@ -58,7 +58,7 @@ def run_chunk(manifest: Mapping[str, Any], settings: Mapping[str, Any], chunk: i
         manifest: the input files per sample (see
             :func:`analysis.stats.gof_histograms.read_samples`).
         settings: ``gof`` (``variables`` resolved, ``data`` one of :data:`DATA_MODES`),
-            ``histograms``, ``workspace``, ``weights`` and ``inference`` config sections.
+            ``histograms``, ``workspace`` and ``inference`` config sections.
         chunk: the chunk index.
     """
     gof = settings["gof"]
@@ -84,7 +84,7 @@ def read_inputs(
     gof, histograms = settings["gof"], region_histograms(settings)
     if gof["data"] not in DATA_MODES:
         raise AnalysisError(f"gof.data: {gof['data']!r} is not one of {', '.join(DATA_MODES)}")
-    samples = inputs.read_samples(manifest, variables, histograms, settings["weights"])
+    samples = inputs.read_samples(manifest, variables, histograms)
     observed = gof["data"] == "observed"
     return samples, inputs.variable_edges(samples, variables, histograms, gof["bins"], observed)
 
@@ -123,7 +123,7 @@ def build_test(
 
     gof, histograms = settings["gof"], region_histograms(settings)
     observed = gof["data"] == "observed"
-    per_sample, n_bins = inputs.fill_test(samples, test, edges, histograms, settings["weights"])
+    per_sample, n_bins = inputs.fill_test(samples, test, edges, histograms)
     # blinded, the data of a control region are tested only where no signal hides (blinding.py)
     guard = histograms["blind_threshold"] if observed and gof.get("blinded", False) else None
     spec, kept = inputs.workspace_of(

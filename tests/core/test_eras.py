@@ -8,6 +8,7 @@ import re
 import pytest
 import yaml
 
+from analysis.core.config import shape_variations, weight_variation_columns
 from analysis.core.eras import (
     check_decorrelated,
     check_sample_eras,
@@ -77,10 +78,12 @@ def test_the_shipped_era_files_are_eras(default_config):
     assert configs["2024"]["workspace"]["lumi_uncertainty"] == {"lumi_2024": 0.016}
     pileup = configs["2024"]["weights"]["corrections"]["pileup"]
     assert pileup["correction"] == "Collisions24_BCDEFGHI_goldenJSON"
-    # not yet in one analysis: their JES uncertainty sources differ (Regrouped_* against Total)
+    # one analysis of both, though their JES uncertainty sources differ (Regrouped_* vs Total)
     config["eras"]["files"] = {"2018UL": config_files_2018(), "2024": run3}
-    with pytest.raises(AnalysisError, match="era '2024': its shape variations differ"):
-        era_configs(config, SCHEMA)
+    configs = era_configs(config, SCHEMA)
+    jes = {era: shape_variations(c["variations"]) for era, c in configs.items()}
+    assert "jes_Regrouped_Absolute_2018_up" in jes["2018UL"]
+    assert "jes_Total_up" in jes["2024"] and "jes_Total_up" not in jes["2018UL"]
 
 
 def config_files_2018() -> list[str]:
@@ -111,13 +114,19 @@ def test_a_numeric_era_name_must_be_quoted(default_config):
         era_configs(config, SCHEMA)
 
 
-def test_eras_need_the_same_variation_names(default_config, tmp_path):
+def test_eras_may_name_different_variations(default_config, tmp_path):
+    """Each era keeps its own variation names (the workflow gives each set its own rules, and the
+    histograms take an era without a variation at its nominal)."""
     config = with_eras(
         default_config, tmp_path, x={"lumi": 1.0},
-        y={"lumi": 1.0, "weights": {"variations": {"ps_isr": None}}},
+        y={"lumi": 1.0, "weights": {"variations": {"ps_isr": None}},
+           "variations": {"jet_es": None}},
     )  # fmt: skip
-    with pytest.raises(AnalysisError, match=r"^era 'y': its weight variations differ .*ps_isr"):
-        era_configs(config, SCHEMA)
+    configs = era_configs(config, SCHEMA)
+    assert "weight_ps_isr_up" in weight_variation_columns(configs["x"]["weights"])
+    assert "weight_ps_isr_up" not in weight_variation_columns(configs["y"]["weights"])
+    assert "jet_es_up" in shape_variations(configs["x"]["variations"])
+    assert "jet_es_up" not in shape_variations(configs["y"]["variations"])
 
 
 def test_sample_eras():

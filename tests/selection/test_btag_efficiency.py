@@ -10,8 +10,10 @@ import uproot
 
 from analysis.core.config import MEASURED, btag_efficiency_measured
 from analysis.core.errors import AnalysisError
+from analysis.core.io import read_tree
 from analysis.selection import btag_efficiency as be
 from analysis.selection.corrections import SchemaCorrection
+from analysis.selection.preselect import run_preselection
 from tests.conftest import preselect_settings, with_correction_branches
 
 
@@ -36,11 +38,20 @@ def test_counts_and_efficiencies_by_hand():
     assert be.efficiencies(np.zeros_like(counts))[0, 0, 0] == 0.0
 
 
-def test_measured_map_equals_an_independent_count(tmp_path, toy_files, default_config):
-    # catches the acceptance or working point not applied, flavours mixed up, or a file the
-    # b-tagging weight cannot read by its input names
+def test_measured_map_equals_an_independent_count(
+    tmp_path, toy_files, default_config, default_samples
+):
+    """The map counts the b-tagging candidates of the events the analysis selects (without its
+    b-jet cut), as BTV's recipe asks: an independent loop over the events of the preselection's
+    skim, their jets cleaned against the skim's muon and tau_h by hand. Catches every jet of
+    every event counted (the map before this recipe), the acceptance, cleaning or working point
+    not applied, flavours mixed up, or a file the b-tagging weight cannot read by its names."""
     nano = with_correction_branches(toy_files["TT"], tmp_path / "TT.root")
     settings = preselect_settings(default_config)
+    settings["selection"]["max_bjets"] = None  # the skim: every event the measurement counts
+    run_preselection("TT", default_samples["TT"], [str(nano)], settings, tmp_path / "skims",
+                     chunksize=4000)  # fmt: skip
+    settings["selection"]["max_bjets"] = 0  # a b-jet veto, which the measurement leaves out
     settings["weights"]["corrections"] = {"btag": {
         "file": "unused", "correction": "deepJet_mujets", "light_correction": "deepJet_incl",
         "working_point": "M", "systematics": ["central", "up", "down"],
@@ -50,30 +61,57 @@ def test_measured_map_equals_an_independent_count(tmp_path, toy_files, default_c
     output = tmp_path / "btag_efficiency.json"
     values = be.measure([str(nano)], settings, str(output))
 
-    with uproot.open(nano) as fin:
-        arrays = fin["Events"].arrays(
-            ["Jet_pt", "Jet_eta", "Jet_hadronFlavour", "Jet_btagDeepFlavB", "Jet_jetId",
-             "genWeight"], library="np",
-        )  # fmt: skip
-    bjet, jet = settings["selection"]["bjet"], settings["selection"]["jet"]
-    total = tagged = 0.0
-    for pt, eta, flavour, score, jet_id, weight in zip(*arrays.values(), strict=True):
-        accepted = (pt > bjet["pt"]) & (np.abs(eta) < bjet["eta"]) & (jet_id >= jet["id_min"])
-        selected = accepted & (flavour == 5) & (np.abs(eta) < 0.8) & (pt >= 30.0) & (pt < 50.0)
-        total += weight * selected.sum()
-        tagged += weight * (selected & (score > bjet["wp"])).sum()
-    assert total > 100
+    expected, everywhere = _count_by_hand(nano, tmp_path / "skims", settings["selection"])
+    assert 50 < expected[0] < everywhere[0], (expected, everywhere)
+    counts = be.count_jets(str(nano), settings)[:, be.FLAVOURS.index(5), 0, 1]
+    np.testing.assert_allclose(counts, expected, rtol=1e-9)
+    efficiency = expected[1] / expected[0]
     correction = correctionlib.CorrectionSet.from_file(str(output))["btag_efficiency"]
-    assert correction.evaluate("M", 5, 0.3, 40.0) == pytest.approx(tagged / total, rel=1e-9)
-    assert values[be.FLAVOURS.index(5), 0, 1] == pytest.approx(tagged / total, rel=1e-9)
+    assert correction.evaluate("M", 5, 0.3, 40.0) == pytest.approx(efficiency, rel=1e-9)
+    assert values[be.FLAVOURS.index(5), 0, 1] == pytest.approx(efficiency, rel=1e-9)
     read = SchemaCorrection(
         {"file": str(output), "correction": "btag_efficiency", "constants": {"working_point": "M"}},
         "weights.corrections.btag.efficiency", ("flavor", "abseta", "pt"), systematic=False,
     )  # fmt: skip
     assert read.evaluate({"flavor": [5], "abseta": [0.3], "pt": [40.0]})[0] == pytest.approx(
-        tagged / total, rel=1e-9
+        efficiency, rel=1e-9
     )
     missing = tmp_path / "missing.root"
-    with pytest.raises(AnalysisError, match=f"{missing}: cannot read the jets"):
+    with pytest.raises(AnalysisError, match=f"input file {missing} not found"):
         be.measure([str(missing)], settings, str(tmp_path / "none.json"))
     assert not (tmp_path / "none.json").exists()
+
+
+def _count_by_hand(nano, skims, cuts):
+    """Summed generator weights (all, tagged) of the b jets with |eta| < 0.8 and 30 <= pT < 50
+    GeV: of the skim's events (the selection without a b-jet cut), jets cleaned against the
+    skim's muon and tau_h; and of every event, uncleaned (the map before BTV's recipe)."""
+    skim = read_tree(skims / "nominal.root", ["event", "eta_1", "phi_1", "eta_2", "phi_2"])
+    leptons = {int(event): rest for event, *rest in zip(*skim.values(), strict=True)}
+    with uproot.open(nano) as fin:
+        arrays = fin["Events"].arrays(
+            ["event", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_hadronFlavour", "Jet_btagDeepFlavB",
+             "Jet_jetId", "genWeight"], library="np",
+        )  # fmt: skip
+    bjet, jet = cuts["bjet"], cuts["jet"]
+    selected_sums, all_sums = np.zeros(2), np.zeros(2)
+    for event, pt, eta, phi, flavour, score, jet_id, weight in zip(*arrays.values(), strict=True):
+        in_bin = (pt > bjet["pt"]) & (np.abs(eta) < bjet["eta"]) & (jet_id >= jet["id_min"])
+        in_bin &= (flavour == 5) & (np.abs(eta) < 0.8) & (pt >= 30.0) & (pt < 50.0)
+        tagged = score > bjet["wp"]
+        all_sums += weight * np.array([in_bin.sum(), (in_bin & tagged).sum()])
+        if int(event) not in leptons:
+            continue
+        eta_1, phi_1, eta_2, phi_2 = leptons[int(event)]
+        clean = (_delta_r(eta, phi, eta_1, phi_1) > jet["min_dr"]) & (
+            _delta_r(eta, phi, eta_2, phi_2) > jet["min_dr"]
+        )
+        selected_sums += weight * np.array(
+            [(in_bin & clean).sum(), (in_bin & clean & tagged).sum()]
+        )
+    return selected_sums, all_sums
+
+
+def _delta_r(eta, phi, other_eta, other_phi):
+    dphi = (phi - other_phi + np.pi) % (2 * np.pi) - np.pi
+    return np.hypot(eta - other_eta, dphi)

@@ -265,9 +265,8 @@ def run_test(samples, variables, default_config, bins=5, toys=60, names=("x", "y
     (``names``: the variables the samples have)."""
     histograms = {**default_config["histograms"], "control_regions": {}, "signals": ["ggH"],
                   "qcd": {**default_config["histograms"]["qcd"], "from_data": False}}  # fmt: skip
-    weights = {"variations": {}, "tau_id_sf": None}
     edges = gof_histograms.variable_edges(samples, list(names), histograms, bins, observed=True)
-    per_sample, n_bins = gof_histograms.fill_test(samples, variables, edges, histograms, weights)
+    per_sample, n_bins = gof_histograms.fill_test(samples, variables, edges, histograms)
     spec, _kept = gof_histograms.workspace_of(
         per_sample, variables, n_bins, histograms, default_config["workspace"], observed=True
     )
@@ -529,7 +528,6 @@ def test_a_control_region_is_tested_and_blinded_signal_stops_it(default_config):
     gof_settings = {"region": "wjets_highmt", "data": "observed", "blinded": True, "bins": 5}
     settings = {"gof": gof_settings, "histograms": histograms,
                 "workspace": default_config["workspace"],
-                "weights": {"variations": {}, "tau_id_sf": None},
                 "inference": default_config["inference"]}  # fmt: skip
     region = input_gof.region_histograms(settings)
     assert region["signal_region"] == histograms["control_regions"]["wjets_highmt"]["selection"]

@@ -323,6 +323,29 @@ def test_merged_channels_sum_the_eras(settings):
     assert final["sig/data/nominal"].values().tolist() == [80.0, 60.0]
 
 
+@pytest.mark.parametrize("channels", ["per_era", "merged"])
+def test_a_variation_some_eras_lack(settings, channels):
+    """Era b names no ``es`` (eras with different JES sources) and has no alternative sample:
+    per era, b's channel has neither; merged, era a's variation is summed with era b at its
+    nominal (catches b's share dropped from the variation, or the variation refused)."""
+    samples, eras = era_case()
+    samples = [
+        {name: h for name, h in sample.items() if not name.endswith(("/es_up", "/tune_up"))}
+        if era == "b" else sample
+        for sample, era in zip(samples, eras, strict=True)
+    ]  # fmt: skip
+    final = merge(samples, era_settings(settings, channels), ["sig"], blind=False,
+                  sample_eras=eras).histograms  # fmt: skip
+    if channels == "per_era":
+        assert final["sig_a/Z/es_up"].values().tolist() == [22.0, 11.0]
+        assert final["sig_a/Z/tune_up"].values().tolist() == [19.0, 12.0]
+        assert not {"sig_b/Z/es_up", "sig_b/Z/tune_up"} & set(final)
+    else:
+        assert final["sig/Z/es_up"].values().tolist() == [22.0 + 40.0, 11.0 + 20.0]
+        assert final["sig/Z/tune_up"].values().tolist() == [19.0 + 40.0, 12.0 + 20.0]
+        assert final["sig/Z/nominal"].values().tolist() == [60.0, 30.0]
+
+
 def test_several_eras_need_every_sample_era(settings):
     samples, eras = era_case()
     with pytest.raises(ValueError, match="era of every sample"):

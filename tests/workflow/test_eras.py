@@ -1,6 +1,7 @@
 """Two data-taking eras in one tiny toy analysis (config ``eras``): each era's samples
-normalised to its own luminosity, one channel per era with correlated and decorrelated nuisance
-names, merged channels summing the eras, and the configuration mistakes stopping before any job."""
+normalised to its own luminosity, each era with its own variation names (as eras with different
+JES sources), one channel per era with correlated and decorrelated nuisance names, merged
+channels summing the eras, and the configuration mistakes stopping before any job."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from analysis.core.eras import layered
 from analysis.core.io import read_json, read_tree
 from analysis.selection.friends import friend_columns
 from analysis.stats.histograms import read_histograms
@@ -21,6 +23,13 @@ pytestmark = pytest.mark.slow
 ERAS = {"a": (300.0, 0.02), "b": (600.0, 0.05)}
 #: systematics with one parameter per era; jet_es and the weight variations stay correlated
 DECORRELATED = ["tau_es", "tune_*", "qcd_shape", "xsec_ZTT"]
+#: what each era's file sets besides its luminosity: the eras differ in their variations (a has
+#: no unclustered MET variation, b no jet energy scale and no FSR weights), as eras with
+#: different JES uncertainty sources do
+ERA_VARIATIONS = {
+    "a": {"variations": {"met_unclustered": False}},
+    "b": {"variations": {"jet_es": None}, "weights": {"variations": {"ps_fsr": None}}},
+}
 #: the channels of the default config: one per classifier class, and the control region
 CHANNELS = ["ggH", "qqH", "ztt", "tt", "misc", "wjets_highmt"]
 
@@ -31,9 +40,9 @@ def two_era_files(tmp, results, **eras_settings):
     files = {}
     for era, (lumi, uncertainty) in ERAS.items():
         files[era] = tmp / f"era_{era}.yaml"
-        files[era].write_text(
-            yaml.safe_dump({"lumi": lumi, "workspace": {"lumi_uncertainty": uncertainty}})
-        )
+        era_file = {"lumi": lumi, "workspace": {"lumi_uncertainty": uncertainty},
+                    **ERA_VARIATIONS[era]}  # fmt: skip
+        files[era].write_text(yaml.safe_dump(era_file))
     samples = yaml.safe_load((REPO / "config" / "samples.yaml").read_text())["samples"]
     per_era = {}
     for era in ERAS:
@@ -76,14 +85,34 @@ def test_each_era_normalised_to_its_luminosity(two_era_run):
         name = f"ZTT_{era}"
         skim = read_tree(results / "preselect" / name / "nominal.root")
         cutflow = read_json(results / "preselect" / name / "nominal.cutflow.json")
+        era_weights = layered(weights, ERA_VARIATIONS[era].get("weights", {}))
         per_pb = friend_columns(skim, cutflow, name, samples[name],
-                                {"lumi": 1.0, "weights": weights, "folds": 2})  # fmt: skip
+                                {"lumi": 1.0, "weights": era_weights, "folds": 2})  # fmt: skip
         friend = read_tree(results / "friends" / name / "nominal.root", ["weight"])
         np.testing.assert_allclose(friend["weight"], lumi * per_pb["weight"], rtol=1e-12)
     data = {era: len(read_tree(results / "friends" / f"data_{era}" / "nominal.root", ["weight"])
                      ["weight"]) for era in ERAS}  # fmt: skip
     ratio = data["b"] / data["a"]
     assert abs(ratio - 2.0) < 5 * ratio * np.sqrt(1 / data["a"] + 1 / data["b"]), data
+
+
+def test_each_era_has_its_own_variations(two_era_run):
+    """The skims, friends and scores of a sample are those of its era's variations (each set of
+    variation names has its own rules), and its friend trees carry its era's weight variations."""
+    _, results = two_era_run
+    expected = {
+        "a": {"nominal", "tau_es_up", "tau_es_down", "jet_es_up", "jet_es_down"},
+        "b": {"nominal", "tau_es_up", "tau_es_down", "met_uncl_up", "met_uncl_down"},
+    }
+    for era, variations in expected.items():
+        for stage in ("preselect", "friends", "scores"):
+            found = {path.stem for path in (results / stage / f"TT_{era}").glob("*.root")}
+            assert found == variations, (stage, era, found)
+        friend = set(read_tree(results / "friends" / f"TT_{era}" / "nominal.root"))
+        assert ("weight_ps_fsr_up" in friend) == (era == "a"), friend
+        assert "weight_ps_isr_up" in friend
+    # data: the nominal alone, whatever its era
+    assert {p.name for p in (results / "preselect" / "data_b").glob("*.root")} == {"nominal.root"}
 
 
 def _modifiers(workspace):
@@ -115,7 +144,11 @@ def test_one_channel_per_era_with_era_named_nuisances(two_era_run):
                 f"tune_TT_{era}"} <= names, names  # fmt: skip
         assert not {f"tau_es_{other}", f"lumi_{other}", "tau_es", "lumi", "xsec_ZTT"} & names
         # correlated: one name in both eras
-        assert {"jet_es", "pileup", "xsec_TT", "qcd_norm", "mu"} <= names
+        assert {"pileup", "ps_isr", "xsec_TT", "qcd_norm", "mu"} <= names
+        # an era's own variation names: only where its config sets them
+        mine, not_mine = {"a": ({"jet_es", "ps_fsr"}, {"met_uncl"}),
+                          "b": ({"met_uncl"}, {"jet_es", "ps_fsr"})}[era]  # fmt: skip
+        assert mine <= names and not not_mine & names, names
         ztt = next(s for s in next(c for c in workspace["channels"] if c["name"] == f"ztt_{era}")
                    ["samples"] if s["name"] == "ZTT")  # fmt: skip
         lumi = next(m for m in ztt["modifiers"] if m["name"] == f"lumi_{era}")
@@ -150,15 +183,22 @@ def test_merged_channels_sum_the_eras(two_era_run):
             rtol=1e-9,
         )
         np.testing.assert_allclose(
+            summed[f"{channel}/ZTT/pileup_up"].values(),
+            sum(per_era[f"{channel}_{era}/ZTT/pileup_up"].values() for era in ERAS),
+            rtol=1e-9,
+        )
+        # a variation era b does not name: era a's, era b's share at its nominal
+        np.testing.assert_allclose(
             summed[f"{channel}/ZTT/jet_es_up"].values(),
-            sum(per_era[f"{channel}_{era}/ZTT/jet_es_up"].values() for era in ERAS),
+            per_era[f"{channel}_a/ZTT/jet_es_up"].values()
+            + per_era[f"{channel}_b/ZTT/nominal"].values(),
             rtol=1e-9,
         )
     workspace = read_json(merged / "workspace" / "workspace.json")
     modifiers = _modifiers(workspace)
     assert sorted(modifiers) == sorted(CHANNELS)
     names = {name for entries in modifiers.values() for _, name, _ in entries}
-    assert {"tau_es_a", "tau_es_b", "lumi_a", "lumi_b", "jet_es", "xsec_ZTT"} <= names
+    assert {"tau_es_a", "tau_es_b", "lumi_a", "lumi_b", "jet_es", "met_uncl", "xsec_ZTT"} <= names
     assert not {"tau_es", "lumi", "tau_es_a_a"} & names
 
 
@@ -205,11 +245,6 @@ def _dry_run_errors(tmp, config_changes=None, era_b=None, sample_change=None):
         (
             {"era_b": {"lumi": 600.0, "histograms": {"blind_threshold": 0.2}}},
             "error: era 'b': {tmp}/era_b.yaml sets 'histograms', which is the same for every era",
-        ),
-        (
-            {"era_b": {"lumi": 600.0, "variations": {"jet_es": None}}},
-            "error: era 'b': its shape variations differ from those of era 'a' (jet_es_down, "
-            "jet_es_up)",
         ),
         (
             {"config_changes": {"channels": "merged", "decorrelated": ["qcd_*"]}},

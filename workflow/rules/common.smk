@@ -83,15 +83,17 @@ def _load_samples():
 SAMPLES, ERA_CONFIGS = _load_samples()
 #: what the histograms and workspace need of the eras (None for one era; analysis/core/eras.py)
 ERAS = era_settings(config, ERA_CONFIGS)
-#: a config whose variation names every sample shares (the eras agree on them): the file names
-#: of skims and friends and the histograms' variations follow from it
-NAMES_CONFIG = next(iter(ERA_CONFIGS.values()), config)
 
 
 def sample_config(name):
     """The config a sample is processed with: its era's, or the analysis config."""
     return era_sample_config(config, ERA_CONFIGS, SAMPLES[name])
 
+
+def variations_of(name):
+    """The variations of a sample's skims, friends and scores: its era's shape variations for
+    nominal simulation, the nominal alone for the others."""
+    return sample_variations(SAMPLES[name], sample_config(name)["variations"])
 
 #: Priority of the rules from the toy data to the statistical results (the others, the figures,
 #: keep Snakemake's default 0): where a figure and the next step of the analysis wait for the same
@@ -122,8 +124,40 @@ def _sample_parts():
 
 #: sample -> part -> its files, for samples split into several preselection jobs
 SAMPLE_PARTS = _sample_parts()
-#: the variations of nominal simulation (other samples have the nominal only)
-MC_VARIATIONS = shape_variations(NAMES_CONFIG["variations"])
+
+
+def _variation_sets():
+    """The distinct variation sets of nominal simulation, each with its samples.
+
+    A rule's outputs are fixed, so each set of variation names (eras may differ, in their JES
+    sources for one) gets its own preselection, merge, friend and score rules: the first set
+    keeps the plain rule names, every other is suffixed with the era of its first sample."""
+    sets = {}
+    for name in VARIED_SAMPLES:
+        variations = tuple(variations_of(name))
+        if variations not in sets:
+            suffix = f"_{SAMPLES[name]['era']}" if sets else ""
+            sets[variations] = SimpleNamespace(suffix=suffix, variations=list(variations),
+                                               samples=[])  # fmt: skip
+        sets[variations].samples.append(name)
+    # without nominal simulation the rules still exist: the nominal-only ones derive from them
+    empty = SimpleNamespace(suffix="", variations=shape_variations(config["variations"]),
+                            samples=[])  # fmt: skip
+    return list(sets.values()) or [empty]
+
+
+#: the shape variation sets of nominal simulation (other samples have the nominal only)
+VARIATION_SETS = _variation_sets()
+
+
+def unsplit(samples):
+    """A wildcard constraint: those of ``samples`` that run as one preselection job."""
+    return alternatives([name for name in samples if name not in SAMPLE_PARTS])
+
+
+def split(samples):
+    """A wildcard constraint: those of ``samples`` split into preselection parts."""
+    return alternatives([name for name in samples if name in SAMPLE_PARTS])
 
 
 # --- any rule ------------------------------------------------------------------------------------
@@ -152,7 +186,7 @@ def variation_paths(pattern, sample):
     """``pattern`` (a per-sample, per-variation path) for every variation of a sample."""
     return [
         pattern.format(sample=sample, variation=variation)
-        for variation in sample_variations(SAMPLES[sample], NAMES_CONFIG["variations"])
+        for variation in variations_of(sample)
     ]
 
 
@@ -230,11 +264,10 @@ def part_outputs(variations):
 
 def merge_inputs(wildcards):
     """The parts' skims and cutflows of a split sample, in part order."""
-    variations = sample_variations(SAMPLES[wildcards.sample], NAMES_CONFIG["variations"])
     return [
         pattern.format(sample=wildcards.sample, part=part, variation=variation)
         for part in SAMPLE_PARTS[wildcards.sample]
-        for variation in variations
+        for variation in variations_of(wildcards.sample)
         for pattern in (paths.skim_part, paths.cutflow_part)
     ]
 
@@ -249,7 +282,7 @@ def merge_part_dirs(wildcards):
 
 def merge_variations(wildcards):
     """The variations of a split sample's skims."""
-    return sample_variations(SAMPLES[wildcards.sample], NAMES_CONFIG["variations"])
+    return variations_of(wildcards.sample)
 
 
 def certified_lumi_file(wildcards):
@@ -315,7 +348,55 @@ def btag_efficiency_settings(wildcards):
     """What the b-tagging efficiency measurement reads of the era's config."""
     era = None if wildcards.era == SINGLE_ERA else wildcards.era
     settings = era_sample_config(config, ERA_CONFIGS, {"era": era} if era else {})
-    return as_json({key: settings[key] for key in ("branches", "selection", "weights")})
+    sections = ("branches", "selection", "variations", "weights")
+    return as_json({key: settings[key] for key in sections})
+
+
+#: a part's wildcard: its four-digit index (analysis/selection/parts.py)
+PART = r"\d{4}"
+#: the preselection of one job (rules preselect_sample and preselect_part)
+PRESELECT_COMMAND = (
+    "python -m analysis.selection.preselect --sample {wildcards.sample} "
+    "--sample-spec {params.sample:q} --files {params.files:q} --settings {params.settings:q} "
+    "--output-dir {params.output_dir:q} --chunksize {resources.chunksize} "
+    "--workers {threads} --dask-mode {resources.dask_mode} "
+    "--dask-address {resources.dask_address} --dask-jobs {resources.dask_jobs} 2> {log:q}"
+)
+
+
+def preselect_inputs():
+    """Inputs of a preselection job: its local files, the certified-luminosity JSON of data,
+    the correction files."""
+    return {
+        "files": local_job_files,
+        "certified_lumi": certified_lumi_file,
+        "corrections": preselect_corrections,
+    }
+
+
+def preselect_params():
+    """Params of a preselection job: every file it reads (remote included), the sample's entry,
+    what it reads of its era's config, its output directory."""
+    return {
+        "files": job_files,
+        "sample": lambda wildcards: as_json(SAMPLES[wildcards.sample]),
+        "settings": preselect_settings,
+        "output_dir": lambda wildcards, output: os.path.dirname(output.skims[0]),
+    }
+
+
+def preselect_resources():
+    """Memory and time of a preselection job, and how it runs (not params: switching the dask
+    mode or chunk size does not change the skims, so it must not rerun finished samples)."""
+    settings = config["preselect"]
+    return {
+        "mem_mb": on_attempt(settings["mem_mb"]),
+        "runtime": on_attempt(60),
+        "chunksize": settings["chunksize"],
+        "dask_mode": settings["dask"]["mode"],
+        "dask_address": settings["dask"]["address"] or "none",
+        "dask_jobs": settings["dask"]["jobs"],
+    }
 
 
 def preselect_outputs(variations):
@@ -387,7 +468,10 @@ def uncertainty_aware_entries():
     """The event sets the uncertainty-aware loss reads (none for cross entropy); a systematic
     that is neither a shape nor a weight variation stops the workflow with one line."""
     try:
-        return uncertainty_aware_inputs(TRAINING, NAMES_CONFIG, paths.skim, paths.friend)
+        configs = [sample_config(sample) for sample, _ in TRAINING]
+        return uncertainty_aware_inputs(
+            TRAINING, config["train"], configs, paths.skim, paths.friend
+        )
     except AnalysisError as err:
         sys.exit(f"error: {err}")
 
@@ -444,11 +528,21 @@ def binning_inputs():
 UNBLIND_FLAG = "--unblind" if config["unblind"] else ""
 
 
+def _histogram_settings():
+    histograms = config["histograms"] if ERAS is None else {**config["histograms"], "eras": ERAS}
+    return {"histograms": histograms, "classes": CLASSES}
+
+
 def histogram_settings():
     """What the histogram steps read: histograms config (with the eras' settings when there are
-    several), class order, weight variations."""
-    histograms = config["histograms"] if ERAS is None else {**config["histograms"], "eras": ERAS}
-    return as_json({"histograms": histograms, "classes": CLASSES, "weights": NAMES_CONFIG["weights"]})
+    several) and class order."""
+    return as_json(_histogram_settings())
+
+
+def sample_histogram_settings(wildcards):
+    """:func:`histogram_settings` and the weights section of the sample's era, which names the
+    weight variations its friend trees carry."""
+    return as_json({**_histogram_settings(), "weights": sample_config(wildcards.sample)["weights"]})
 
 
 def sample_eras():
@@ -682,22 +776,23 @@ def gof_settings():
             "gof": GOF,
             "histograms": config["histograms"],
             "workspace": config["workspace"],
-            "weights": config["weights"],
             "inference": inference,
         }
     )
 
 
 def gof_manifest():
-    """Every sample's entry and its skim, weight friend and scores per variation, as JSON."""
+    """Every sample's entry, its era's weights section and its skim, weight friend and scores per
+    variation, as JSON."""
     patterns = (paths.skim, paths.friend, paths.scores)
     return as_json(
         {
             name: {
                 "spec": SAMPLES[name],
+                "weights": sample_config(name)["weights"],
                 "files": {
                     variation: [p.format(sample=name, variation=variation) for p in patterns]
-                    for variation in sample_variations(SAMPLES[name], NAMES_CONFIG["variations"])
+                    for variation in variations_of(name)
                 },
             }
             for name in SAMPLES

@@ -62,28 +62,32 @@ rule train_diagnostics:
         "2> {log:q}"
 
 
-rule inject_sample:
-    """Scores of every variation of a nominal simulated sample."""
-    priority: ANALYSIS_CHAIN
-    input:
-        skims=of_sample(paths.skim),
-        friends=of_sample(paths.friend),
-        models=fold_files(paths.model),
-    output:
-        variation_outputs(paths.scores, MC_VARIATIONS),
-    wildcard_constraints:
-        sample=alternatives(VARIED_SAMPLES),
-    threads: 1
-    resources:
-        mem_mb=on_attempt(2000),
-        runtime=on_attempt(10),
-    log:
-        paths.logs.inject_sample,
-    conda:
-        "../../envs/train.yaml"
-    shell:
-        "python -m analysis.ml.inject --skims {input.skims:q} --friends {input.friends:q} "
-        "--models {input.models:q} --outputs {output:q} --threads {threads} 2> {log:q}"
+for variation_set in VARIATION_SETS:
+
+    rule:
+        """Scores of every variation of a nominal simulated sample."""
+        name:
+            f"inject_sample{variation_set.suffix}"
+        priority: ANALYSIS_CHAIN
+        input:
+            skims=of_sample(paths.skim),
+            friends=of_sample(paths.friend),
+            models=fold_files(paths.model),
+        output:
+            variation_outputs(paths.scores, variation_set.variations),
+        wildcard_constraints:
+            sample=alternatives(variation_set.samples),
+        threads: 1
+        resources:
+            mem_mb=on_attempt(2000),
+            runtime=on_attempt(10),
+        log:
+            paths.logs.inject_sample,
+        conda:
+            "../../envs/train.yaml"
+        shell:
+            "python -m analysis.ml.inject --skims {input.skims:q} --friends {input.friends:q} "
+            "--models {input.models:q} --outputs {output:q} --threads {threads} 2> {log:q}"
 
 
 use rule inject_sample as inject_sample_nominal_only with:

@@ -46,134 +46,139 @@ rule btag_efficiency:
         "--settings {params.settings:q} --output {output:q} 2> {log:q}"
 
 
-# One job per sample evaluates all shape variations in one read (coffea + dask). How the work runs
-# (dask mode, chunk size) is passed as resources, not params: it does not change the skims, so
-# switching it must not rerun finished samples.
+# One job per sample evaluates all shape variations in one read (coffea + dask). A sample of more
+# than preselect.files_per_job files runs one job per part of that many files, then a merge in
+# part order into the sample's skims and cutflows (analysis/selection/parts.py). Each set of shape
+# variations (eras may name different ones) has its own rules, the first set the plain names
+# (common.smk, VARIATION_SETS); the nominal-only samples' rules derive from the first.
 
+for variation_set in VARIATION_SETS:
 
-rule preselect_sample:
-    """Nominal simulation: the nominal skim plus every object-level shape variation."""
-    priority: ANALYSIS_CHAIN
-    input:
-        files=local_job_files,
-        certified_lumi=certified_lumi_file,
-        corrections=preselect_corrections,
-    output:
-        **preselect_outputs(MC_VARIATIONS),
-    params:
-        files=job_files,
-        sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
-        settings=preselect_settings,
-        output_dir=lambda wildcards, output: os.path.dirname(output.skims[0]),
-    wildcard_constraints:
-        sample=alternatives([name for name in VARIED_SAMPLES if name not in SAMPLE_PARTS]),
-    threads: preselect_threads
-    resources:
-        mem_mb=on_attempt(config["preselect"]["mem_mb"]),
-        runtime=on_attempt(60),
-        chunksize=config["preselect"]["chunksize"],
-        dask_mode=config["preselect"]["dask"]["mode"],
-        dask_address=config["preselect"]["dask"]["address"] or "none",
-        dask_jobs=config["preselect"]["dask"]["jobs"],
-    log:
-        paths.logs.preselect_sample,
-    conda:
-        "../../envs/preselect.yaml"
-    shell:
-        "python -m analysis.selection.preselect --sample {wildcards.sample} "
-        "--sample-spec {params.sample:q} --files {params.files:q} --settings {params.settings:q} "
-        "--output-dir {params.output_dir:q} --chunksize {resources.chunksize} "
-        "--workers {threads} --dask-mode {resources.dask_mode} "
-        "--dask-address {resources.dask_address} --dask-jobs {resources.dask_jobs} 2> {log:q}"
+    rule:
+        """Nominal simulation: the nominal skim plus every object-level shape variation."""
+        name:
+            f"preselect_sample{variation_set.suffix}"
+        priority: ANALYSIS_CHAIN
+        input:
+            **preselect_inputs(),
+        output:
+            **preselect_outputs(variation_set.variations),
+        params:
+            **preselect_params(),
+        wildcard_constraints:
+            sample=unsplit(variation_set.samples),
+        threads: preselect_threads
+        resources:
+            **preselect_resources(),
+        log:
+            paths.logs.preselect_sample,
+        conda:
+            "../../envs/preselect.yaml"
+        shell:
+            PRESELECT_COMMAND
+
+    rule:
+        """One part of a split sample of nominal simulation, all its shape variations."""
+        name:
+            f"preselect_part{variation_set.suffix}"
+        priority: ANALYSIS_CHAIN
+        input:
+            **preselect_inputs(),
+        output:
+            **part_outputs(variation_set.variations),
+        params:
+            **preselect_params(),
+        wildcard_constraints:
+            sample=split(variation_set.samples),
+            part=PART,
+        threads: preselect_threads
+        resources:
+            **preselect_resources(),
+        log:
+            paths.logs.preselect_part,
+        conda:
+            "../../envs/preselect.yaml"
+        shell:
+            PRESELECT_COMMAND
+
+    rule:
+        """A split sample's skims and cutflows from its parts, concatenated in part order."""
+        name:
+            f"preselect_merge{variation_set.suffix}"
+        priority: ANALYSIS_CHAIN
+        input:
+            merge_inputs,
+        output:
+            **preselect_outputs(variation_set.variations),
+        params:
+            parts=merge_part_dirs,
+            variations=merge_variations,
+            output_dir=lambda wildcards, output: os.path.dirname(output.skims[0]),
+        wildcard_constraints:
+            sample=split(variation_set.samples),
+        log:
+            paths.logs.preselect_merge,
+        resources:
+            mem_mb=on_attempt(2000),
+            runtime=on_attempt(30),
+        conda:
+            "../../envs/preselect.yaml"
+        shell:
+            "python -m analysis.selection.parts --sample {wildcards.sample} "
+            "--parts {params.parts:q} --variations {params.variations} "
+            "--output-dir {params.output_dir:q} 2> {log:q}"
+
+    rule:
+        """Event weights with all weight variations, and the k-fold index, of every skim of one
+        sample (one job per sample: a job per skim was mostly interpreter start-up)."""
+        name:
+            f"friends_sample{variation_set.suffix}"
+        priority: ANALYSIS_CHAIN
+        input:
+            skims=of_sample(paths.skim),
+            cutflow=paths.cutflow.format(sample="{sample}", variation=NOMINAL),
+            corrections=tau_id_correction_file,
+        output:
+            variation_outputs(paths.friend, variation_set.variations),
+        params:
+            sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
+            settings=friend_settings,
+        wildcard_constraints:
+            sample=alternatives(variation_set.samples),
+        log:
+            paths.logs.friends_sample,
+        resources:
+            mem_mb=on_attempt(2000),
+            runtime=on_attempt(10),
+        conda:
+            "../../envs/friends.yaml"
+        shell:
+            "python -m analysis.selection.friends --sample {wildcards.sample} "
+            "--sample-spec {params.sample:q} --skims {input.skims:q} "
+            "--cutflow {input.cutflow:q} --settings {params.settings:q} "
+            "--outputs {output:q} 2> {log:q}"
 
 
 use rule preselect_sample as preselect_sample_nominal_only with:
     output:
         **preselect_outputs([NOMINAL]),
     wildcard_constraints:
-        sample=alternatives([name for name in NOMINAL_ONLY_SAMPLES if name not in SAMPLE_PARTS]),
-
-
-# A sample of more than preselect.files_per_job files: one job per part of that many files, then a
-# merge in part order into the sample's skims and cutflows (analysis/selection/parts.py).
-
-
-use rule preselect_sample as preselect_part with:
-    output:
-        **part_outputs(MC_VARIATIONS),
-    wildcard_constraints:
-        sample=alternatives([name for name in VARIED_SAMPLES if name in SAMPLE_PARTS]),
-        part=r"\d{4}",
-    log:
-        paths.logs.preselect_part,
+        sample=unsplit(NOMINAL_ONLY_SAMPLES),
 
 
 use rule preselect_part as preselect_part_nominal_only with:
     output:
         **part_outputs([NOMINAL]),
     wildcard_constraints:
-        sample=alternatives([name for name in NOMINAL_ONLY_SAMPLES if name in SAMPLE_PARTS]),
-        part=r"\d{4}",
-
-
-rule preselect_merge:
-    """A split sample's skims and cutflows from its parts, concatenated in part order."""
-    priority: ANALYSIS_CHAIN
-    input:
-        merge_inputs,
-    output:
-        **preselect_outputs(MC_VARIATIONS),
-    params:
-        parts=merge_part_dirs,
-        variations=merge_variations,
-        output_dir=lambda wildcards, output: os.path.dirname(output.skims[0]),
-    wildcard_constraints:
-        sample=alternatives([name for name in VARIED_SAMPLES if name in SAMPLE_PARTS]),
-    log:
-        paths.logs.preselect_merge,
-    resources:
-        mem_mb=on_attempt(2000),
-        runtime=on_attempt(30),
-    conda:
-        "../../envs/preselect.yaml"
-    shell:
-        "python -m analysis.selection.parts --sample {wildcards.sample} --parts {params.parts:q} "
-        "--variations {params.variations} --output-dir {params.output_dir:q} 2> {log:q}"
+        sample=split(NOMINAL_ONLY_SAMPLES),
+        part=PART,
 
 
 use rule preselect_merge as preselect_merge_nominal_only with:
     output:
         **preselect_outputs([NOMINAL]),
     wildcard_constraints:
-        sample=alternatives([name for name in NOMINAL_ONLY_SAMPLES if name in SAMPLE_PARTS]),
-
-
-rule friends_sample:
-    """Event weights with all weight variations, and the k-fold index, of every skim of one
-    sample (one job per sample: a job per skim was mostly interpreter start-up)."""
-    priority: ANALYSIS_CHAIN
-    input:
-        skims=of_sample(paths.skim),
-        cutflow=paths.cutflow.format(sample="{sample}", variation=NOMINAL),
-        corrections=tau_id_correction_file,
-    output:
-        variation_outputs(paths.friend, MC_VARIATIONS),
-    params:
-        sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
-        settings=friend_settings,
-    wildcard_constraints:
-        sample=alternatives(VARIED_SAMPLES),
-    log:
-        paths.logs.friends_sample,
-    resources:
-        mem_mb=on_attempt(2000),
-        runtime=on_attempt(10),
-    conda:
-        "../../envs/friends.yaml"
-    shell:
-        "python -m analysis.selection.friends --sample {wildcards.sample} "
-        "--sample-spec {params.sample:q} --skims {input.skims:q} --cutflow {input.cutflow:q} "
-        "--settings {params.settings:q} --outputs {output:q} 2> {log:q}"
+        sample=split(NOMINAL_ONLY_SAMPLES),
 
 
 use rule friends_sample as friends_sample_nominal_only with:

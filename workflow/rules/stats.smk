@@ -38,10 +38,8 @@ rule histograms_sample:
         paths.sample_histograms,
     params:
         sample=lambda wildcards: as_json(SAMPLES[wildcards.sample]),
-        variations=lambda wildcards: sample_variations(
-            SAMPLES[wildcards.sample], NAMES_CONFIG["variations"]
-        ),
-        settings=histogram_settings(),
+        variations=lambda wildcards: variations_of(wildcards.sample),
+        settings=sample_histogram_settings,
     resources:
         mem_mb=2000,
         runtime=10,
