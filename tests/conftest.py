@@ -232,7 +232,7 @@ def with_correction_branches(source: Path, output: Path) -> Path:
         if f not in grouped and f.split("_", 1)[0] not in counted:
             tree[f] = events[f]
     jets = tree["Jet"]
-    score = jets.btagDeepFlavB
+    score = jets.btagDeepFlavB if "btagDeepFlavB" in jets.fields else jets.btagUParTAK4B
     index = ak.local_index(jets.pt)
     flavour = ak.where(score > 0.5, 5, ak.where(score > 0.2, 4, 0))
     matched = index % 2 == 0

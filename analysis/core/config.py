@@ -85,8 +85,35 @@ def active_weight_variations(weights: Mapping[str, Any]) -> dict[str, Mapping[st
     variations = {name: spec for name, spec in weights["variations"].items() if spec}
     for name, spec in (weights.get("corrections") or {}).items():
         if spec:
-            variations[name] = {"correction": True}
+            for variation in correction_variations(name, spec):
+                variations[variation] = {"correction": True, "nominal_column": f"w_{name}"}
     return variations
+
+
+#: The b-tagging weight's variation of the light-jet scale factor alone, when the b/c scale
+#: factor's uncertainty is split into sources (``weights.corrections.btag.sources``).
+BTAG_LIGHT = "btag_light"
+
+
+def correction_variations(name: str, spec: Mapping[str, Any]) -> list[str]:
+    """The up/down variations of a weight correction: its own name, or for the b-tagging weight
+    with ``sources`` (the BTV POG's split uncertainty) one per source of the b/c scale factor,
+    ``btag_<source>``, and :data:`BTAG_LIGHT` for the light-jet scale factor."""
+    sources = spec.get("sources") if name == "btag" else None
+    if not sources:
+        return [name]
+    return [*(f"{name}_{source}" for source in sources), BTAG_LIGHT]
+
+
+def nominal_weight_columns(weights: Mapping[str, Any]) -> list[str]:
+    """The skim columns multiplied into the nominal event weight: the nominal of every branch
+    variation that has one and of every weight correction, once each."""
+    columns = [
+        spec.get("nominal_column", f"w_{name}")
+        for name, spec in active_weight_variations(weights).items()
+        if spec.get("nominal") or spec.get("correction")
+    ]
+    return list(dict.fromkeys(columns))
 
 
 def check_weights(weights: Mapping[str, Any]) -> None:
@@ -162,13 +189,16 @@ def check_correction_files(config: Mapping[str, Any]) -> list[str]:
 
 
 def correction_columns(weights: Mapping[str, Any]) -> list[str]:
-    """Skim columns the preselection computes from ``weights.corrections``."""
-    return [
-        f"w_{name}{suffix}"
-        for name, spec in active_weight_variations(weights).items()
-        if spec.get("correction")
-        for suffix in ("", "_up", "_down")
-    ]
+    """Skim columns the preselection computes from ``weights.corrections``: each correction's
+    nominal ``w_<name>`` and its variations' ``w_<variation>_{up,down}``."""
+    columns = []
+    for name, spec in (weights.get("corrections") or {}).items():
+        if spec:
+            columns.append(f"w_{name}")
+            columns += [f"w_{variation}_{direction}"
+                        for variation in correction_variations(name, spec)
+                        for direction in ("up", "down")]  # fmt: skip
+    return columns
 
 
 def weight_columns(weights: Mapping[str, Any]) -> dict[str, str | tuple[str, int]]:

@@ -18,9 +18,11 @@ so that tests can compute every value by hand:
   layout;
 - b tagging: ``deepJet_mujets`` / ``deepJet_incl`` with inputs ``systematic`` (``central``,
   ``up``, ``down``), ``working_point`` (``L``, ``M``, ``T``), ``flavor`` (int: 0, 4, 5),
-  ``abseta``, ``pt``; and this analysis's own b-tagging efficiency map in simulation
-  (``btag_efficiency``: ``working_point``, ``flavor``, ``abseta``, ``pt``), which the fixed
-  working-point event weight needs and which no POG publishes;
+  ``abseta``, ``pt``; the b-jet-only Run-3 layout of 2024 (``UParTAK4_kinfit``, flavour 5,
+  systematics ``central`` and ``up_<source>``/``down_<source>`` of split uncertainty sources,
+  beside the light jets' ``UParTAK4_negtagDY``); and this analysis's own b-tagging efficiency
+  map in simulation (``btag_efficiency``: ``working_point``, ``flavor``, ``abseta``, ``pt``),
+  which the fixed working-point event weight needs and which no POG publishes;
 - JME: ``<tag>_ScaleFactor_AK4PFchs`` (``JetEta``, ``systematic``: ``nom``, ``up``, ``down``),
   ``<tag>_PtResolution_AK4PFchs`` (``JetEta``, ``JetPt``, ``Rho``), ``<tag>_<source>_AK4PFchs``
   (``JetEta``, ``JetPt``: the relative uncertainty of one energy-scale source);
@@ -29,7 +31,8 @@ so that tests can compute every value by hand:
 
 ``python -m analysis.selection.correction_files DIR`` writes one file per kind into ``DIR``
 (``puWeights.json``, ``muon_Z.json``, ``tau.json``, ``btagging.json``, ``btag_efficiency.json``,
-``jet_jerc.json``, ``jetid.json``), named by the correction names of ``config/eras/2018UL.yaml``.
+``jet_jerc.json``, ``jetid.json``), named by the correction names of ``config/eras/2018UL.yaml``
+(``--era 2024``: of ``config/eras/2024.yaml``, in the Run-3 layouts).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import correctionlib.schemav2 as cs
 import numpy as np
@@ -77,6 +81,11 @@ BTAG_SF = {5: [0.95, 0.97, 0.98], 4: [0.95, 0.97, 0.98], 0: [1.10, 1.15, 1.20]}
 BTAG_EFFICIENCY = {5: [0.65, 0.72, 0.70], 4: [0.15, 0.17, 0.18], 0: [0.010, 0.012, 0.015]}
 BTAG_SYST = {5: 0.02, 4: 0.04, 0: 0.10}
 BTAG_WORKING_POINTS = ["L", "M", "T"]
+#: The b-jet-only Run-3 layout (2024's ``UParTAK4_kinfit``): its uncertainty sources and their
+#: shifts in units of BTAG_SYST, and the correction names of the b and light jets' scale factors.
+BTAG_SOURCES = {"fsrdef": 0.3, "hdamp": 0.2, "isrdef": -0.2, "jer": 0.1, "jes": -0.8,
+                "mass": 0.1, "statistic": 0.6, "tune": 0.2}  # fmt: skip
+RUN3_BTAG = {"correction": "UParTAK4_kinfit", "light_correction": "UParTAK4_negtagDY"}
 
 #: JER: scale factor per |eta| bin with uncertainty, and the resolution's N, S, C terms.
 JER_ETA_EDGES = [-5.0, -2.5, -1.3, 0.0, 1.3, 2.5, 5.0]
@@ -222,10 +231,15 @@ def tau_correction(name: str = "DeepTau2018v2p5VSjet") -> cs.Correction:
     )  # fmt: skip
 
 
-def tau_energy_scale_correction(name: str = "tau_energy_scale") -> cs.Correction:
-    """The TAU POG Run-2 UL energy-scale layout: genmatch (5: genuine tau_h; 1, 3: electrons,
-    barrel and endcaps in eta) -> id -> dm -> syst; 1 for tau_h from jets and muons (here) and
-    for decay modes without a measurement."""
+def tau_energy_scale_correction(
+    name: str = "tau_energy_scale",
+    tau_id: str = TAU_ES_ID,
+    working_points: tuple[str, str] | None = None,
+) -> cs.Correction:
+    """The TAU POG energy-scale layout: genmatch (5: genuine tau_h; 1, 3: electrons, barrel and
+    endcaps in eta) -> id -> dm -> syst; 1 for tau_h from jets and muons (here) and for decay
+    modes without a measurement. Run-2 UL has these inputs; the Run-3 layout adds the VSjet and
+    VSe working points, ``wp`` and ``wp_VSe`` (``working_points``: the one pair written)."""
 
     def by_syst(value: float, uncertainty: float) -> cs.Category:
         return _category(
@@ -240,20 +254,42 @@ def tau_energy_scale_correction(name: str = "tau_energy_scale") -> cs.Correction
          for dm, (barrel, endcap) in TAU_ES_EFAKE.items()},
         default=1.0,
     )  # fmt: skip
+    inputs = [("pt", "real"), ("eta", "real"), ("dm", "int"), ("genmatch", "int"),
+              ("id", "string")]  # fmt: skip
+
+    def by_id(node: Any) -> cs.Category:
+        if working_points is not None:
+            vs_jet, vs_e = working_points
+            node = _category("wp", {vs_jet: _category("wp_VSe", {vs_e: node})})
+        return _category("id", {tau_id: node})
+
+    if working_points is not None:
+        inputs += [("wp", "string"), ("wp_VSe", "string")]
     return _correction(
         name,
         "Tau energy scale by generator match (toy values)",
-        [("pt", "real"), ("eta", "real"), ("dm", "int"), ("genmatch", "int"), ("id", "string"),
-         ("syst", "string")],
+        [*inputs, ("syst", "string")],
         "tes",
-        _category("genmatch", {5: _category("id", {TAU_ES_ID: genuine}),
-                               1: _category("id", {TAU_ES_ID: electrons}),
-                               3: _category("id", {TAU_ES_ID: electrons})}, default=1.0),
+        _category("genmatch", {5: by_id(genuine), 1: by_id(electrons), 3: by_id(electrons)},
+                  default=1.0),
     )  # fmt: skip
 
 
-def btag_correction(name: str, flavours: Sequence[int]) -> cs.Correction:
-    """A BTV POG fixed working-point layout: systematic -> working_point -> flavor -> abseta, pt."""
+def btag_correction(
+    name: str, flavours: Sequence[int], sources: Mapping[str, float] | None = None
+) -> cs.Correction:
+    """A BTV POG fixed working-point layout: systematic -> working_point -> flavor -> abseta, pt.
+
+    The systematics are ``central``, ``up``, ``down``; with ``sources`` (name -> shift in units of
+    the flavour's uncertainty), as the Run-3 payloads split theirs, ``central`` and
+    ``up_<source>``, ``down_<source>`` instead.
+    """
+    shifts = {"central": 0.0}
+    if sources:
+        for source, shift in sources.items():
+            shifts.update({f"up_{source}": shift, f"down_{source}": -shift})
+    else:
+        shifts.update(up=1.0, down=-1.0)
 
     def table(flavour: int, shift: float, wp_index: int) -> cs.MultiBinning:
         values = [sf + shift * BTAG_SYST[flavour] - 0.01 * wp_index for sf in BTAG_SF[flavour]]
@@ -270,7 +306,7 @@ def btag_correction(name: str, flavours: Sequence[int]) -> cs.Correction:
         {syst: _category("working_point",
                          {wp: _category("flavor", {f: table(f, shift, i) for f in flavours})
                           for i, wp in enumerate(BTAG_WORKING_POINTS)})
-         for syst, shift in (("central", 0.0), ("up", 1.0), ("down", -1.0))},
+         for syst, shift in shifts.items()},
     )  # fmt: skip
     return _correction(
         name,
@@ -423,13 +459,39 @@ UL18 = {
     "muon_trigger": "NUM_IsoMu24_DEN_CutBasedIdTight_and_PFIsoTight",
     "jer_tag": "Summer19UL18_JRV2_MC",
     "jes_tag": "Summer19UL18_V5_MC",
+    "jet_algorithm": "AK4PFchs",
+    "jes_sources": JES_SOURCES,
+    "tau_es_id": TAU_ES_ID,
+    "tau_es_working_points": None,  # the UL energy scale has no working-point inputs
+}
+#: Correction names of the 2024 files (config/eras/2024.yaml): the Run-3 layouts.
+RUN3_2024 = {
+    "pileup": "Collisions24_BCDEFGHI_goldenJSON",
+    "muon_id": "NUM_TightID_DEN_TrackerMuons",
+    "muon_iso": "NUM_TightPFIso_DEN_TightID",
+    "muon_trigger": "NUM_IsoMu24_DEN_CutBasedIdTight_and_PFIsoTight",
+    "jer_tag": "Summer23BPixPrompt23_RunD_JRV1_MC",
+    "jes_tag": "Summer24Prompt24_V1_MC",
+    "jet_algorithm": "AK4PFPuppi",
+    "jes_sources": {"Total": [0.025, 0.012]},
+    "tau_es_id": "DeepTau2018v2p5",
+    "tau_es_working_points": ("Medium", "VVLoose"),
 }
 
 
-def write_all(directory: str | os.PathLike[str], true_interactions: np.ndarray) -> dict[str, Path]:
+#: The shipped era files whose names and layouts :func:`write_all` writes.
+ERA_NAMES = {"2018UL": UL18, "2024": RUN3_2024}
+
+
+def write_all(
+    directory: str | os.PathLike[str],
+    true_interactions: np.ndarray,
+    names: Mapping[str, Any] = UL18,
+) -> dict[str, Path]:
     """Write every kind of file into ``directory``; return the path of each kind.
 
     ``true_interactions``: the simulation's ``Pileup_nTrueInt`` the pileup weights are derived for.
+    ``names``: the era's correction names and layouts, :data:`UL18` or :data:`RUN3_2024`.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -438,19 +500,25 @@ def write_all(directory: str | os.PathLike[str], true_interactions: np.ndarray) 
         ("btag", "btagging.json"), ("btag_efficiency", "btag_efficiency.json"),
         ("jme", "jet_jerc.json"), ("jet_id", "jetid.json"))}  # fmt: skip
     write_set(
-        files["pileup"], [pileup_correction(UL18["pileup"], pileup_weights(true_interactions))]
+        files["pileup"], [pileup_correction(names["pileup"], pileup_weights(true_interactions))]
     )
-    write_set(files["muon"], [muon_correction(UL18["muon_id"], 0.99),
-                              muon_correction(UL18["muon_iso"], 1.00),
-                              muon_correction(UL18["muon_trigger"], 0.97)])  # fmt: skip
-    write_set(files["tau"], [tau_correction(), tau_energy_scale_correction()])
+    write_set(files["muon"], [muon_correction(names["muon_id"], 0.99),
+                              muon_correction(names["muon_iso"], 1.00),
+                              muon_correction(names["muon_trigger"], 0.97)])  # fmt: skip
+    energy_scale = tau_energy_scale_correction(
+        tau_id=names["tau_es_id"], working_points=names["tau_es_working_points"]
+    )
+    write_set(files["tau"], [tau_correction(), energy_scale])
     write_set(files["btag"], [btag_correction("deepJet_mujets", [4, 5]),
-                              btag_correction("deepJet_incl", [0])])  # fmt: skip
+                              btag_correction("deepJet_incl", [0]),
+                              btag_correction(RUN3_BTAG["correction"], [5], BTAG_SOURCES),
+                              btag_correction(RUN3_BTAG["light_correction"], [0])])  # fmt: skip
     write_set(files["btag_efficiency"], [btag_efficiency_correction()])
-    jme = [jer_scale_factor_correction(f"{UL18['jer_tag']}_ScaleFactor_AK4PFchs"),
-           jer_resolution_correction(f"{UL18['jer_tag']}_PtResolution_AK4PFchs")]  # fmt: skip
-    jme += [jes_source_correction(f"{UL18['jes_tag']}_{source}_AK4PFchs", values)
-            for source, values in JES_SOURCES.items()]  # fmt: skip
+    algorithm = names["jet_algorithm"]
+    jme = [jer_scale_factor_correction(f"{names['jer_tag']}_ScaleFactor_{algorithm}"),
+           jer_resolution_correction(f"{names['jer_tag']}_PtResolution_{algorithm}")]  # fmt: skip
+    jme += [jes_source_correction(f"{names['jes_tag']}_{source}_{algorithm}", values)
+            for source, values in names["jes_sources"].items()]  # fmt: skip
     write_set(files["jme"], jme)
     write_set(files["jet_id"], [jet_id_correction()])
     return files
@@ -463,6 +531,8 @@ def _main(argv: Sequence[str] | None = None) -> None:
         "--pileup-from", help="a NanoAOD simulation file whose Pileup_nTrueInt the pileup "
         "weights are derived for (default: a Poisson profile of mean 30)",
     )  # fmt: skip
+    parser.add_argument("--era", choices=sorted(ERA_NAMES), default="2018UL",
+                        help="whose correction names and layouts to write")  # fmt: skip
     args = parser.parse_args(argv)
     if args.pileup_from:
         import uproot
@@ -471,7 +541,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
             values = fin["Events"]["Pileup_nTrueInt"].array(library="np")
     else:
         values = np.random.default_rng(1).poisson(30, 100_000).astype(np.float64)
-    write_all(args.directory, values)
+    write_all(args.directory, values, ERA_NAMES[args.era])
 
 
 main = cli_main(_main)

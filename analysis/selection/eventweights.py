@@ -15,9 +15,12 @@ and down systematic, and writes them as the skim columns ``w_<name>``, ``w_<name
 
       w = prod_tagged SF_i  *  prod_untagged (1 - SF_i eff_i) / (1 - eff_i)
 
-  with the scale factor of ``correction`` (b and c jets) or ``light_correction`` (light jets) and
-  the efficiency in simulation from this analysis's own map (``efficiency``); up/down vary all
-  scale factors together.
+  with the scale factor of ``correction`` (the jets of ``heavy_flavours``, b and c by default;
+  a c jet outside them, as with the b-jet-only Run-3 payloads, gets SF 1) or
+  ``light_correction`` (light jets) and the efficiency in simulation from this analysis's own map
+  (``efficiency``). Up/down vary all scale factors together; with ``sources`` (the BTV POG's
+  split uncertainty: systematics ``up_<source>``/``down_<source>``) each source varies the b/c
+  scale factor alone, as ``btag_<source>``, and ``btag_light`` the light-jet one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from analysis.core.config import BTAG_LIGHT
 from analysis.core.errors import AnalysisError
 from analysis.selection.corrections import SchemaCorrection
 
@@ -40,8 +44,29 @@ KINDS = {
     "tau_id": ("tau", ("pt", "dm", "genmatch", "eta", "abseta")),
     "btag": ("jets", ("flavor", "abseta", "pt")),
 }
-#: Hadron flavour of light jets (evaluated with ``light_correction``).
-LIGHT = 0
+#: Hadron flavour of light jets (evaluated with ``light_correction``), and the flavours the b/c
+#: ``correction`` covers unless ``heavy_flavours`` says otherwise.
+LIGHT, HEAVY_FLAVOURS = 0, (4, 5)
+
+
+def column_systematics(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Skim column -> the systematic it is evaluated with, of one weight correction: ``w_<name>``
+    and ``w_<variation>_{up,down}`` of each of its variations
+    (:func:`analysis.core.config.correction_variations`). The b-tagging weight's are pairs
+    (b/c scale factor, light scale factor)."""
+    central, up, down = spec.get("systematics") or ["nominal", "up", "down"]
+    if name != "btag":
+        return {f"w_{name}": central, f"w_{name}_up": up, f"w_{name}_down": down}
+    columns = {"w_btag": (central, central)}
+    sources = spec.get("sources")
+    if not sources:
+        return {**columns, "w_btag_up": (up, up), "w_btag_down": (down, down)}
+    for source in sources:
+        columns[f"w_btag_{source}_up"] = (f"up_{source}", central)
+        columns[f"w_btag_{source}_down"] = (f"down_{source}", central)
+    columns[f"w_{BTAG_LIGHT}_up"] = (central, up)
+    columns[f"w_{BTAG_LIGHT}_down"] = (central, down)
+    return columns
 
 
 def active_corrections(weights: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -93,18 +118,17 @@ class EventCorrections:
         """
         columns = {}
         for name in self.names:
-            systematics = self.specs[name].get("systematics") or ["nominal", "up", "down"]
-            for suffix, syst in zip(("", "_up", "_down"), systematics, strict=True):
-                columns[f"w_{name}{suffix}"] = self._evaluate(name, selected, syst)
+            for column, syst in column_systematics(name, self.specs[name]).items():
+                columns[column] = self._evaluate(name, selected, syst)
         return columns
 
-    def _evaluate(self, name: str, selected: Mapping[str, Any], syst: str) -> np.ndarray:
+    def _evaluate(self, name: str, selected: Mapping[str, Any], syst: Any) -> np.ndarray:
         if name == "btag":
-            return self._btag_weight(selected["btag_jets"], syst)
+            return self._btag_weight(selected["btag_jets"], *syst)
         quantities = _quantities(KINDS[name][0], selected)
         return self.corrections[name].evaluate(quantities, syst)
 
-    def _btag_weight(self, jets: ak.Array, syst: str) -> np.ndarray:
+    def _btag_weight(self, jets: ak.Array, heavy_syst: str, light_syst: str) -> np.ndarray:
         counts = ak.num(jets)
         flat = ak.flatten(jets)
         flavour = np.asarray(ak.to_numpy(flat.hadronFlavour), dtype=np.int32)
@@ -113,9 +137,12 @@ class EventCorrections:
             "abseta": np.abs(np.asarray(ak.to_numpy(flat.eta), dtype=np.float64)),
             "pt": np.asarray(ak.to_numpy(flat.pt), dtype=np.float64),
         }
-        light = flavour == LIGHT
-        sf = np.empty(len(flavour))
-        for mask, correction in ((light, "btag_light"), (~light, "btag")):
+        heavy = np.isin(flavour, self.specs["btag"].get("heavy_flavours") or HEAVY_FLAVOURS)
+        sf = np.ones(len(flavour))  # a c jet the b/c correction does not cover: SF 1
+        for mask, correction, syst in (
+            (flavour == LIGHT, "btag_light", light_syst),
+            (heavy, "btag", heavy_syst),
+        ):
             if mask.any():
                 subset = {key: values[mask] for key, values in quantities.items()}
                 sf[mask] = self.corrections[correction].evaluate(subset, syst)

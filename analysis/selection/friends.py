@@ -32,6 +32,7 @@ from analysis.core.config import (
     active_weight_variations,
     correction_columns,
     is_simulation,
+    nominal_weight_columns,
     weight_columns,
 )
 from analysis.core.errors import AnalysisError, cli_main
@@ -101,9 +102,8 @@ def _nominal_weight(
             "normalised; check the sample's files and weights.generator"
         )
     weight = np.asarray(skim["w_gen"], dtype=np.float64) * (sample["xsec"] * lumi / sumw)
-    for name, spec in active_weight_variations(weights).items():
-        if spec.get("nominal") or spec.get("correction"):
-            weight = weight * np.asarray(skim[f"w_{name}"], dtype=np.float64)
+    for column in nominal_weight_columns(weights):
+        weight = weight * np.asarray(skim[column], dtype=np.float64)
     if weights.get("tau_id_sf"):
         weight = weight * _tau_id_sf(skim, weights["tau_id_sf"])["nom"]
     return weight
@@ -113,10 +113,12 @@ def _variation_ratio(
     skim: Mapping[str, np.ndarray], variation: Variation, spec: Mapping[str, Any]
 ) -> np.ndarray:
     """Varied over nominal per-event factor: array entries and branches without a nominal are
-    relative already; a branch pair with a nominal replaces that nominal factor."""
+    relative already; a branch pair with a nominal, or a correction's variation, replaces that
+    nominal factor (a correction's: ``w_<correction>``, shared by all its variations)."""
     varied = np.asarray(skim[f"w_{variation.name}"], dtype=np.float64)
     if spec.get("nominal") or spec.get("correction"):
-        return _safe_ratio(varied, np.asarray(skim[f"w_{variation.source}"], dtype=np.float64))
+        nominal = spec.get("nominal_column", f"w_{variation.source}")
+        return _safe_ratio(varied, np.asarray(skim[nominal], dtype=np.float64))
     return varied
 
 

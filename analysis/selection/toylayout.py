@@ -4,7 +4,8 @@ The toy is generated in the NanoAOD v9 layout (Run-2 UL: ``MET_*`` with
 ``MET_MetUnclustEnUpDelta{X,Y}``, DeepTau 2017v2p1 IDs as cumulative bitmasks, ``Jet_jetId``).
 ``v15`` rewrites the same events in the layout of NanoAOD v15 (2024 data): ``PuppiMET_*`` with
 the varied MET in ``PuppiMET_{pt,phi}Unclustered{Up,Down}``, DeepTau 2018v2p5 IDs as
-working-point indices (1 = loosest point passed, 0 = none), no ``Jet_jetId``. Only the form
+working-point indices (1 = loosest point passed, 0 = none), no ``Jet_jetId``, the b-tagging
+score as UParT's (``Jet_btagUParTAK4B``, the 2024 tagger) instead of DeepJet's. Only the form
 changes: the same events pass the same selection through the matching preset
 (``config/nanoaod/v9.yaml`` or ``v15.yaml``).
 """
@@ -30,14 +31,16 @@ def in_layout(columns: dict[str, Any], layout: str) -> dict[str, Any]:
 
 
 def _v15(columns: dict[str, Any]) -> dict[str, Any]:
-    """NanoAOD v15: PuppiMET with shifted unclustered MET, WP-index tau IDs, no Jet_jetId."""
+    """NanoAOD v15: PuppiMET with shifted unclustered MET, WP-index tau IDs, no Jet_jetId, the
+    UParT b-tagging score."""
     out = {key: value for key, value in columns.items() if not key.startswith("MET_")}
     taus = columns["Tau"]
     for old, new in TAU_IDS.items():
         taus = ak.with_field(taus, _wp_index(taus[old]), new)
         taus = ak.without_field(taus, old)
     out["Tau"] = taus
-    out["Jet"] = ak.without_field(columns["Jet"], "jetId")
+    jets = ak.with_field(columns["Jet"], columns["Jet"]["btagDeepFlavB"], "btagUParTAK4B")
+    out["Jet"] = ak.without_field(ak.without_field(jets, "jetId"), "btagDeepFlavB")
     pt = columns["MET_pt"].astype(np.float64)
     phi = columns["MET_phi"].astype(np.float64)
     dx = columns["MET_MetUnclustEnUpDeltaX"].astype(np.float64)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import uproot
 
-from analysis.core.config import check_weights, weight_variation_columns
+from analysis.core.config import check_weights, correction_columns, weight_variation_columns
 from analysis.core.errors import AnalysisError
 from analysis.core.io import read_json, read_tree
 from analysis.selection import correction_files as cf
@@ -137,11 +137,46 @@ def test_btag_weight_by_hand(corrected):
         1.0,
         (1 - sf_c * eff_c) / (1 - eff_c),
     ]
-    np.testing.assert_allclose(weights._btag_weight(jets, "central"), expected)
+    np.testing.assert_allclose(weights._btag_weight(jets, "central", "central"), expected)
     up_b = sf_b + cf.BTAG_SYST[5]
     up_light = sf_light + cf.BTAG_SYST[0]
     expected_up = up_b * (1 - up_light * eff_light) / (1 - eff_light)
-    np.testing.assert_allclose(weights._btag_weight(jets, "up")[0], expected_up)
+    np.testing.assert_allclose(weights._btag_weight(jets, "up", "up")[0], expected_up)
+
+
+def test_btag_uncertainty_sources_and_b_jet_only_scale_factors(corrected):
+    """The Run-3 layout: a b/c correction of b jets only whose uncertainty is split into
+    sources. Each source varies the b-jet scale factors alone (``btag_<source>``), the light
+    scale factor has its own variation (``btag_light``), a c jet gets SF 1 with any efficiency;
+    the skim columns are those the friend trees read. Catches a source evaluated on light jets,
+    a c jet sent to the b-only correction (correctionlib stops), or a column not written."""
+    settings = corrected["settings"]
+    btag = {**settings["weights"]["corrections"]["btag"], **cf.RUN3_BTAG,
+            "sources": list(cf.BTAG_SOURCES), "heavy_flavours": [5]}  # fmt: skip
+    weights_config = {**settings["weights"], "corrections": {"btag": btag}}
+    weights = EventCorrections(weights_config, simulation=True)
+    jets = ak.Array([[
+        {"pt": 60.0, "eta": 0.5, "hadronFlavour": 5, "btagged": True},
+        {"pt": 30.0, "eta": -1.0, "hadronFlavour": 0, "btagged": False},
+        {"pt": 150.0, "eta": 2.0, "hadronFlavour": 4, "btagged": True},
+    ]])  # fmt: skip
+    columns = weights.columns({"btag_jets": jets})
+    assert sorted(columns) == sorted(correction_columns(weights_config))
+    assert {"weight_btag_jes_up", "weight_btag_light_down"} <= set(
+        weight_variation_columns(weights_config)
+    )
+    sf_b, sf_light = cf.BTAG_SF[5][1] - 0.01, cf.BTAG_SF[0][0] - 0.01  # working point M
+    eff_light = cf.BTAG_EFFICIENCY[0][0]
+
+    def weight(b, light):  # the c jet: SF 1, tagged or not
+        return b * (1 - light * eff_light) / (1 - eff_light)
+
+    shift = cf.BTAG_SOURCES["jes"] * cf.BTAG_SYST[5]
+    np.testing.assert_allclose(columns["w_btag"], [weight(sf_b, sf_light)])
+    np.testing.assert_allclose(columns["w_btag_jes_up"], [weight(sf_b + shift, sf_light)])
+    np.testing.assert_allclose(columns["w_btag_jes_down"], [weight(sf_b - shift, sf_light)])
+    light_up = sf_light + cf.BTAG_SYST[0]
+    np.testing.assert_allclose(columns["w_btag_light_up"], [weight(sf_b, light_up)])
 
 
 def test_friend_weights_carry_the_corrections(corrected, default_config, default_samples):

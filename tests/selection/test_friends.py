@@ -190,3 +190,27 @@ def test_friends_refuse_a_skim_paired_with_another_variation(tmp_path, capsys):
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 2 and "paired with output" in errors[0]
     assert not list(tmp_path.iterdir())
+
+
+def test_btag_uncertainty_sources_vary_the_one_btag_weight(default_config):
+    """With the b-tagging weight's uncertainty split into sources, the nominal weight holds
+    ``w_btag`` once and each source's variation replaces it by its own column: catches a
+    source's column multiplied into the nominal, or divided by a column that does not exist."""
+    weights = {**default_config["weights"], "variations": {}, "tau_id_sf": None,
+               "corrections": {"btag": {"sources": ["jes", "statistic"]}}}  # fmt: skip
+    n = 4
+    skim = {"run": np.ones(n, dtype=np.uint32), "luminosityBlock": np.ones(n, dtype=np.uint32),
+            "event": np.arange(n, dtype=np.uint64), "w_gen": np.ones(n),
+            "w_btag": np.array([0.9, 1.0, 1.1, 1.2])}  # fmt: skip
+    for variation, scale in (("jes", 1.1), ("statistic", 0.95), ("light", 1.02)):
+        skim[f"w_btag_{variation}_up"] = skim["w_btag"] * scale
+        skim[f"w_btag_{variation}_down"] = skim["w_btag"] / scale
+    cutflow = {"sumw": {"genEventSumw": float(n), "processed": {"genWeight": float(n)}}}
+    sample = {"type": "mc", "xsec": 2.0, "process": "TT"}
+    columns = friends.friend_columns(skim, cutflow, "TT", sample,
+                                     {"lumi": 1.0, "weights": weights, "folds": 2})  # fmt: skip
+    per_event = 2.0 / n  # xsec x lumi / sum of generator weights
+    np.testing.assert_allclose(columns["weight"], per_event * skim["w_btag"])
+    np.testing.assert_allclose(columns["weight_btag_jes_up"], per_event * skim["w_btag"] * 1.1)
+    np.testing.assert_allclose(columns["weight_btag_light_down"], per_event * skim["w_btag"] / 1.02)
+    assert "weight_btag_up" not in columns

@@ -10,13 +10,21 @@ import numpy as np
 import pytest
 import uproot
 
-from analysis.core.config import load_yaml
+from analysis.core.config import (
+    correction_columns,
+    load_yaml,
+    shape_variations,
+    weight_variation_columns,
+)
+from analysis.core.eras import layered
 from analysis.core.errors import AnalysisError
-from analysis.core.io import read_tree
+from analysis.core.io import read_json, read_tree
+from analysis.selection import correction_files as cf
+from analysis.selection.friends import friend_columns
 from analysis.selection.preselect import run_preselection
 from analysis.selection.toydata import generate_sample
 from analysis.selection.workingpoints import tau_id_cuts, working_point_cut
-from tests.conftest import REPO, preselect_settings, toy_settings
+from tests.conftest import REPO, preselect_settings, toy_settings, with_correction_branches
 
 PRESETS = REPO / "config" / "nanoaod"
 
@@ -47,6 +55,7 @@ def test_v15_layout_has_the_v15_branches(layouts):
         keys = set(fin["Events"].keys())
         tau_id = fin["Events"]["Tau_idDeepTau2018v2p5VSjet"].array(library="np")
     assert "Jet_jetId" not in keys and "MET_pt" not in keys
+    assert "Jet_btagUParTAK4B" in keys and "Jet_btagDeepFlavB" not in keys
     assert "Tau_idDeepTau2017v2p1VSjet" not in keys
     assert {"PuppiMET_ptUnclusteredUp", "PuppiMET_phiUnclusteredDown"} <= keys
     assert set(np.unique(np.concatenate(tau_id))) <= set(range(9))  # WP indices, not bitmasks
@@ -115,3 +124,65 @@ def test_unknown_working_point_names_config_key(default_config):
     with pytest.raises(AnalysisError, match=r"selection\.tau\.id_min: 'Medum'.*VVVLoose") as err:
         tau_id_cuts(branches, {"id_min": "Medum", "antimu_min": "Tight"})
     assert "\n" not in str(err.value)
+
+
+#: The correction file kind (analysis/selection/correction_files.py) of each file the 2024 era
+#: names (null, or where CMS keeps it), by where it is set in the config.
+ERA_2024_FILES = {
+    ("weights", "corrections", "pileup"): "pileup",
+    ("weights", "corrections", "muon_id"): "muon",
+    ("weights", "corrections", "muon_iso"): "muon",
+    ("weights", "corrections", "muon_trigger"): "muon",
+    ("weights", "corrections", "tau_id"): "tau",
+    ("weights", "corrections", "btag"): "btag",
+    ("variations", "tau_es_correction"): "tau",
+    ("variations", "jer"): "jme",
+    ("variations", "jes_sources"): "jme",
+    ("selection", "jet", "id_correction"): "jet_id",
+}
+
+
+def test_the_2024_era_runs_on_v15_with_files_of_its_correction_names(
+    tmp_path, layouts, default_config, default_samples
+):
+    """config/eras/2024.yaml on the v15 preset, each correction file it leaves to the user set to
+    a file generated in the Run-3 layouts under the era's correction names: the preselection and
+    friend trees run, with every correction's column, the b-tagging weight's uncertainty sources,
+    JER and the JES source as shape variations. Catches a name or layout of the era file that the
+    code cannot evaluate (a Run-3 input such as the energy scale's working points, a b-jet-only
+    b-tagging correction meeting a c jet), or an era variation that does not reach the friends."""
+    nano = with_correction_branches(layouts["v15"], tmp_path / "ZTT.root")
+    with uproot.open(nano) as fin:
+        true_interactions = fin["Events"]["Pileup_nTrueInt"].array(library="np")
+    files = cf.write_all(tmp_path / "corrections", true_interactions, cf.RUN3_2024)
+    config = layered(layered(default_config, load_yaml(PRESETS / "v15.yaml")),
+                     load_yaml(REPO / "config" / "eras" / "2024.yaml"))  # fmt: skip
+    for keys, kind in ERA_2024_FILES.items():
+        section = config
+        for key in keys:
+            section = section[key]
+        section["file"] = str(files[kind])
+    config["weights"]["corrections"]["btag"]["efficiency"]["file"] = str(files["btag_efficiency"])
+    config["selection"]["met_filters"] = []  # the toy has no Flag_* branches (test_eventfilters)
+    settings = preselect_settings(config)
+    flow = run_preselection("ZTT", default_samples["ZTT"], [str(nano)], settings,
+                            tmp_path / "skims", chunksize=3000)  # fmt: skip
+    assert set(flow) == {"nominal", *shape_variations(settings["variations"])}
+    assert {"jer_up", "jes_Total_down", "tau_es_up", "met_uncl_down"} <= set(flow)
+    skim = read_tree(tmp_path / "skims" / "nominal.root")
+    assert len(skim["event"]) > 100
+    assert set(correction_columns(settings["weights"])) <= set(skim)
+    cutflow = read_json(tmp_path / "skims" / "nominal.cutflow.json")
+    columns = friend_columns(
+        skim,
+        cutflow,
+        "ZTT",
+        default_samples["ZTT"],
+        {"lumi": config["lumi"], "weights": settings["weights"], "folds": 2},
+    )
+    variations = weight_variation_columns(settings["weights"])
+    assert {"weight_btag_statistic_up", "weight_btag_light_down", "weight_pileup_up"} <= set(
+        variations
+    )
+    assert all(np.isfinite(columns[name]).all() for name in ["weight", *variations])
+    assert not np.allclose(columns["weight_btag_jes_up"], columns["weight"])
