@@ -95,6 +95,7 @@ def variations_of(name):
     nominal simulation, the nominal alone for the others."""
     return sample_variations(SAMPLES[name], sample_config(name)["variations"])
 
+
 #: Priority of the rules from the toy data to the statistical results (the others, the figures,
 #: keep Snakemake's default 0): where a figure and the next step of the analysis wait for the same
 #: cores, the analysis goes first and the figures fill the cores it leaves free.
@@ -340,14 +341,23 @@ def btag_efficiency_files(wildcards):
 
 
 def btag_efficiency_inputs(wildcards):
-    """:func:`btag_efficiency_files` that Snakemake can watch (the local ones)."""
-    return local_files(btag_efficiency_files(wildcards))
+    """:func:`btag_efficiency_files` that Snakemake can watch (the local ones), and the era's
+    correction files (the jet ID, JER and tau_h energy scale shape the counted jets)."""
+    return {
+        "files": local_files(btag_efficiency_files(wildcards)),
+        "corrections": check_correction_files(btag_efficiency_config(wildcards)),
+    }
+
+
+def btag_efficiency_config(wildcards):
+    """The config of the era whose b-tagging efficiency map is measured."""
+    era = None if wildcards.era == SINGLE_ERA else wildcards.era
+    return era_sample_config(config, ERA_CONFIGS, {"era": era} if era else {})
 
 
 def btag_efficiency_settings(wildcards):
     """What the b-tagging efficiency measurement reads of the era's config."""
-    era = None if wildcards.era == SINGLE_ERA else wildcards.era
-    settings = era_sample_config(config, ERA_CONFIGS, {"era": era} if era else {})
+    settings = btag_efficiency_config(wildcards)
     sections = ("branches", "selection", "variations", "weights")
     return as_json({key: settings[key] for key in sections})
 

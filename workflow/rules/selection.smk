@@ -28,7 +28,7 @@ rule btag_efficiency:
     (weights.corrections.btag.efficiency.file: measured)."""
     priority: ANALYSIS_CHAIN
     input:
-        btag_efficiency_inputs,
+        unpack(btag_efficiency_inputs),
     output:
         paths.btag_efficiency,
     params:
