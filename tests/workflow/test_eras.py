@@ -11,6 +11,7 @@ import yaml
 
 from analysis.core.eras import layered
 from analysis.core.io import read_json, read_tree
+from analysis.selection import correction_files as cf
 from analysis.selection.friends import friend_columns
 from analysis.stats.histograms import read_histograms
 from tests.conftest import REPO, TINY_TOY_CONFIG
@@ -258,3 +259,54 @@ def test_era_mistakes_stop_with_one_line(tmp_path, change, expected):
     expected = expected.format(tmp=tmp_path, samples=tmp_path / "samples.yaml")
     assert len(errors) == 1 and errors[0].startswith(expected), errors
     assert not (tmp_path / "results").exists(), "nothing was written"
+
+
+def _correction_overlay(directory, names, nanoaod):
+    """An era file pointing every correction file of a shipped era file at files generated in
+    its layouts and names (the jet ID's for v15, which has no Jet_jetId), and the toy at its
+    NanoAOD version and the toy certified luminosity."""
+    files = cf.write_all(directory, np.full(10, 30.0), names)
+    corrections = {name: {"file": str(files[kind])} for name, kind in (
+        ("pileup", "pileup"), ("muon_id", "muon"), ("muon_iso", "muon"),
+        ("muon_trigger", "muon"), ("tau_id", "tau"), ("btag", "btag"))}  # fmt: skip
+    overlay = {
+        "toydata": {"nanoaod": nanoaod},
+        "selection": {"certified_lumi": {"file": str(REPO / "tests/data/certified_lumi_toy.json")}},
+        "variations": {key: {"file": str(files[kind])} for key, kind in (
+            ("tau_es_correction", "tau"), ("jer", "jme"), ("jes_sources", "jme"))},
+        "weights": {"corrections": corrections},
+    }  # fmt: skip
+    if nanoaod == "v15":
+        overlay["selection"]["jet"] = {"id_correction": {"file": str(files["jet_id"])}}
+    path = directory / "files.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    return str(path)
+
+
+def test_the_shipped_2018_and_2024_eras_plan_one_analysis(tmp_path):
+    """config/eras/2018UL.yaml and 2024.yaml (their correction files generated in their names)
+    as the two eras of one analysis: their shape variations differ (regrouped JES sources against
+    Total), so each era's samples run in its own preselection, friend and score rules, and one
+    workspace job takes both. Catches the eras refused, or a sample planned with the other
+    era's variation files."""
+    results = tmp_path / "results"
+    configfile = two_era_files(tmp_path, results)
+    config = yaml.safe_load(configfile.read_text())
+    presets = REPO / "config" / "nanoaod"
+    config["eras"]["files"] = {
+        "a": [str(presets / "v9.yaml"), str(REPO / "config/eras/2018UL.yaml"),
+              _correction_overlay(tmp_path / "ul18", cf.UL18, "v9"), str(tmp_path / "era_a.yaml")],
+        "b": [str(presets / "v15.yaml"), str(REPO / "config/eras/2024.yaml"),
+              _correction_overlay(tmp_path / "run3", cf.RUN3_2024, "v15"),
+              str(tmp_path / "era_b.yaml")],
+    }  # fmt: skip
+    configfile.write_text(yaml.safe_dump(config))
+    planned = snakemake("-n", "workspace", "--configfile", str(configfile)).stdout
+    assert planned.count("rule preselect_sample:") == 7, planned[-3000:]
+    assert planned.count("rule preselect_sample_b:") == 7
+    assert planned.count("rule friends_sample_b:") == 7
+    assert planned.count("rule inject_sample_b:") == 7
+    assert planned.count("rule workspace_build:") == 1
+    assert "results/preselect/TT_b/jes_Total_up.root" in planned
+    assert "results/preselect/TT_a/jes_Regrouped_Absolute_2018_up.root" in planned
+    assert "preselect/TT_a/jes_Total_up.root" not in planned
