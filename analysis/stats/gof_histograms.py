@@ -49,6 +49,8 @@ class SampleColumns(NamedTuple):
     columns: Mapping[str, Mapping[str, np.ndarray]]
     #: weight variation -> friend column of its nominal tree (the sample's era's)
     weight_variations: Mapping[str, str] = {}
+    #: the sample's era (several eras), else None
+    era: str | None = None
 
 
 def channel_name(variables: Sequence[str]) -> str:
@@ -64,9 +66,9 @@ def read_samples(
     """The columns a chunk of tests needs, per sample and variation.
 
     Args:
-        manifest: sample -> ``{"spec": entry in the samples file, "weights": the ``weights``
-            section of its era (names the weight variations), "files": {variation: [skim,
-            weight friend, score friend]}}``.
+        manifest: sample -> ``{"spec": entry in the samples file, "era": its era (or None),
+            "weights": the ``weights`` section of its era (names the weight variations),
+            "files": {variation: [skim, weight friend, score friend]}}``.
         variables: the variables of the chunk's tests.
         settings: the ``histograms`` config section (the signal region).
     """
@@ -84,7 +86,7 @@ def read_samples(
             columns[variation] = read_with_friends(
                 skim, [friend, scores], sorted(needed | weight_columns)
             )
-        result.append(SampleColumns(name, spec, columns, weight_variations))
+        result.append(SampleColumns(name, spec, columns, weight_variations, entry.get("era")))
     return result
 
 
@@ -225,6 +227,8 @@ def workspace_of(
     workspace_settings: Mapping[str, Any],
     observed: bool,
     blind_threshold: float | None = None,
+    eras: Mapping[str, Any] | None = None,
+    sample_eras: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The test's pyhf workspace (samples summed, QCD from same-sign data, the analysis's
     modifiers; the observations are the data when ``observed``, else the Asimov prediction) and
@@ -233,11 +237,17 @@ def workspace_of(
     and the data are tested) the bins expecting a larger signal-to-background ratio, as the
     analysis blinds them.
 
+    With several eras (``eras``: their settings with merged channels, ``sample_eras``: the era
+    of each sample), the test's one channel sums the eras as the analysis's merged channels do:
+    each era's luminosity and decorrelated parameters, an era without a variation at its nominal.
+
     Raises:
         AnalysisError: every bin of the test is blinded.
     """
     histogram_settings = settings_of(variables, settings, n_bins)
-    merged = merge(per_sample, histogram_settings, [], blind=False)
+    if eras is not None:
+        histogram_settings = {**histogram_settings, "eras": eras}
+    merged = merge(per_sample, histogram_settings, [], blind=False, sample_eras=sample_eras)
     predicted = predicted_bins(merged.histograms)
     kept = predicted
     name = channel_name(variables)
@@ -261,7 +271,9 @@ def workspace_of(
     if lost > 0:
         log.warning("%s: %g data events in bins without prediction, left out", name, lost)
     histograms = {key: _Bins(h, kept) for key, h in merged.histograms.items()}
-    spec, _ = build_workspace(histograms, workspace_settings, histogram_settings, unblind=observed)
+    spec, _ = build_workspace(
+        histograms, workspace_settings, histogram_settings, unblind=observed, eras=eras
+    )
     return spec, kept
 
 

@@ -58,7 +58,8 @@ def run_chunk(manifest: Mapping[str, Any], settings: Mapping[str, Any], chunk: i
         manifest: the input files per sample (see
             :func:`analysis.stats.gof_histograms.read_samples`).
         settings: ``gof`` (``variables`` resolved, ``data`` one of :data:`DATA_MODES`),
-            ``histograms``, ``workspace`` and ``inference`` config sections.
+            ``histograms``, ``workspace`` and ``inference`` config sections, and ``eras``
+            (several eras: their settings with merged channels, else None).
         chunk: the chunk index.
     """
     gof = settings["gof"]
@@ -126,9 +127,11 @@ def build_test(
     per_sample, n_bins = inputs.fill_test(samples, test, edges, histograms)
     # blinded, the data of a control region are tested only where no signal hides (blinding.py)
     guard = histograms["blind_threshold"] if observed and gof.get("blinded", False) else None
+    eras = settings.get("eras")
     spec, kept = inputs.workspace_of(
-        per_sample, test, n_bins, histograms, settings["workspace"], observed, guard
-    )
+        per_sample, test, n_bins, histograms, settings["workspace"], observed, guard,
+        eras=eras, sample_eras=None if eras is None else [sample.era for sample in samples],
+    )  # fmt: skip
     # a control region may hold no signal: its test fits no signal strength
     parsed = model_utils.model_settings(settings["inference"])._replace(require_pois=False)
     setup = model_utils.build(pyhf.Workspace(spec), parsed)

@@ -559,3 +559,48 @@ def test_a_control_region_is_tested_and_blinded_signal_stops_it(default_config):
             samples, gof_histograms.variable_edges(samples, ["x"], region, 5, observed=True),
             ("x",), {**settings, "histograms": {**histograms, "blind_threshold": -1.0}},
         )  # fmt: skip
+
+
+def test_a_test_of_several_eras_sums_them_as_merged_channels(default_config):
+    """Samples of two eras, era b without the ``es`` variation (eras with different variation
+    names): the test's one channel sums the eras as the analysis's merged channels do, era b at
+    its nominal in ``es``, each era with its own luminosity parameter instead of pyhf's one.
+    Catches the eras pooled as one (``es`` would lose era b's half: a factor 0.55, not 1.05)."""
+    rng = np.random.default_rng(3)
+
+    def columns(x, weight):
+        n = len(x)
+        return {"x": x, "weight": np.full(n, weight), "is_os": np.ones(n),
+                "mt_1": np.full(n, 10.0), "category": np.zeros(n)}  # fmt: skip
+
+    ztt = {era: rng.normal(0.0, 1.0, 5000) for era in "ab"}
+    mc, data = {"process": "ZTT", "type": "mc"}, {"type": "data"}
+    samples = [
+        gof_histograms.SampleColumns("ZTT_a", mc, {
+            "nominal": columns(ztt["a"], 0.1), "es_up": columns(ztt["a"], 0.11),
+            "es_down": columns(ztt["a"], 0.09)}, era="a"),
+        gof_histograms.SampleColumns("ZTT_b", mc, {"nominal": columns(ztt["b"], 0.1)}, era="b"),
+        gof_histograms.SampleColumns("ggH_a", {"process": "ggH", "type": "mc"},
+                                     {"nominal": columns(rng.normal(1.0, 0.5, 500), 0.02)},
+                                     era="a"),
+        *(gof_histograms.SampleColumns(f"data_{era}", data,
+                                       {"nominal": columns(rng.normal(0.0, 1.0, 1000), 1.0)},
+                                       era=era) for era in "ab"),
+    ]  # fmt: skip
+    eras = {"names": ["a", "b"], "channels": "merged", "decorrelated": [],
+            "lumi_uncertainty": {"a": {"lumi_a": 0.02}, "b": {"lumi_b": 0.05}}}  # fmt: skip
+    histograms = {**default_config["histograms"], "control_regions": {}, "signals": ["ggH"],
+                  "qcd": {**default_config["histograms"]["qcd"], "from_data": False}}  # fmt: skip
+    edges = gof_histograms.variable_edges(samples, ["x"], histograms, 5, observed=True)
+    per_sample, n_bins = gof_histograms.fill_test(samples, ("x",), edges, histograms)
+    spec, _ = gof_histograms.workspace_of(
+        per_sample, ("x",), n_bins, histograms, default_config["workspace"], observed=True,
+        eras=eras, sample_eras=[sample.era for sample in samples],
+    )  # fmt: skip
+    background = next(s for s in spec["channels"][0]["samples"] if s["name"] == "ZTT")
+    norms = {m["name"]: m["data"]["hi"] for m in background["modifiers"] if m["type"] == "normsys"}
+    share_a = 0.1 * len(ztt["a"]) / (0.1 * len(ztt["a"]) + 0.1 * len(ztt["b"]))
+    assert norms["es"] == pytest.approx(1 + 0.1 * share_a, rel=1e-6)
+    assert norms["lumi_a"] == pytest.approx(1 + 0.02 * share_a, rel=1e-6)
+    assert norms["lumi_b"] == pytest.approx(1 + 0.05 * (1 - share_a), rel=1e-6)
+    assert not {m["type"] for m in background["modifiers"]} & {"lumi"}

@@ -203,6 +203,22 @@ def test_merged_channels_sum_the_eras(two_era_run):
     assert not {"tau_es", "lumi", "tau_es_a_a"} & names
 
 
+def test_input_gof_of_two_eras(two_era_run):
+    """The goodness-of-fit tests of the input variables on the two eras of different variation
+    names (each test's one channel sums the eras, tests/stats/test_gof.py checks the model):
+    pseudo-data tests of two variables run and give p-values. Catches a gof job that cannot read
+    an era's friend trees (their weight variations differ) or build the eras' model."""
+    tmp, results = two_era_run
+    configfile = two_era_files(tmp, results)
+    config = yaml.safe_load(configfile.read_text())
+    config["gof"] = {"variables": ["pt_1", "m_vis"], "pairs": False, "toys": 20, "data": "pseudo"}
+    configfile.write_text(yaml.safe_dump(config))
+    snakemake(str(results / "gof" / "gof.json"), "--configfile", str(configfile))
+    summary = read_json(results / "gof" / "gof.json")
+    assert [test["variables"] for test in summary["tests"]] == [["pt_1"], ["m_vis"]]
+    assert all(0.0 <= test["p_value"] <= 1.0 and test["toys"] == 20 for test in summary["tests"])
+
+
 def _dry_run_errors(tmp, config_changes=None, era_b=None, sample_change=None):
     """The error lines of a dry run of the two-era configuration with changes."""
     results = tmp / "results"

@@ -33,6 +33,7 @@ from analysis.core.config import (
     validate as validate_document,
 )
 from analysis.core.eras import (
+    MERGED,
     PER_ERA,
     check_decorrelated,
     check_sample_eras,
@@ -787,18 +788,21 @@ def gof_settings():
             "histograms": config["histograms"],
             "workspace": config["workspace"],
             "inference": inference,
+            # a test's one channel sums the eras, as merged channels do
+            "eras": None if ERAS is None else {**ERAS, "channels": MERGED},
         }
     )
 
 
 def gof_manifest():
-    """Every sample's entry, its era's weights section and its skim, weight friend and scores per
-    variation, as JSON."""
+    """Every sample's entry, its era and that era's weights section, and its skim, weight friend
+    and scores per variation, as JSON."""
     patterns = (paths.skim, paths.friend, paths.scores)
     return as_json(
         {
             name: {
                 "spec": SAMPLES[name],
+                "era": SAMPLES[name].get("era"),
                 "weights": sample_config(name)["weights"],
                 "files": {
                     variation: [p.format(sample=name, variation=variation) for p in patterns]
