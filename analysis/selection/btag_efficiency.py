@@ -15,7 +15,8 @@ file in the layout the weight reads: ``btag_efficiency`` with inputs ``working_p
 ``flavor``, ``abseta``, ``pt``. All samples are counted together (enough jets per bin); a bin
 without jets of a flavour gets that flavour's efficiency over all bins.
 
-    python -m analysis.selection.btag_efficiency --files A.root B.root --settings JSON --output F
+    python -m analysis.selection.btag_efficiency --files A.root B.root --settings JSON --output F \
+        [--chunksize N]
 """
 
 from __future__ import annotations
@@ -49,28 +50,44 @@ ABSETA_EDGES = (0.0, 0.8, 1.6, 2.5)
 FLAVOURS = (0, 4, 5)
 #: The branch of the jets' flavour, and the selection step the measurement leaves out.
 FLAVOUR_BRANCH, BJET_STEP = "Jet_hadronFlavour", CUTS[-1]
+#: Events read at a time unless the caller says (the workflow passes ``preselect.chunksize``).
+CHUNKSIZE = 100_000
 
 
-def count_jets(path: str, settings: Mapping[str, Any]) -> np.ndarray:
+def count_jets(path: str, settings: Mapping[str, Any], chunksize: int = CHUNKSIZE) -> np.ndarray:
     """The b-tagging candidates of the selected events of one NanoAOD file (the selection
     without its b-jet requirement), by flavour, |eta| and pT bin: summed generator weights
-    ``(2: all, tagged; flavours; |eta| bins; pT bins)``.
+    ``(2: all, tagged; flavours; |eta| bins; pT bins)``, read ``chunksize`` events at a time.
 
     Args:
         path: the file.
         settings: the config sections ``branches``, ``selection``, ``variations``, ``weights``.
+        chunksize: events per read (bounds the memory, as ``preselect.chunksize`` does).
     """
-    branches, cuts = settings["branches"], settings["selection"]
     needed = {**required_branches(settings, simulation=True), FLAVOUR_BRANCH: "the b-tagging "
               "efficiency (the jets' flavour)"}  # fmt: skip
-    check_inputs([path], "Events", needed, "b-tagging efficiency")
-    events = NanoEventsFactory.from_root(
-        {path: "Events"}, schemaclass=NanoAODSchema, mode="eager"
-    ).events()
-    objects = NominalObjects(settings, path, simulation=True)(events)
-    selection, candidates = event_selection(
-        objects, cuts, branches, tau_id_cuts(branches, cuts["tau"])
-    )
+    entries = check_inputs([path], "Events", needed, "b-tagging efficiency")
+    nominal = NominalObjects(settings, path, simulation=True)
+    tau_ids = tau_id_cuts(settings["branches"], settings["selection"]["tau"])
+    counts = np.zeros((2, len(FLAVOURS), len(ABSETA_EDGES) - 1, len(PT_EDGES) - 1))
+    for start in range(0, entries, chunksize):
+        events = NanoEventsFactory.from_root(
+            {path: "Events"}, schemaclass=NanoAODSchema, mode="eager",
+            entry_start=start, entry_stop=min(start + chunksize, entries),
+        ).events()  # fmt: skip
+        counts += _count_chunk(nominal(events), settings["selection"], settings["branches"],
+                               tau_ids)  # fmt: skip
+    return counts
+
+
+def _count_chunk(
+    objects: Mapping[str, Any],
+    cuts: Mapping[str, Any],
+    branches: Mapping[str, Any],
+    tau_ids: Mapping[str, Any],
+) -> np.ndarray:
+    """:func:`count_jets` of one chunk's nominal objects."""
+    selection, candidates = event_selection(objects, cuts, branches, tau_ids)
     steps = [step for step in cut_steps(cuts)[1:] if step != BJET_STEP]
     passed = np.asarray(selection.all(*steps))
     jets = ak.drop_none(candidates["btag_jets"][passed], axis=0)
@@ -137,12 +154,14 @@ def efficiency_correction(
     )  # fmt: skip
 
 
-def measure(files: Sequence[str], settings: Mapping[str, Any], output: str) -> np.ndarray:
-    """Count the jets of ``files``, write the map to ``output`` and return the efficiencies
-    ``(flavours, |eta| bins, pT bins)``."""
+def measure(
+    files: Sequence[str], settings: Mapping[str, Any], output: str, chunksize: int = CHUNKSIZE
+) -> np.ndarray:
+    """Count the jets of ``files`` (``chunksize`` events at a time), write the map to ``output``
+    and return the efficiencies ``(flavours, |eta| bins, pT bins)``."""
     if not files:
         raise AnalysisError("no simulated sample to measure the b-tagging efficiency in")
-    counts = sum(count_jets(path, settings) for path in files)
+    counts = sum(count_jets(path, settings, chunksize) for path in files)
     for index, flavour in enumerate(FLAVOURS):
         if counts[0, index].sum() <= 0:
             log.warning(
@@ -167,8 +186,10 @@ def _main(argv: Sequence[str] | None = None) -> None:
         "--settings", required=True, help="branches, selection, variations, weights (JSON)"
     )
     parser.add_argument("--output", required=True, help="the correctionlib file to write")
+    parser.add_argument("--chunksize", type=int, default=CHUNKSIZE, help="events per read")
     args = parser.parse_args(argv)
-    values = measure(args.files, json.loads(args.settings), os.fspath(args.output))
+    settings = json.loads(args.settings)
+    values = measure(args.files, settings, os.fspath(args.output), args.chunksize)
     for index, flavour in enumerate(FLAVOURS):
         log.info("flavour %d: efficiency %.3f to %.3f over the bins", flavour,
                  values[index].min(), values[index].max())  # fmt: skip

@@ -65,6 +65,9 @@ def test_measured_map_equals_an_independent_count(
     assert 50 < expected[0] < everywhere[0], (expected, everywhere)
     counts = be.count_jets(str(nano), settings)[:, be.FLAVOURS.index(5), 0, 1]
     np.testing.assert_allclose(counts, expected, rtol=1e-9)
+    # read in chunks of 700 events: the same counts (no event lost or doubled at a boundary)
+    chunked = be.count_jets(str(nano), settings, chunksize=700)
+    np.testing.assert_allclose(chunked, be.count_jets(str(nano), settings), rtol=1e-12)
     efficiency = expected[1] / expected[0]
     correction = correctionlib.CorrectionSet.from_file(str(output))["btag_efficiency"]
     assert correction.evaluate("M", 5, 0.3, 40.0) == pytest.approx(efficiency, rel=1e-9)

@@ -39,11 +39,13 @@ rule btag_efficiency:
     resources:
         mem_mb=on_attempt(4000),
         runtime=on_attempt(60),
+        chunksize=config["preselect"]["chunksize"],
     conda:
         "../../envs/preselect.yaml"
     shell:
         "python -m analysis.selection.btag_efficiency --files {params.files:q} "
-        "--settings {params.settings:q} --output {output:q} 2> {log:q}"
+        "--settings {params.settings:q} --chunksize {resources.chunksize} "
+        "--output {output:q} 2> {log:q}"
 
 
 # One job per sample evaluates all shape variations in one read (coffea + dask). A sample of more
