@@ -78,11 +78,17 @@ def shape_variations(variations: Mapping[str, Any]) -> list[str]:
 def active_weight_variations(weights: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """The weight variations in use; a variation set to null in the config is switched off.
 
-    The official-format corrections of ``weights.corrections`` are included as
-    ``{"correction": True}``: the preselection computes their skim columns ``w_<name>`` and
-    ``w_<name>_{up,down}`` (no NanoAOD branch), which then act like a branch triple with a nominal.
+    A variation that replaces a factor of the nominal weight names that factor's skim column,
+    ``nominal_column``: a branch triple's ``w_<name>``. The official-format corrections of
+    ``weights.corrections`` are included as ``{"correction": True}``: the preselection computes
+    their skim columns ``w_<name>`` (the nominal column of all their variations) and
+    ``w_<variation>_{up,down}`` (no NanoAOD branch).
     """
-    variations = {name: spec for name, spec in weights["variations"].items() if spec}
+    variations = {
+        name: {**spec, "nominal_column": f"w_{name}"} if spec.get("nominal") else spec
+        for name, spec in weights["variations"].items()
+        if spec
+    }
     for name, spec in (weights.get("corrections") or {}).items():
         if spec:
             for variation in correction_variations(name, spec):
@@ -109,9 +115,9 @@ def nominal_weight_columns(weights: Mapping[str, Any]) -> list[str]:
     """The skim columns multiplied into the nominal event weight: the nominal of every branch
     variation that has one and of every weight correction, once each."""
     columns = [
-        spec.get("nominal_column", f"w_{name}")
-        for name, spec in active_weight_variations(weights).items()
-        if spec.get("nominal") or spec.get("correction")
+        spec["nominal_column"]
+        for spec in active_weight_variations(weights).values()
+        if "nominal_column" in spec
     ]
     return list(dict.fromkeys(columns))
 
@@ -166,6 +172,12 @@ def correction_files(config: Mapping[str, Any]) -> dict[str, str | None]:
     return {key: spec.get("file") for key, spec in specs.items() if spec}
 
 
+def is_remote(path: str) -> bool:
+    """Whether ``path`` is a URL (``root://``, ``https://``): read by the job, not watched by
+    Snakemake (which would look for a local file of that name)."""
+    return "://" in path
+
+
 def check_correction_files(config: Mapping[str, Any]) -> list[str]:
     """The local correction files of the config; one clear line for a file that is unset or
     missing (remote ``scheme://`` paths are left to the reader)."""
@@ -178,7 +190,7 @@ def check_correction_files(config: Mapping[str, Any]) -> list[str]:
                 f"config: key '{key}.file' is not set; point it at the correction file (or set "
                 f"{key} to null to switch the correction off)"
             )
-        if "://" in path:
+        if is_remote(path):
             continue
         if not Path(path).is_file():
             raise AnalysisError(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import awkward as ak
 import numpy as np
 
+from analysis.core.config import is_remote
 from analysis.core.errors import AnalysisError
 from analysis.selection.nanoaod import column
 from analysis.selection.skim import CUTS
@@ -53,7 +54,7 @@ def load_lumi_mask(cuts: Mapping[str, Any], sample: str, simulation: bool) -> Lu
             "selection.certified_lumi.required is true; set it to the era's certified-luminosity "
             "(golden) JSON"
         )
-    if "://" not in path and not os.path.isfile(path):
+    if not is_remote(path) and not os.path.isfile(path):
         raise AnalysisError(
             f"selection.certified_lumi.file: {path} not found; fix the path of the "
             "certified-luminosity JSON"

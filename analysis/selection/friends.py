@@ -113,12 +113,11 @@ def _variation_ratio(
     skim: Mapping[str, np.ndarray], variation: Variation, spec: Mapping[str, Any]
 ) -> np.ndarray:
     """Varied over nominal per-event factor: array entries and branches without a nominal are
-    relative already; a branch pair with a nominal, or a correction's variation, replaces that
-    nominal factor (a correction's: ``w_<correction>``, shared by all its variations)."""
+    relative already; a variation with a ``nominal_column`` (a branch triple's, a correction's)
+    replaces that nominal factor."""
     varied = np.asarray(skim[f"w_{variation.name}"], dtype=np.float64)
-    if spec.get("nominal") or spec.get("correction"):
-        nominal = spec.get("nominal_column", f"w_{variation.source}")
-        return _safe_ratio(varied, np.asarray(skim[nominal], dtype=np.float64))
+    if "nominal_column" in spec:
+        return _safe_ratio(varied, np.asarray(skim[spec["nominal_column"]], dtype=np.float64))
     return varied
 
 

@@ -12,10 +12,9 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from analysis.core.config import weight_columns
+from analysis.core.config import is_remote, weight_columns
 from analysis.core.errors import AnalysisError
 from analysis.core.io import EVENT_KEYS
-from analysis.selection.samplefiles import is_remote
 
 #: ``Tau_genPartFlav`` of a genuine hadronic tau decay.
 GENUINE_TAU = 5

@@ -15,6 +15,7 @@ import glob
 import os
 from collections.abc import Sequence
 
+from analysis.core.config import is_remote
 from analysis.core.errors import AnalysisError
 
 #: Suffix of a text file listing input files.
@@ -68,12 +69,6 @@ def _existing(sample: str, path: str, source: str) -> str:
         f"sample '{sample}': input file {path} not found (listed in {source}); "
         "fix the path or remove the file from the list"
     )
-
-
-def is_remote(path: str) -> bool:
-    """Whether ``path`` is a URL (``root://``, ``https://``): read by the job, not watched by
-    Snakemake (which would look for a local file of that name)."""
-    return "://" in path
 
 
 def local_files(paths: Sequence[str]) -> list[str]:

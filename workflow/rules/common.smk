@@ -23,6 +23,7 @@ from analysis.core.config import (
     check_train_classes,
     class_names,
     has_shape_variations,
+    is_remote,
     load_yaml,
     preselect_in_process,
     sample_variations,
@@ -142,10 +143,10 @@ def _variation_sets():
             sets[variations] = SimpleNamespace(suffix=suffix, variations=list(variations),
                                                samples=[])  # fmt: skip
         sets[variations].samples.append(name)
-    # without nominal simulation the rules still exist: the nominal-only ones derive from them
-    empty = SimpleNamespace(suffix="", variations=shape_variations(config["variations"]),
-                            samples=[])  # fmt: skip
-    return list(sets.values()) or [empty]
+    if not sets:  # the rules exist without nominal simulation: the nominal-only ones derive
+        return [SimpleNamespace(suffix="", variations=shape_variations(config["variations"]),
+                                samples=[])]  # fmt: skip
+    return list(sets.values())
 
 
 #: the shape variation sets of nominal simulation (other samples have the nominal only)
@@ -291,7 +292,7 @@ def certified_lumi_file(wildcards):
     """The certified-luminosity JSON, an input of collision-data samples when configured."""
     certified = sample_config(wildcards.sample)["selection"]["certified_lumi"]["file"]
     is_data = SAMPLES[wildcards.sample]["type"] == "data"
-    return [certified] if certified and is_data and "://" not in certified else []
+    return [certified] if certified and is_data and not is_remote(certified) else []
 
 
 #: The era name of the b-tagging efficiency map of an analysis of one era.
