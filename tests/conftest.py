@@ -206,6 +206,36 @@ def xrootd_url() -> Iterator[str]:
         yield url
 
 
+#: Where an era file names each official correction file (config keys), and the kind of file
+#: analysis/selection/correction_files.py writes in its stead.
+CORRECTION_FILE_KEYS = {
+    ("weights", "corrections", "pileup"): "pileup",
+    ("weights", "corrections", "muon_id"): "muon",
+    ("weights", "corrections", "muon_iso"): "muon",
+    ("weights", "corrections", "muon_trigger"): "muon",
+    ("weights", "corrections", "tau_id"): "tau",
+    ("weights", "corrections", "btag"): "btag",
+    ("variations", "tau_es_correction"): "tau",
+    ("variations", "jer"): "jme",
+    ("variations", "jes_sources"): "jme",
+    ("selection", "jet", "id_correction"): "jet_id",
+}
+
+
+def correction_files_overlay(files: dict[str, Path], jet_id: bool = True) -> dict[str, Any]:
+    """A config overlay pointing every correction file of an era file at the generated ``files``
+    (``correction_files.write_all``); ``jet_id``: also the jet ID's (eras without Jet_jetId)."""
+    overlay: dict[str, Any] = {}
+    for keys, kind in CORRECTION_FILE_KEYS.items():
+        if keys[-1] == "id_correction" and not jet_id:
+            continue
+        section = overlay
+        for key in keys:
+            section = section.setdefault(key, {})
+        section["file"] = str(files[kind])
+    return overlay
+
+
 def with_correction_branches(source: Path, output: Path) -> Path:
     """A copy of a toy NanoAOD file with the simulation branches the official-format corrections
     read and the toy lacks: ``Jet_hadronFlavour`` (from the b-tag score), ``Jet_genJetIdx`` and

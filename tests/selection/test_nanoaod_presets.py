@@ -24,7 +24,13 @@ from analysis.selection.friends import friend_columns
 from analysis.selection.preselect import run_preselection
 from analysis.selection.toydata import generate_sample
 from analysis.selection.workingpoints import tau_id_cuts, working_point_cut
-from tests.conftest import REPO, preselect_settings, toy_settings, with_correction_branches
+from tests.conftest import (
+    REPO,
+    correction_files_overlay,
+    preselect_settings,
+    toy_settings,
+    with_correction_branches,
+)
 
 PRESETS = REPO / "config" / "nanoaod"
 
@@ -126,22 +132,6 @@ def test_unknown_working_point_names_config_key(default_config):
     assert "\n" not in str(err.value)
 
 
-#: The correction file kind (analysis/selection/correction_files.py) of each file the 2024 era
-#: names (null, or where CMS keeps it), by where it is set in the config.
-ERA_2024_FILES = {
-    ("weights", "corrections", "pileup"): "pileup",
-    ("weights", "corrections", "muon_id"): "muon",
-    ("weights", "corrections", "muon_iso"): "muon",
-    ("weights", "corrections", "muon_trigger"): "muon",
-    ("weights", "corrections", "tau_id"): "tau",
-    ("weights", "corrections", "btag"): "btag",
-    ("variations", "tau_es_correction"): "tau",
-    ("variations", "jer"): "jme",
-    ("variations", "jes_sources"): "jme",
-    ("selection", "jet", "id_correction"): "jet_id",
-}
-
-
 def test_the_2024_era_runs_on_v15_with_files_of_its_correction_names(
     tmp_path, layouts, default_config, default_samples
 ):
@@ -155,13 +145,10 @@ def test_the_2024_era_runs_on_v15_with_files_of_its_correction_names(
     with uproot.open(nano) as fin:
         true_interactions = fin["Events"]["Pileup_nTrueInt"].array(library="np")
     files = cf.write_all(tmp_path / "corrections", true_interactions, cf.RUN3_2024)
-    config = layered(layered(default_config, load_yaml(PRESETS / "v15.yaml")),
-                     load_yaml(REPO / "config" / "eras" / "2024.yaml"))  # fmt: skip
-    for keys, kind in ERA_2024_FILES.items():
-        section = config
-        for key in keys:
-            section = section[key]
-        section["file"] = str(files[kind])
+    config = default_config
+    for overlay in (load_yaml(PRESETS / "v15.yaml"), load_yaml(REPO / "config/eras/2024.yaml"),
+                    correction_files_overlay(files)):  # fmt: skip
+        config = layered(config, overlay)
     config["weights"]["corrections"]["btag"]["efficiency"]["file"] = str(files["btag_efficiency"])
     config["selection"]["met_filters"] = []  # the toy has no Flag_* branches (test_eventfilters)
     settings = preselect_settings(config)

@@ -14,7 +14,7 @@ from analysis.core.io import read_json, read_tree
 from analysis.selection import correction_files as cf
 from analysis.selection.friends import friend_columns
 from analysis.stats.histograms import read_histograms
-from tests.conftest import REPO, TINY_TOY_CONFIG
+from tests.conftest import REPO, TINY_TOY_CONFIG, correction_files_overlay
 from tests.workflow.conftest import copy_results
 from tests.workflow.test_workflow import snakemake
 
@@ -282,18 +282,11 @@ def _correction_overlay(directory, names, nanoaod):
     its layouts and names (the jet ID's for v15, which has no Jet_jetId), and the toy at its
     NanoAOD version and the toy certified luminosity."""
     files = cf.write_all(directory, np.full(10, 30.0), names)
-    corrections = {name: {"file": str(files[kind])} for name, kind in (
-        ("pileup", "pileup"), ("muon_id", "muon"), ("muon_iso", "muon"),
-        ("muon_trigger", "muon"), ("tau_id", "tau"), ("btag", "btag"))}  # fmt: skip
-    overlay = {
-        "toydata": {"nanoaod": nanoaod},
-        "selection": {"certified_lumi": {"file": str(REPO / "tests/data/certified_lumi_toy.json")}},
-        "variations": {key: {"file": str(files[kind])} for key, kind in (
-            ("tau_es_correction", "tau"), ("jer", "jme"), ("jes_sources", "jme"))},
-        "weights": {"corrections": corrections},
-    }  # fmt: skip
-    if nanoaod == "v15":
-        overlay["selection"]["jet"] = {"id_correction": {"file": str(files["jet_id"])}}
+    certified = {"certified_lumi": {"file": str(REPO / "tests/data/certified_lumi_toy.json")}}
+    overlay = layered(
+        correction_files_overlay(files, jet_id=nanoaod == "v15"),
+        {"toydata": {"nanoaod": nanoaod}, "selection": certified},
+    )
     path = directory / "files.yaml"
     path.write_text(yaml.safe_dump(overlay))
     return str(path)
